@@ -1,0 +1,1 @@
+"""The ``mfllm`` command line: the top layer, above ``training``, ``agents`` and ``mfllm_env``."""

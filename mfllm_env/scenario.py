@@ -1,0 +1,108 @@
+"""The data model: a :class:`Scenario` is one event and the population's reactions to it.
+
+A scenario holds the *source post* (the event every reaction responds to) and the
+reactions in time order. Each :class:`Reaction` carries its author (id and profile), its
+text, a timestamp, the post it replies to, its language and, where humans annotated it,
+one label per label dimension (``{"stance": "support", "certainty": "uncertain"}``).
+
+Loaders (:mod:`mfllm_env.loaders`) build scenarios from real data sets; the synthetic
+generator (:mod:`mfllm_env.synthetic`) builds them with known ground truth. Everything
+downstream (the environment, metrics, training data builders) reads only this model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """Who wrote a post.
+
+    ``profile`` holds whatever the source data knows about the user, with these keys
+    normalised where present: ``followers`` (int), ``friends`` (int), ``statuses`` (int),
+    ``verified`` (bool), ``description`` (str), ``location`` (str), ``name`` (str),
+    ``gender`` (str), ``created_at`` (str). Other keys are kept as given.
+    """
+
+    author_id: str
+    profile: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def followers(self) -> int:
+        """Follower count (0 where unknown); ranks influence for the Popular baseline."""
+        value = self.profile.get("followers", 0)
+        return int(value) if value is not None else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """One post: the source post of an event or one reaction to it.
+
+    ``timestamp`` is in unix seconds (float). ``parent_id`` is the id of the post this one
+    replies to or reposts (``None`` for a source post). ``labels`` maps a label dimension
+    (``"stance"``, ``"certainty"``, ...) to a label name of that dimension's scheme; a
+    dimension absent from the mapping means "not annotated".
+    """
+
+    reaction_id: str
+    author: Author
+    text: str
+    timestamp: float
+    parent_id: str | None = None
+    language: str = "en"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One event: its source post and its reactions, in time order.
+
+    ``scenario_id`` is unique within a loader's output (for example
+    ``"rumoureval/twitter/charliehebdo/552783667052167168"``). ``language`` is the main
+    language of the event (``"en"`` or ``"zh"``) and chooses prompt templates and default
+    label schemes. ``default_label_dimension`` names the label dimension the environment
+    scores on by default. ``metadata`` holds event-level facts (the data set, the split,
+    the event name, a veracity label, generator parameters, ...).
+    """
+
+    scenario_id: str
+    source: Reaction
+    reactions: Sequence[Reaction]
+    language: str = "en"
+    default_label_dimension: str = "stance"
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Always a tuple, so that scenarios compare equal however they were built.
+        object.__setattr__(self, "reactions", tuple(self.reactions))
+        times = [r.timestamp for r in self.reactions]
+        if any(b < a for a, b in zip(times, times[1:], strict=False)):
+            raise ValueError(
+                f"scenario {self.scenario_id!r}: reactions must be in time order; "
+                "sort them by timestamp before building the Scenario"
+            )
+
+    @property
+    def event_text(self) -> str:
+        """The text every reaction responds to (the source post)."""
+        return self.source.text
+
+    def __len__(self) -> int:
+        return len(self.reactions)
+
+    def labelled_count(self, dimension: str) -> int:
+        """How many reactions carry a human label on ``dimension``."""
+        return sum(1 for r in self.reactions if dimension in r.labels)
+
+    def label_counts(self, dimension: str) -> dict[str, int]:
+        """Counts of each human label on ``dimension`` among the reactions."""
+        counts: dict[str, int] = {}
+        for r in self.reactions:
+            name = r.labels.get(dimension)
+            if name is not None:
+                counts[name] = counts.get(name, 0) + 1
+        return counts

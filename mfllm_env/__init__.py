@@ -1,16 +1,60 @@
-"""mfllm_env: populations reacting to events, as PettingZoo parallel environments."""
+"""mfllm_env: populations reacting to events, as PettingZoo parallel environments.
 
-from mfllm_env.labels import CERTAINTY, SDQC, WEIBO, ActionLabeler, LabelScheme, scheme_for
+Importing the package registers ``mfllm/Population-v0`` with PettingZoo, so
+``pettingzoo.make("parallel", "mfllm/Population-v0", scenario=...)`` builds a
+:class:`PopulationEnv`. This package never imports torch, transformers or an HTTP client:
+language-model components reach it through small protocols (:class:`ActionLabeler`,
+:class:`MeanFieldModel`, :class:`Policy`).
+"""
+
+import pettingzoo
+
+from mfllm_env.labels import (
+    CERTAINTY,
+    SDQC,
+    UNLABELLED,
+    WEIBO,
+    ActionLabeler,
+    LabelScheme,
+    scheme_for,
+)
+from mfllm_env.mean_field import HistogramMeanField, MeanField, MeanFieldModel
+from mfllm_env.population_env import (
+    LabelMatchReward,
+    PopulationEnv,
+    StepOutcome,
+    render_profile,
+    render_state,
+)
 from mfllm_env.scenario import Author, Reaction, Scenario
+from mfllm_env.simulation import Policy, run_episode, simulate
+from mfllm_env.synthetic import Intervention, SyntheticPopulation, synthetic_scenario
+
+pettingzoo.register("parallel", "mfllm/Population-v0", PopulationEnv)
 
 __all__ = [
     "CERTAINTY",
     "SDQC",
+    "UNLABELLED",
     "WEIBO",
     "ActionLabeler",
     "Author",
+    "HistogramMeanField",
+    "Intervention",
+    "LabelMatchReward",
     "LabelScheme",
+    "MeanField",
+    "MeanFieldModel",
+    "Policy",
+    "PopulationEnv",
     "Reaction",
     "Scenario",
+    "StepOutcome",
+    "SyntheticPopulation",
+    "render_profile",
+    "render_state",
+    "run_episode",
     "scheme_for",
+    "simulate",
+    "synthetic_scenario",
 ]

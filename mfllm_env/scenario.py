@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 
@@ -80,7 +81,7 @@ class Scenario:
         # Always a tuple, so that scenarios compare equal however they were built.
         object.__setattr__(self, "reactions", tuple(self.reactions))
         times = [r.timestamp for r in self.reactions]
-        if any(b < a for a, b in zip(times, times[1:], strict=False)):
+        if any(b < a for a, b in pairwise(times)):
             raise ValueError(
                 f"scenario {self.scenario_id!r}: reactions must be in time order; "
                 "sort them by timestamp before building the Scenario"

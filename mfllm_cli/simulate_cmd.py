@@ -1,0 +1,105 @@
+"""``mfllm simulate``: run a policy on scenarios and write a run folder with its report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from agents.baselines import ClassifierPolicy, HerdingPolicy, UniformRandomPolicy, collect_examples
+from mfllm_cli.specs import iter_spec
+from mfllm_env.labels import LabelScheme, scheme_for
+from mfllm_env.population_env import PopulationEnv
+from mfllm_env.scenario import Scenario
+from mfllm_env.simulation import Policy, simulate
+
+POLICIES = ("random", "herding", "state-classifier", "mf-classifier")
+SYNTHETIC_FIT_SEEDS = range(1000, 1020)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="simulate a population on scenarios and report its fidelity",
+        description="Run a policy on every scenario of --scenario and write trajectory.jsonl, "
+        "episodes.jsonl, metrics.json and shares.png into --out.",
+    )
+    parser.add_argument(
+        "--scenario",
+        default="synthetic",
+        help="synthetic[:SEED] | rumoureval:PATH[:EVENT|:SPLIT] | ced:PATH | rumdect:PATH | "
+        "jsonl:PATH (default: synthetic)",
+    )
+    parser.add_argument("--policy", choices=POLICIES, default="mf-classifier")
+    parser.add_argument(
+        "--fit",
+        help="scenarios the classifier policies are fitted on (default: 20 other synthetic "
+        "seeds for synthetic, the train split for rumoureval)",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="run folder to write")
+    parser.add_argument("--seed", type=int, default=0, help="seed of episode 0 (episode e: seed+e)")
+    parser.add_argument(
+        "--warmup", type=int, default=50, help="real reactions that drive the mean field"
+    )
+    parser.add_argument("--agents-per-step", type=int, default=16)
+    parser.add_argument("--max-reactions", type=int, help="cut each episode to this many reactions")
+    parser.add_argument("--limit", type=int, help="simulate at most this many episodes")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.set_defaults(func=run)
+
+
+def fit_scenarios(args: argparse.Namespace) -> tuple[list[Scenario], str]:
+    """The scenarios classifier policies are fitted on, and a description of them."""
+    if args.fit:
+        return list(iter_spec(args.fit)), args.fit
+    source, _, rest = args.scenario.partition(":")
+    if source == "synthetic":
+        seeds = SYNTHETIC_FIT_SEEDS
+        fitted = [next(iter_spec(f"synthetic:{seed}")) for seed in seeds]
+        return fitted, f"synthetic seeds {seeds.start}-{seeds.stop - 1}"
+    if source == "rumoureval":
+        path = rest if Path(rest).exists() else rest.rpartition(":")[0]
+        return list(iter_spec(f"rumoureval:{path}:train")), f"rumoureval:{path}:train"
+    raise ValueError(f"classifier policies need --fit SPEC for {source!r} scenarios")
+
+
+def build_policy(args: argparse.Namespace, scheme: LabelScheme, env_options: dict) -> Policy:
+    if args.policy == "random":
+        return UniformRandomPolicy(scheme, seed=args.seed)
+    if args.policy == "herding":
+        return HerdingPolicy()
+    features = "state" if args.policy == "state-classifier" else "state+mean_field"
+    fitted, described = fit_scenarios(args)
+    examples = collect_examples(fitted, **env_options)
+    print(
+        f"fitted {args.policy} on {len(examples.labels)} reactions ({described})", file=sys.stderr
+    )
+    return ClassifierPolicy(scheme, features, seed=args.seed).fit(examples)
+
+
+def run(args: argparse.Namespace) -> int:
+    scenarios = list(iter_spec(args.scenario, limit=args.limit))
+    env_options = {"agents_per_step": args.agents_per_step, "max_reactions": args.max_reactions}
+    scheme = scheme_for(scenarios[0].default_label_dimension)
+    policy = build_policy(args, scheme, env_options)
+    make_env: Callable[[Scenario], PopulationEnv] = partial(
+        PopulationEnv, warmup=args.warmup, action_mode=policy.action_mode, **env_options
+    )
+    config = {**vars(args), "func": None, "out": str(args.out), "label_scheme": scheme.name}
+    summary = simulate(
+        scenarios,
+        make_env,
+        policy,
+        args.out,
+        seed=args.seed,
+        config=config,
+        progress=not args.no_progress,
+    )
+    print(f"{summary['episodes']} episode(s), policy {args.policy}; mean ± standard error:")
+    for name, stats in summary["metrics"].items():
+        print(f"  {name:18s} {stats['mean']:.4f} ± {stats['stderr']:.4f}")
+    files = "config.json, trajectory.jsonl, episodes.jsonl, metrics.json, shares.png"
+    print(f"wrote {args.out}/ ({files})")
+    return 0

@@ -1,0 +1,62 @@
+"""Scenario specifications on the command line: ``SOURCE[:PATH[:SELECTOR]]``.
+
+- ``synthetic`` or ``synthetic:SEED`` -- the embedded synthetic event (seed 0 by default);
+- ``rumoureval:PATH`` -- RumourEval events (one episode per event), ``rumoureval:PATH:EVENT``
+  for one event (e.g. ``charliehebdo``) or a ``train``/``dev``/``test`` split;
+- ``ced:PATH``, ``rumdect:PATH``, ``jsonl:PATH`` -- every scenario those loaders find.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from mfllm_env.loaders import LOADERS, iter_scenarios
+from mfllm_env.scenario import Scenario
+from mfllm_env.synthetic import synthetic_scenario
+
+SPLITS = ("train", "dev", "test")
+
+
+def iter_spec(spec: str, *, limit: int | None = None) -> Iterator[Scenario]:
+    """The scenarios a spec names (see the module docstring); errors say what is wrong."""
+    source, _, rest = spec.partition(":")
+    if source == "synthetic":
+        try:
+            seed = int(rest) if rest else 0
+        except ValueError:
+            raise ValueError(f"synthetic seed must be an integer, got {rest!r}") from None
+        yield synthetic_scenario(seed=seed)
+        return
+    if source not in LOADERS:
+        raise ValueError(
+            f"unknown scenario source {source!r} in {spec!r}; "
+            f"use synthetic[:SEED] or one of {sorted(LOADERS)} followed by :PATH"
+        )
+    if not rest:
+        raise ValueError(f"{spec!r}: give a path, as in {source}:PATH")
+    path, selector = Path(rest), None
+    if not path.exists() and ":" in rest:
+        head, _, selector = rest.rpartition(":")
+        path = Path(head)
+    if not path.exists():
+        raise FileNotFoundError(f"{spec!r}: no such file or folder: {path}")
+    options: dict[str, object] = {}
+    if source == "rumoureval":
+        options["episode"] = "event"
+        if selector in SPLITS:
+            options["split"] = selector
+    elif selector is not None:
+        raise ValueError(f"{spec!r}: only rumoureval specs take a :SELECTOR")
+    count = 0
+    for scenario in iter_scenarios(source, path, **options):
+        if selector and selector not in SPLITS and scenario.metadata.get("event") != selector:
+            continue
+        yield scenario
+        count += 1
+        if limit is not None and count >= limit:
+            return
+    if count == 0:
+        raise ValueError(
+            f"{spec!r}: no scenarios found" + (f" for {selector!r}" if selector else "")
+        )

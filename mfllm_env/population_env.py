@@ -1,0 +1,605 @@
+"""PopulationEnv: a real event replayed as a PettingZoo parallel game.
+
+## Description
+One episode replays one :class:`~mfllm_env.scenario.Scenario`: an event (a source post)
+and the population's reactions to it, in time order. Each reaction is one decision of one
+agent. Every step activates the authors of the next ``agents_per_step`` reactions (16 by
+default, as in MF-LLM); each of them sees the event, its own state (profile and its own
+earlier posts) and the population's mean field, and answers with an action. Actions are
+labelled along one label scheme (SDQC stance by default), and the label histogram is the
+population state that simulated and real populations are compared on.
+
+For the first ``warmup`` reactions the *real* reactions drive the mean field (the
+simulation is anchored on observed data); after that the agents' own actions do (free
+rollout). Agents act in every step, warm-up included, so that their labels can be scored
+against the real ones throughout.
+
+| Import             | ``pettingzoo.make("parallel", "mfllm/Population-v0", scenario=...)`` |
+|--------------------|------------------------------------------------------------------------|
+| Agents             | one per reaction, ``"reaction_00000"``, ...; each acts once         |
+| Active agents      | the authors of the next ``agents_per_step`` reactions                  |
+| Action space       | ``FreeText(max_action_length)`` (``action_mode="text"``) or            |
+|                    | ``Discrete(K)`` over the scheme's labels (``action_mode="label"``)     |
+| Observation space  | ``Dict(event: FreeText, state: FreeText, mean_field: FreeText,         |
+|                    | shares: Box(0, 1, (K,), float32))``                                    |
+| State space        | ``Box(0, 1, (2K + 1,))``: mean-field shares, simulated cumulative      |
+|                    | shares, fraction of reactions done                                     |
+
+## Action space
+Text mode accepts any string. It is labelled by the labeller; a text the labeller cannot
+label (it returns -1), a non-string action or a missing action gets the scheme's
+``fallback`` label, and ``infos`` say so (``fallback``, ``empty_action``,
+``invalid_action``); :attr:`PopulationEnv.stats` counts them over the episode. Label mode
+takes an int in ``[0, K)``; anything else falls back the same way.
+
+## Observation space
+``event``: the source post. ``state``: the agent's profile and up to ``history_length`` of
+its own earlier posts in this episode (the real ones during warm-up, its own actions after).
+``mean_field``: the mean-field model's text. ``shares``: the mean field's numeric label
+shares (uniform before any action). Texts are cut to ``max_text_length`` characters. A
+terminated agent's final observation is the one it acted on.
+
+## Rewards
+Pluggable through ``reward_fn(outcome: StepOutcome) -> array`` (one value per agent that
+acted, in order). The default, :class:`LabelMatchReward`, gives each acting agent
+``1[simulated label == real label] - kl_weight * KL(real step shares || simulated step
+shares)`` (KL smoothed as in :func:`mfllm_env.metrics.kl_divergence`): a per-agent match
+term and a shared population term. Newly activated agents get 0.
+
+## Starting state
+``reset`` activates the first batch; the mean field is the model's initial one.
+
+## Episode end
+An agent terminates right after its one action. The episode ends when every reaction
+(up to ``max_reactions``) has been acted on; ``env.agents`` is then empty. No truncation.
+
+## Infos
+On activation: ``step``, ``reaction_index``, ``warmup``. After acting: also
+``real_text``, ``real_label``/``real_label_id`` (human label where the data has one, else
+the labeller's), ``real_label_source`` (``"human"``/``"labeller"``), ``sim_label``/
+``sim_label_id``, ``fallback``, ``empty_action``, ``invalid_action``.
+
+## Arguments
+``scenario`` (required), ``agents_per_step=16``, ``warmup=50`` (real reactions that drive
+the mean field), ``max_reactions=None`` (cut the episode), ``action_mode="text"``,
+``label_dimension=None`` (the scenario's default dimension; or a
+:class:`~mfllm_env.labels.LabelScheme`), ``labeler=None`` (the dimension's default
+labeller; needed in text mode and for reactions without human labels),
+``mean_field=None`` (a :class:`~mfllm_env.mean_field.HistogramMeanField`),
+``reward_fn=None``, ``history_length=2``, ``max_text_length=2048``,
+``max_action_length=1000``, ``render_mode=None`` (or ``"ansi"``).
+
+>>> import pettingzoo, mfllm_env
+>>> env = pettingzoo.make("parallel", "mfllm/Population-v0",
+...                       scenario=mfllm_env.synthetic_scenario(seed=0, n_reactions=64),
+...                       action_mode="label")
+>>> observations, infos = env.reset(seed=0)
+>>> len(env.agents)
+16
+>>> while env.agents:
+...     actions = {agent: int(obs["shares"].argmax()) for agent, obs in observations.items()
+...                if agent in env.agents}
+...     observations, rewards, terminations, truncations, infos = env.step(actions)
+>>> env.stats["actions"]
+64
+
+## Version history
+* v0: initial release.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from pettingzoo import ParallelEnv
+
+from mfllm_env.labels import UNLABELLED, ActionLabeler, LabelScheme, scheme_for
+from mfllm_env.mean_field import HistogramMeanField, MeanField, MeanFieldModel
+from mfllm_env.metrics import kl_divergence
+from mfllm_env.scenario import Reaction, Scenario
+from mfllm_env.spaces import FreeText
+
+ActionMode = Literal["text", "label"]
+HISTORY_POST_LENGTH = 280
+"""Characters of each earlier post kept in an agent's state (a tweet's length)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    """What happened in one step, as passed to a reward function.
+
+    Arrays are aligned with ``agents`` (the agents that acted, in activation order).
+    ``warmup`` and ``fallback`` are boolean masks (the reaction was in warm-up; the action
+    got the fallback label). ``real_counts``/``sim_counts`` are the step's label histograms.
+    """
+
+    step: int
+    agents: Sequence[str]
+    reaction_indices: np.ndarray
+    real_ids: np.ndarray
+    sim_ids: np.ndarray
+    warmup: np.ndarray
+    fallback: np.ndarray
+    real_counts: np.ndarray
+    sim_counts: np.ndarray
+    scheme: LabelScheme
+
+
+class LabelMatchReward:
+    """``1[sim == real] - kl_weight * KL(real step shares || sim step shares)`` per agent."""
+
+    def __init__(self, match_weight: float = 1.0, kl_weight: float = 1.0) -> None:
+        self.match_weight = match_weight
+        self.kl_weight = kl_weight
+
+    def __call__(self, outcome: StepOutcome) -> np.ndarray:
+        match = (outcome.sim_ids == outcome.real_ids).astype(np.float64)
+        penalty = kl_divergence(outcome.real_counts, outcome.sim_counts) if self.kl_weight else 0.0
+        return self.match_weight * match - self.kl_weight * penalty
+
+
+RewardFn = Callable[[StepOutcome], np.ndarray]
+
+_STATE_TEMPLATES = {
+    "en": {
+        "user": "User {name}",
+        "followers": "{n} followers",
+        "verified": "verified",
+        "bio": "Bio: {text}",
+        "location": "Location: {text}",
+        "history": "Your earlier posts: {posts}",
+    },
+    "zh": {
+        "user": "用户{name}",
+        "followers": "粉丝{n}",
+        "verified": "认证用户",
+        "bio": "简介：{text}",
+        "location": "所在地：{text}",
+        "history": "你之前的发言：{posts}",
+    },
+}
+
+
+def render_profile(reaction: Reaction, language: str = "en") -> str:
+    """Who the author of ``reaction`` is, as one line of text."""
+    t = _STATE_TEMPLATES.get(language, _STATE_TEMPLATES["en"])
+    profile = reaction.author.profile
+    parts = [t["user"].format(name=profile.get("name") or reaction.author.author_id)]
+    if "followers" in profile:
+        parts.append(t["followers"].format(n=profile["followers"]))
+    if profile.get("verified"):
+        parts.append(t["verified"])
+    text = ", ".join(parts) + "."
+    if profile.get("description"):
+        text += " " + t["bio"].format(text=profile["description"])
+    if profile.get("location"):
+        text += " " + t["location"].format(text=profile["location"])
+    return text
+
+
+def render_state(profile_text: str, own_history: Sequence[str], language: str = "en") -> str:
+    """The agent's state text: its profile line and what it already posted.
+
+    One function for the environment and for every prompt built from its observations.
+    """
+    if not own_history:
+        return profile_text
+    t = _STATE_TEMPLATES.get(language, _STATE_TEMPLATES["en"])
+    return profile_text + " " + t["history"].format(posts=" | ".join(own_history))
+
+
+class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
+    """A population reacting to one event; see the module docstring."""
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "name": "mfllm/Population-v0",
+        "render_modes": ["ansi"],
+        "is_parallelizable": True,
+    }
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        agents_per_step: int = 16,
+        warmup: int = 50,
+        max_reactions: int | None = None,
+        action_mode: ActionMode = "text",
+        label_dimension: str | LabelScheme | None = None,
+        labeler: ActionLabeler | None = None,
+        mean_field: MeanFieldModel | None = None,
+        reward_fn: RewardFn | None = None,
+        history_length: int = 2,
+        max_text_length: int = 2048,
+        max_action_length: int = 1000,
+        render_mode: str | None = None,
+    ) -> None:
+        if not isinstance(scenario, Scenario):
+            raise TypeError(f"scenario must be a mfllm_env.Scenario, got {type(scenario).__name__}")
+        if agents_per_step < 1:
+            raise ValueError(f"agents_per_step must be >= 1, got {agents_per_step}")
+        if warmup < 0:
+            raise ValueError(f"warmup must be >= 0 reactions, got {warmup}")
+        if action_mode not in ("text", "label"):
+            raise ValueError(f"action_mode must be 'text' or 'label', got {action_mode!r}")
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        if max_reactions is not None and max_reactions < 1:
+            raise ValueError(f"max_reactions must be >= 1, got {max_reactions}")
+        reactions = scenario.reactions[:max_reactions]
+        if not reactions:
+            raise ValueError(f"scenario {scenario.scenario_id!r} has no reactions to replay")
+
+        self.scenario = scenario
+        self.scheme = (
+            label_dimension
+            if isinstance(label_dimension, LabelScheme)
+            else scheme_for(label_dimension or scenario.default_label_dimension)
+        )
+        self.agents_per_step = agents_per_step
+        self.warmup = warmup
+        self.action_mode: ActionMode = action_mode
+        self.history_length = history_length
+        self.max_text_length = max_text_length
+        self.max_action_length = max_action_length
+        self.render_mode = render_mode
+        self.mean_field_model: MeanFieldModel = mean_field or HistogramMeanField()
+        self.reward_fn: RewardFn = reward_fn or LabelMatchReward()
+        self._reactions = reactions
+        self._n = len(reactions)
+        self.labeler = labeler
+        self._real_ids, self._real_from_human = self._label_real_reactions()
+
+        width = max(5, len(str(self._n - 1)))
+        self.possible_agents = [f"reaction_{i:0{width}d}" for i in range(self._n)]
+        k = self.scheme.size
+        self._observation_space = spaces.Dict(
+            {
+                "event": FreeText(max_text_length),
+                "state": FreeText(max_text_length),
+                "mean_field": FreeText(max_text_length),
+                "shares": spaces.Box(0.0, 1.0, (k,), np.float32),
+            }
+        )
+        self._action_space: spaces.Space[Any] = (
+            FreeText(max_action_length) if action_mode == "text" else spaces.Discrete(k)
+        )
+        self.state_space = spaces.Box(0.0, 1.0, (2 * k + 1,), np.float32)
+        self._event_text = scenario.event_text[:max_text_length]
+        self._language = scenario.language
+        self._profiles: dict[str, str] = {}  # author id -> profile line, kept across resets
+        self.np_random, self._seed = seeding.np_random(None)
+        self.agents: list[str] = []
+        self._reset_episode_state()
+
+    # -- set-up helpers -------------------------------------------------------------
+
+    def _require_labeler(self, why: str) -> ActionLabeler:
+        if self.labeler is None:
+            # Imported here: the trained labeller is only loaded when it is needed.
+            from mfllm_env.labelers import default_labeler
+
+            try:
+                self.labeler = default_labeler(self.scheme)
+            except (KeyError, ValueError) as error:
+                raise ValueError(f"{why}, but {error}") from None
+        if self.labeler.scheme.labels != self.scheme.labels:
+            raise ValueError(
+                f"labeler labels {self.labeler.scheme.labels} differ from the env's scheme "
+                f"{self.scheme.labels}"
+            )
+        return self.labeler
+
+    def _label_real_reactions(self) -> tuple[np.ndarray, np.ndarray]:
+        dimension = self.scheme.dimension
+        ids = np.full(self._n, UNLABELLED, dtype=np.int64)
+        human = np.zeros(self._n, dtype=bool)
+        missing: list[int] = []
+        for i, reaction in enumerate(self._reactions):
+            name = reaction.labels.get(dimension)
+            if name is None:
+                missing.append(i)
+            else:
+                ids[i] = self.scheme.index(name)
+                human[i] = True
+        if missing:
+            labeler = self._require_labeler(
+                f"{len(missing)} reactions have no human {dimension!r} label"
+            )
+            predicted = labeler.label([self._reactions[i].text for i in missing])
+            predicted = np.where(predicted == UNLABELLED, self.scheme.fallback_id, predicted)
+            ids[missing] = predicted
+        if self.action_mode == "text":
+            self._require_labeler("text actions must be labelled")
+        return ids, human
+
+    def _reset_episode_state(self) -> None:
+        self._cursor = 0
+        self._step_index = 0
+        self._sim_ids = np.full(self._n, UNLABELLED, dtype=np.int64)
+        self._world_ids = np.full(self._n, UNLABELLED, dtype=np.int64)
+        self._world_counts = np.zeros(self.scheme.size)
+        self._active: list[int] = []
+        self._observations: dict[str, dict[str, Any]] = {}
+        self._history: dict[str, deque[str]] = {}
+        self.stats = {"actions": 0, "fallback": 0, "empty_action": 0, "invalid_action": 0}
+        self._last_outcome: StepOutcome | None = None
+
+    # -- PettingZoo API ---------------------------------------------------------------
+
+    def observation_space(self, agent: str) -> spaces.Dict:
+        return self._observation_space
+
+    def action_space(self, agent: str) -> spaces.Space[Any]:
+        return self._action_space
+
+    @property
+    def num_steps(self) -> int:
+        """Steps in a full episode."""
+        return math.ceil(self._n / self.agents_per_step)
+
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        if seed is not None:
+            self.np_random, self._seed = seeding.np_random(seed)
+            space_seeds = self.np_random.integers(0, 2**31 - 1, size=2)
+            self._action_space.seed(int(space_seeds[0]))
+            self._observation_space.seed(int(space_seeds[1]))
+        self._reset_episode_state()
+        self._mean_field = self.mean_field_model.reset(self.scenario, self.scheme)
+        self._shares32 = self._mean_field.shares.astype(np.float32)
+        observations, infos = self._activate_next()
+        return observations, infos
+
+    def _activate_next(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        start = self._cursor
+        stop = min(start + self.agents_per_step, self._n)
+        self._active = list(range(start, stop))
+        self._cursor = stop
+        self.agents = [self.possible_agents[i] for i in self._active]
+        observations: dict[str, dict[str, Any]] = {}
+        infos: dict[str, dict[str, Any]] = {}
+        mf_text = self._mean_field.text[: self.max_text_length]
+        step, warmup, language = self._step_index, self.warmup, self._language
+        for i, agent in zip(self._active, self.agents, strict=True):
+            reaction = self._reactions[i]
+            author = reaction.author.author_id
+            profile = self._profiles.get(author)
+            if profile is None:
+                profile = self._profiles[author] = render_profile(reaction, language)
+            history = self._history.get(author)
+            state = render_state(profile, history, language) if history else profile
+            observations[agent] = {
+                "event": self._event_text,
+                "state": state[: self.max_text_length],
+                "mean_field": mf_text,
+                "shares": self._shares32,
+            }
+            infos[agent] = {"step": step, "reaction_index": i, "warmup": i < warmup}
+        self._observations = observations
+        return observations, infos
+
+    def _label_actions(
+        self, actions: Mapping[str, Any]
+    ) -> tuple[list[str], np.ndarray, list[bool], list[bool], list[bool]]:
+        """Texts (for the mean field), label ids and the fallback / empty / invalid flags
+        of the active agents' actions."""
+        agents = self.agents
+        fallback_id = self.scheme.fallback_id
+        if self.action_mode == "label":
+            size = self.scheme.size
+            raw = [actions.get(agent) for agent in agents]
+            invalid = [
+                not (isinstance(a, (int, np.integer)) and not isinstance(a, bool) and 0 <= a < size)
+                for a in raw
+            ]
+            id_list = [fallback_id if bad else int(a) for a, bad in zip(raw, invalid, strict=True)]
+            labels = self.scheme.labels
+            return (
+                [labels[i] for i in id_list],
+                np.array(id_list),
+                invalid,
+                [False] * len(agents),
+                invalid,
+            )
+        texts: list[str] = []
+        invalid = []
+        limit = self.max_action_length
+        for agent in agents:
+            action = actions.get(agent)
+            if isinstance(action, str):
+                texts.append(action if len(action) <= limit else action[:limit])
+                invalid.append(False)
+            else:
+                texts.append("")
+                invalid.append(True)
+        empty = [not text.strip() for text in texts]
+        ids = np.asarray(self.labeler.label(texts), dtype=np.int64)  # type: ignore[union-attr]
+        if ids.shape != (len(texts),):
+            raise ValueError(f"labeler returned shape {ids.shape} for {len(texts)} texts")
+        fallback = [bad or i == UNLABELLED for bad, i in zip(invalid, ids.tolist(), strict=True)]
+        if any(fallback):
+            ids[np.array(fallback)] = fallback_id
+        return texts, ids, fallback, empty, invalid
+
+    def step(
+        self, actions: Mapping[str, Any]
+    ) -> tuple[
+        dict[str, dict[str, Any]],
+        dict[str, float],
+        dict[str, bool],
+        dict[str, bool],
+        dict[str, dict[str, Any]],
+    ]:
+        if not self.agents:
+            raise RuntimeError("step() called on a finished episode; call reset() first")
+        acted = self.agents
+        count = len(acted)
+        start = self._active[0]
+        stop = start + count
+        texts, sim_ids, fallback, empty, invalid = self._label_actions(actions)
+        real_ids = self._real_ids[start:stop]
+
+        # The mean field is driven by real reactions during warm-up, by actions after it.
+        n_warm = min(max(self.warmup - start, 0), count)
+        world_ids = sim_ids.copy()
+        world_texts = texts
+        if n_warm:
+            world_ids[:n_warm] = real_ids[:n_warm]
+            world_texts = [r.text for r in self._reactions[start : start + n_warm]] + texts[n_warm:]
+        acted_observations = self._observations
+        states = [acted_observations[agent]["state"] for agent in acted]
+        self._mean_field = self.mean_field_model.update(
+            self._mean_field, states, world_texts, world_ids
+        )
+        self._shares32 = np.asarray(self._mean_field.shares, dtype=np.float32)
+        self._sim_ids[start:stop] = sim_ids
+        self._world_ids[start:stop] = world_ids
+        size = self.scheme.size
+        self._world_counts += np.bincount(world_ids, minlength=size)
+        if self.history_length:
+            history = self._history
+            for reaction, text in zip(self._reactions[start:stop], world_texts, strict=True):
+                queue = history.get(reaction.author.author_id)
+                if queue is None:
+                    queue = history[reaction.author.author_id] = deque(maxlen=self.history_length)
+                queue.append(text[:HISTORY_POST_LENGTH])
+
+        warm = np.zeros(count, dtype=bool)
+        warm[:n_warm] = True
+        outcome = StepOutcome(
+            step=self._step_index,
+            agents=acted,
+            reaction_indices=np.arange(start, stop),
+            real_ids=real_ids,
+            sim_ids=sim_ids,
+            warmup=warm,
+            fallback=np.array(fallback),
+            real_counts=np.bincount(real_ids, minlength=size).astype(np.float64),
+            sim_counts=np.bincount(sim_ids, minlength=size).astype(np.float64),
+            scheme=self.scheme,
+        )
+        reward_values = np.asarray(self.reward_fn(outcome), dtype=np.float64)
+        if reward_values.shape == ():
+            reward_list = [float(reward_values)] * count
+        elif reward_values.shape == (count,):
+            reward_list = reward_values.tolist()
+        else:
+            raise ValueError(f"reward_fn returned shape {reward_values.shape} for {count} agents")
+
+        stats = self.stats
+        stats["actions"] += count
+        stats["fallback"] += sum(fallback)
+        stats["empty_action"] += sum(empty)
+        stats["invalid_action"] += sum(invalid)
+        self._last_outcome = outcome
+
+        labels = self.scheme.labels
+        # A terminated agent's final observation is the one it acted on.
+        observations: dict[str, dict[str, Any]] = dict(acted_observations)
+        rewards = dict(zip(acted, reward_list, strict=True))
+        terminations = dict.fromkeys(acted, True)
+        truncations = dict.fromkeys(acted, False)
+        infos: dict[str, dict[str, Any]] = {}
+        human = self._real_from_human
+        step = self._step_index
+        for j, (agent, reaction, real, sim) in enumerate(
+            zip(
+                acted, self._reactions[start:stop], real_ids.tolist(), sim_ids.tolist(), strict=True
+            )
+        ):
+            infos[agent] = {
+                "step": step,
+                "reaction_index": start + j,
+                "warmup": j < n_warm,
+                "real_text": reaction.text,
+                "real_label": labels[real],
+                "real_label_id": real,
+                "real_label_source": "human" if human[start + j] else "labeller",
+                "sim_label": labels[sim],
+                "sim_label_id": sim,
+                "fallback": fallback[j],
+                "empty_action": empty[j],
+                "invalid_action": invalid[j],
+            }
+        self._step_index += 1
+        if self._cursor < self._n:
+            new_obs, new_infos = self._activate_next()
+            observations.update(new_obs)
+            infos.update(new_infos)
+            for agent in self.agents:
+                rewards[agent] = 0.0
+                terminations[agent] = False
+                truncations[agent] = False
+        else:
+            self._active = []
+            self.agents = []
+        return observations, rewards, terminations, truncations, infos
+
+    @property
+    def last_record(self) -> dict[str, Any] | None:
+        """A JSON-ready summary of the last step (``None`` before the first step)."""
+        outcome = self._last_outcome
+        if outcome is None:
+            return None
+        count = len(outcome.agents)
+        return {
+            "step": outcome.step,
+            "reactions": [int(outcome.reaction_indices[0]), int(outcome.reaction_indices[-1]) + 1],
+            "warmup": int(outcome.warmup.sum()),
+            "real_labels": outcome.real_ids.tolist(),
+            "sim_labels": outcome.sim_ids.tolist(),
+            "real_step_shares": (outcome.real_counts / count).tolist(),
+            "sim_step_shares": (outcome.sim_counts / count).tolist(),
+            "world_shares": (self._world_counts / self._world_counts.sum()).tolist(),
+            "mean_field": self._mean_field.text,
+            "fallbacks": int(outcome.fallback.sum()),
+        }
+
+    def state(self) -> np.ndarray:
+        total = self._world_counts.sum()
+        world = self._world_counts / total if total else self._mean_field.shares
+        return np.concatenate(
+            [self._mean_field.shares, world, [self._cursor / self._n if self.agents else 1.0]]
+        ).astype(np.float32)
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        shares = ", ".join(
+            f"{name} {share:.2f}"
+            for name, share in zip(self.scheme.labels, self._mean_field.shares, strict=True)
+        )
+        return f"step {self._step_index}/{self.num_steps}: {shares}"
+
+    def close(self) -> None:
+        pass
+
+    # -- results ---------------------------------------------------------------------------
+
+    @property
+    def real_label_ids(self) -> np.ndarray:
+        """Real label id of every reaction of the episode (human where available)."""
+        return self._real_ids.copy()
+
+    @property
+    def sim_label_ids(self) -> np.ndarray:
+        """The agents' label ids so far (-1 for reactions not yet acted on)."""
+        return self._sim_ids.copy()
+
+    @property
+    def world_label_ids(self) -> np.ndarray:
+        """Labels of the simulated world: real ones in warm-up, the agents' after it."""
+        return self._world_ids.copy()
+
+    @property
+    def mean_field(self) -> MeanField:
+        return self._mean_field

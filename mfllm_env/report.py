@@ -1,0 +1,87 @@
+"""Figures for fidelity reports: real against simulated label-share trajectories.
+
+Drawing goes through matplotlib's Agg canvas on a standalone ``Figure``: no display is
+needed, pyplot's global figure list is never touched, and nothing is left open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from numpy.typing import ArrayLike
+
+__all__ = ["plot_share_trajectories"]
+
+
+def plot_share_trajectories(
+    real: ArrayLike,
+    sim: ArrayLike,
+    labels: Sequence[str],
+    path: str | Path,
+    *,
+    title: str = "",
+    warmup_step: float | None = None,
+    x_values: ArrayLike | None = None,
+) -> Path:
+    """Plot real (solid) and simulated (dashed) label shares over steps into one PNG.
+
+    ``real`` and ``sim`` are share trajectories of the same shape (T, K), e.g. from
+    :func:`mfllm_env.metrics.share_trajectory`; ``labels`` names the K columns, one colour
+    each. The x axis is ``x_values`` (T numbers; default the step numbers 1..T, so row
+    ``t`` is drawn at step ``t + 1``, when its shares are known). ``warmup_step``, in the
+    same units, draws a vertical line where warm-up ends. The y axis is fixed to [0, 1].
+    Parent folders of ``path`` are created. Returns ``path`` as a :class:`~pathlib.Path`.
+    Raises ``ValueError`` on mismatched shapes.
+    """
+    real_arr = np.asarray(real, dtype=np.float64)
+    sim_arr = np.asarray(sim, dtype=np.float64)
+    if real_arr.ndim != 2 or real_arr.shape != sim_arr.shape or real_arr.size == 0:
+        raise ValueError(
+            f"real and sim must be non-empty (T, K) arrays of one shape, got {real_arr.shape} "
+            f"and {sim_arr.shape}"
+        )
+    steps, num_labels = real_arr.shape
+    if len(labels) != num_labels:
+        raise ValueError(f"labels must name the {num_labels} columns, got {len(labels)} names")
+    x = np.arange(1, steps + 1) if x_values is None else np.asarray(x_values, dtype=np.float64)
+    if x.shape != (steps,):
+        raise ValueError(f"x_values must hold {steps} numbers, got shape {x.shape}")
+
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    colours = [f"C{i % 10}" for i in range(num_labels)]
+    for k, colour in enumerate(colours):
+        ax.plot(x, real_arr[:, k], color=colour, linestyle="-", marker=".")
+        ax.plot(x, sim_arr[:, k], color=colour, linestyle="--", marker=".")
+    if warmup_step is not None:
+        ax.axvline(warmup_step, color="grey", linestyle=":", linewidth=1.5)
+
+    # One legend entry per label colour, then one per line style.
+    handles = [Line2D([], [], color=c, linewidth=3) for c in colours]
+    handles += [
+        Line2D([], [], color="black", linestyle="-", label="real"),
+        Line2D([], [], color="black", linestyle="--", label="simulated"),
+    ]
+    names = [*labels, "real", "simulated"]
+    if warmup_step is not None:
+        handles.append(Line2D([], [], color="grey", linestyle=":", linewidth=1.5))
+        names.append("end of warm-up")
+    ax.legend(handles, names, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+    ax.set_xlabel("step")
+    ax.set_ylabel("share")
+    ax.set_ylim(0.0, 1.0)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png", dpi=120)
+    return out

@@ -1,0 +1,289 @@
+"""PopulationEnv: PettingZoo API conformance, determinism, warm-up, bad actions, rewards."""
+
+from __future__ import annotations
+
+import doctest
+
+import numpy as np
+import pettingzoo
+import pytest
+from pettingzoo.test import api_test, parallel_api_test
+from pettingzoo.utils import parallel_to_aec
+
+import mfllm_env
+from mfllm_env import SDQC, HistogramMeanField, PopulationEnv, StepOutcome, synthetic_scenario
+from mfllm_env import population_env as population_env_module
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    return synthetic_scenario(seed=3, n_reactions=90)
+
+
+@pytest.mark.parametrize("action_mode", ["text", "label"])
+def test_parallel_api(scenario, action_mode):
+    env = PopulationEnv(scenario, action_mode=action_mode, warmup=20)
+    parallel_api_test(env, num_cycles=100)
+
+
+@pytest.mark.parametrize("action_mode", ["text", "label"])
+def test_aec_api_through_parallel_to_aec(scenario, action_mode):
+    env = parallel_to_aec(PopulationEnv(scenario, action_mode=action_mode, warmup=20))
+    api_test(env, num_cycles=100)
+
+
+def test_registered_with_pettingzoo(scenario):
+    env = pettingzoo.make("parallel", "mfllm/Population-v0", scenario=scenario, agents_per_step=8)
+    assert isinstance(env, PopulationEnv)
+    observations, _ = env.reset(seed=0)
+    assert len(observations) == 8
+
+
+def test_module_docstring_example_runs():
+    result = doctest.testmod(population_env_module, raise_on_error=False)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def _rollout(env: PopulationEnv, seed: int) -> list:
+    """Every observation and info from reset to the end, with actions sampled from the
+    env's own (seeded) action space."""
+    observations, infos = env.reset(seed=seed)
+    trace = [(observations, infos)]
+    while env.agents:
+        actions = {agent: env.action_space(agent).sample() for agent in env.agents}
+        observations, rewards, terminations, truncations, infos = env.step(actions)
+        trace.append(
+            (observations, rewards, terminations, truncations, infos, env.state().tolist())
+        )
+    return trace
+
+
+def _normalise(value):
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+@pytest.mark.parametrize("action_mode", ["text", "label"])
+def test_same_seed_same_trajectory(scenario, action_mode):
+    env = PopulationEnv(scenario, action_mode=action_mode, warmup=20)
+    first = _normalise(_rollout(env, seed=42))
+    second = _normalise(
+        _rollout(PopulationEnv(scenario, action_mode=action_mode, warmup=20), seed=42)
+    )
+    assert first == second
+    assert len(first) == env.num_steps + 1
+    # A different seed gives different random actions, hence different labels.
+    third = _normalise(_rollout(env, seed=7))
+    assert first != third
+
+
+def test_observations_are_in_their_spaces(scenario):
+    env = PopulationEnv(scenario, warmup=20)
+    observations, _ = env.reset(seed=0)
+    space = env.observation_space(env.agents[0])
+    while env.agents:
+        for agent in env.agents:
+            assert space.contains(observations[agent])
+            np.testing.assert_allclose(observations[agent]["shares"].sum(), 1.0, rtol=1e-5)
+        observations, *_ = env.step({agent: "This is fake news." for agent in env.agents})
+        assert env.state_space.contains(env.state())
+
+
+def test_each_reaction_is_one_agent_acting_once(scenario):
+    env = PopulationEnv(scenario, agents_per_step=16, action_mode="label")
+    env.reset(seed=0)
+    seen = []
+    while env.agents:
+        seen.extend(env.agents)
+        env.step(dict.fromkeys(env.agents, 0))
+    assert seen == env.possible_agents
+    assert len(seen) == len(scenario.reactions) == env.stats["actions"]
+    assert env.num_steps == int(np.ceil(90 / 16))
+
+
+def test_warmup_mean_field_follows_real_reactions(scenario):
+    """During warm-up the mean field counts the real labels, whatever the agents do."""
+    env = PopulationEnv(scenario, warmup=48, action_mode="label", agents_per_step=16)
+    env.reset(seed=0)
+    for _ in range(3):  # 48 reactions = 3 steps of warm-up
+        env.step(dict.fromkeys(env.agents, SDQC.index("deny")))
+    real = env.real_label_ids[:48]
+    np.testing.assert_allclose(env.mean_field.shares, np.bincount(real, minlength=4) / 48)
+    # After warm-up the agents' own actions drive it: all-deny pushes deny up.
+    before = env.mean_field.shares[SDQC.index("deny")]
+    env.step(dict.fromkeys(env.agents, SDQC.index("deny")))
+    assert env.mean_field.shares[SDQC.index("deny")] > before
+    np.testing.assert_array_equal(env.world_label_ids[:48], real)
+
+
+def test_text_actions_are_labelled_and_infos_carry_the_real_reaction(scenario):
+    env = PopulationEnv(scenario, warmup=0)
+    env.reset(seed=0)
+    acting = list(env.agents)
+    _, _, _, _, infos = env.step({agent: "This is fake, a hoax, not true." for agent in acting})
+    for agent, reaction in zip(acting, scenario.reactions, strict=False):
+        info = infos[agent]
+        assert info["sim_label"] == "deny" and info["fallback"] is False
+        assert info["real_text"] == reaction.text
+        assert info["real_label"] == reaction.labels["stance"]
+        assert info["real_label_source"] == "human"
+
+
+def test_bad_text_actions_fall_back_and_are_counted(scenario):
+    env = PopulationEnv(scenario, warmup=0)
+    env.reset(seed=0)
+    agents = list(env.agents)
+    actions = {
+        agents[0]: "",
+        agents[1]: "   ",
+        agents[2]: None,
+        agents[3]: 12345,
+        agents[4]: "x" * 100_000,
+        agents[5]: "\x00\x01\ufffd",
+        agents[6]: "这是假的",
+    }  # the rest of the agents give no action at all
+    _, _, _, _, infos = env.step(actions)
+    fallback_id = SDQC.fallback_id
+    for agent in agents[:4] + agents[7:]:
+        assert infos[agent]["fallback"] is True
+        assert infos[agent]["sim_label_id"] == fallback_id
+    assert infos[agents[0]]["empty_action"] and infos[agents[1]]["empty_action"]
+    assert infos[agents[2]]["invalid_action"] and infos[agents[3]]["invalid_action"]
+    assert infos[agents[7]]["invalid_action"]  # missing action
+    assert env.stats["actions"] == 16
+    assert env.stats["fallback"] == sum(
+        info["fallback"] for info in infos.values() if "fallback" in info
+    )
+    assert env.stats["invalid_action"] == 2 + len(agents[7:])
+    assert env.stats["empty_action"] >= 4  # missing and non-string actions count as empty too
+
+
+@pytest.mark.parametrize("bad", [-1, 4, 2.0, True, "support", None])
+def test_bad_label_actions_fall_back(scenario, bad):
+    env = PopulationEnv(scenario, action_mode="label")
+    env.reset(seed=0)
+    agent = env.agents[0]
+    _, _, _, _, infos = env.step({**dict.fromkeys(env.agents, 0), agent: bad})
+    assert infos[agent]["fallback"] and infos[agent]["invalid_action"]
+    assert infos[agent]["sim_label"] == SDQC.fallback
+    assert env.stats["fallback"] == 1
+
+
+def test_default_reward_is_match_minus_step_kl(scenario):
+    env = PopulationEnv(scenario, action_mode="label", warmup=0)
+    env.reset(seed=0)
+    acting = list(env.agents)
+    real = [SDQC.index(r.labels["stance"]) for r in scenario.reactions[:16]]
+    _, rewards, _, _, _ = env.step(dict(zip(acting, real, strict=True)))
+    # Every agent matched its real label and the step shares are identical: reward 1.
+    assert all(rewards[a] == pytest.approx(1.0) for a in acting)
+    # New agents start with reward 0.
+    assert all(rewards[a] == 0.0 for a in env.agents)
+    acting = list(env.agents)
+    real = [SDQC.index(r.labels["stance"]) for r in scenario.reactions[16:32]]
+    wrong = [(r + 1) % 4 for r in real]
+    _, rewards, _, _, _ = env.step(dict(zip(acting, wrong, strict=True)))
+    assert all(rewards[a] < 0 for a in acting)
+
+
+def test_custom_reward_function(scenario):
+    def population_only(outcome: StepOutcome) -> np.ndarray:
+        return -np.abs(outcome.real_counts - outcome.sim_counts).sum() * np.ones(
+            len(outcome.agents)
+        )
+
+    env = PopulationEnv(scenario, action_mode="label", reward_fn=population_only)
+    env.reset(seed=0)
+    acting = list(env.agents)
+    _, rewards, _, _, _ = env.step(dict.fromkeys(acting, 0))
+    assert len({rewards[a] for a in acting}) == 1 and rewards[acting[0]] <= 0
+
+
+def test_custom_mean_field_model_is_used(scenario):
+    class Recorder(HistogramMeanField):
+        calls = 0
+
+        def update(self, previous, states, actions, labels):
+            Recorder.calls += 1
+            assert len(states) == len(actions) == len(labels)
+            return super().update(previous, states, actions, labels)
+
+    env = PopulationEnv(scenario, action_mode="label", mean_field=Recorder(window=20))
+    env.reset(seed=0)
+    while env.agents:
+        env.step(dict.fromkeys(env.agents, 1))
+    assert Recorder.calls == env.num_steps
+    assert env.mean_field.count == 20
+
+
+def test_episode_end_and_step_after_end(scenario):
+    env = PopulationEnv(scenario, action_mode="label", max_reactions=20)
+    env.reset(seed=0)
+    env.step(dict.fromkeys(env.agents, 0))
+    _, _, terminations, _, _ = env.step(dict.fromkeys(env.agents, 0))
+    assert env.agents == [] and all(terminations.values())
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step({})
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"agents_per_step": 0}, "agents_per_step"),
+        ({"warmup": -1}, "warmup"),
+        ({"action_mode": "tokens"}, "action_mode"),
+        ({"max_reactions": 0}, "max_reactions"),
+        ({"render_mode": "human"}, "render_mode"),
+    ],
+)
+def test_bad_arguments_are_rejected(scenario, options, message):
+    with pytest.raises(ValueError, match=message):
+        PopulationEnv(scenario, **options)
+
+
+def test_not_a_scenario_is_rejected():
+    with pytest.raises(TypeError, match="Scenario"):
+        PopulationEnv("synthetic")
+
+
+def test_unknown_dimension_without_labeller(scenario):
+    with pytest.raises(ValueError, match="certainty"):
+        PopulationEnv(scenario, label_dimension="certainty")
+
+
+def test_state_history_shows_own_earlier_posts():
+    sc = synthetic_scenario(seed=1, n_reactions=200, n_users=20)
+    env = PopulationEnv(sc, action_mode="label", warmup=200)
+    observations, _ = env.reset(seed=0)
+    with_history = 0
+    while env.agents:
+        with_history += sum("earlier posts" in observations[a]["state"] for a in env.agents)
+        observations, *_ = env.step(dict.fromkeys(env.agents, 0))
+    assert with_history > 100  # 20 users share 200 reactions
+
+
+def test_render_ansi(scenario):
+    env = PopulationEnv(scenario, action_mode="label", render_mode="ansi")
+    env.reset(seed=0)
+    env.step(dict.fromkeys(env.agents, 0))
+    assert env.render().startswith("step 1/")
+
+
+def test_package_does_not_import_llm_libraries():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mfllm_env, mfllm_env.labelers, mfllm_env.loaders;"
+        "heavy = ('torch', 'transformers', 'httpx', 'requests', 'openai');"
+        "bad = [m for m in heavy if m in sys.modules];"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+    assert mfllm_env.PopulationEnv is PopulationEnv

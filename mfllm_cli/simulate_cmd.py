@@ -17,6 +17,7 @@ from mfllm_env.simulation import Policy, simulate
 
 POLICIES = ("random", "herding", "state-classifier", "mf-classifier")
 SYNTHETIC_FIT_SEEDS = range(1000, 1020)
+FIT_DEFAULTS = ("synthetic", "rumoureval")  # sources whose classifiers have a default --fit
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,7 +63,7 @@ def fit_scenarios(args: argparse.Namespace) -> tuple[list[Scenario], str]:
     if source == "rumoureval":
         path = rest if Path(rest).exists() else rest.rpartition(":")[0]
         return list(iter_spec(f"rumoureval:{path}:train")), f"rumoureval:{path}:train"
-    raise ValueError(f"classifier policies need --fit SPEC for {source!r} scenarios")
+    raise ValueError(f"no default --fit for {source!r} scenarios")
 
 
 def build_policy(args: argparse.Namespace, scheme: LabelScheme, env_options: dict) -> Policy:
@@ -80,6 +81,9 @@ def build_policy(args: argparse.Namespace, scheme: LabelScheme, env_options: dic
 
 
 def run(args: argparse.Namespace) -> int:
+    source = args.scenario.partition(":")[0]
+    if args.policy.endswith("classifier") and not args.fit and source not in FIT_DEFAULTS:
+        raise ValueError(f"classifier policies need --fit SPEC for {source!r} scenarios")
     scenarios = list(iter_spec(args.scenario, limit=args.limit))
     env_options = {"agents_per_step": args.agents_per_step, "max_reactions": args.max_reactions}
     scheme = scheme_for(scenarios[0].default_label_dimension)

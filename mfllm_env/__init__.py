@@ -18,6 +18,14 @@ from mfllm_env.labels import (
     LabelScheme,
     scheme_for,
 )
+from mfllm_env.loaders import (
+    LOADERS,
+    ScenarioFormatError,
+    ScenarioFormatWarning,
+    iter_scenarios,
+    load_scenarios,
+    write_scenarios_jsonl,
+)
 from mfllm_env.mean_field import HistogramMeanField, MeanField, MeanFieldModel
 from mfllm_env.population_env import (
     LabelMatchReward,
@@ -34,6 +42,7 @@ pettingzoo.register("parallel", "mfllm/Population-v0", PopulationEnv)
 
 __all__ = [
     "CERTAINTY",
+    "LOADERS",
     "SDQC",
     "UNLABELLED",
     "WEIBO",
@@ -49,12 +58,17 @@ __all__ = [
     "PopulationEnv",
     "Reaction",
     "Scenario",
+    "ScenarioFormatError",
+    "ScenarioFormatWarning",
     "StepOutcome",
     "SyntheticPopulation",
+    "iter_scenarios",
+    "load_scenarios",
     "render_profile",
     "render_state",
     "run_episode",
     "scheme_for",
     "simulate",
     "synthetic_scenario",
+    "write_scenarios_jsonl",
 ]

@@ -1,0 +1,353 @@
+"""CED Weibo (Song et al. 2018): 3,387 Chinese Weibo events, rumour or not.
+
+``path`` is the archive ``CED_Dataset.tar.xz`` (any tar compression), an unpacked copy
+(the folder holding ``original-microblog/``, ``rumor-repost/`` and ``non-rumor-repost/``, or
+its parent holding ``CED_Dataset/``), or a partial copy such as the data set's ``sample/``.
+
+One scenario per event ``<idx>_<mid>_<uid>``, named ``"ced/<idx>_<mid>_<uid>"``:
+
+* the source post is ``original-microblog/<event>.json``: ``text``; ``time`` in unix
+  seconds (in 87 files a Weibo API date such as ``Sat Jun 29 12:40:09 +0800 2013``);
+  ``reposts``, ``comments``, ``likes``, ``pics``, ``has_url`` and the ``source`` client
+  (as ``"client"``) kept in the source's metadata. Its id and author id come from the file
+  name. The author profile maps ``followers``, ``friends``, ``messages`` -> ``statuses``,
+  ``verified``, ``verified_type``, ``gender``, ``location`` and ``time`` (account creation,
+  unix) -> ``created_at`` (ISO 8601, UTC); CED's ``description`` is only a flag (whether
+  the user wrote one), kept as ``has_description``. The 87 files with ``"user": "empty"``
+  give an empty profile;
+* the reactions are ``rumor-repost/<event>.json`` or ``non-rumor-repost/<event>.json`` (which
+  one gives ``metadata["veracity"]``: ``"rumor"`` or ``"non-rumor"``): a list of ``{mid, uid,
+  parent, kids, text, date}``. ``text`` ``""`` is a plain repost and is kept as ``""``.
+  ``parent`` ``""`` means the reaction answers the source post (``parent_id`` is then the
+  source's mid). ``date`` (``YYYY-MM-DD HH:MM:SS``) is China Standard Time (UTC+8) and is
+  turned into unix seconds on that basis. 74 reactions carry Weibo's year-less form
+  ``MM月DD日 HH:MM`` (Weibo omits the year of the current year at crawl time): they are
+  dated in ``undated_year`` (default 2016, the year after the newest full date in CED,
+  2015-12-31) and carry ``metadata["year_inferred"] = True``. Reactions have no profile
+  (``Author.profile`` is empty) and no labels; ``language`` is ``"zh"`` and
+  ``default_label_dimension`` ``"weibo"``. ``metadata["reaction_count"]`` is the event's
+  number of reactions before ``max_reactions`` cuts it.
+
+Streaming: the archive stores the non-rumour reposts before the source posts, so an archive
+is read in two streaming passes: the first keeps only the (small) source posts, the second
+builds and yields one event at a time, in archive order. A folder is read event by event,
+in order of the index ``idx``. At most one event's reactions are held at any time.
+
+A bad reaction record is one record; an unreadable repost file, a bad source post, a source
+post without a repost file (or the reverse) is one bad file, and its event is left out.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from mfllm_env.loaders.common import (
+    ErrorPolicy,
+    RecordReader,
+    ScenarioFormatError,
+    check_limit,
+    drop_none,
+    existing_path,
+    finish,
+    parse_api_date,
+    parse_json,
+    time_sorted,
+    unix_to_iso,
+)
+from mfllm_env.scenario import Author, Reaction, Scenario
+
+SOURCE_FOLDER = "original-microblog"
+REPOST_FOLDERS = {"rumor-repost": "rumor", "non-rumor-repost": "non-rumor"}
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+YEARLESS_DATE_FORMAT = "%Y年%m月%d日 %H:%M"
+MISSING_USER = "empty"
+CHINA_EPOCH = datetime(1970, 1, 1, 8)
+"""The unix epoch as a naive China Standard Time (UTC+8) date."""
+CRAWL_YEAR = 2016
+"""The year CED was crawled: its newest full date is 2015-12-31 15:57:39, and Weibo writes
+dates of the current year without the year."""
+
+
+def load_ced(
+    path: str | os.PathLike[str],
+    *,
+    max_reactions: int | None = None,
+    undated_year: int = CRAWL_YEAR,
+    on_error: str = "raise",
+    limit: int | None = None,
+) -> Iterator[Scenario]:
+    """Stream CED Weibo events from the archive or folder ``path``, one scenario per event.
+
+    ``max_reactions`` keeps the first N reactions of each event in time order (``None``:
+    all). ``undated_year`` dates the reactions whose date omits the year.
+    ``on_error``/``limit``: see :mod:`mfllm_env.loaders`. A missing path gives
+    ``FileNotFoundError``; a folder without ``original-microblog/`` gives ``ValueError``.
+    """
+    check_limit("max_reactions", max_reactions)
+    check_limit("limit", limit)
+    if isinstance(undated_year, bool) or not isinstance(undated_year, int):
+        raise ValueError(f"undated_year must be an int, got {undated_year!r}")
+    policy = ErrorPolicy(on_error, "ced")
+    builder = _Builder(max_reactions, undated_year, policy)
+    root = existing_path(path)
+    if root.is_dir():
+        events = _folder_events(_data_folder(root), builder)
+    else:
+        if not tarfile.is_tarfile(root):
+            raise ValueError(f"{root}: not a tar archive nor a folder of the CED data set")
+        events = _archive_events(root, builder)
+    return finish(events, policy, limit)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A source post and what its file name says."""
+
+    event: str
+    index: int
+    post: Reaction
+
+
+def _data_folder(root: Path) -> Path:
+    for candidate in (root, root / "CED_Dataset"):
+        if (candidate / SOURCE_FOLDER).is_dir():
+            return candidate
+    raise ValueError(
+        f"{root}: no {SOURCE_FOLDER}/ folder here or in {root / 'CED_Dataset'} "
+        "(expected the CED data set: original-microblog/, rumor-repost/, non-rumor-repost/)"
+    )
+
+
+def _folder_events(folder: Path, builder: _Builder) -> Iterator[Scenario]:
+    policy = builder.policy
+    repost_files = {
+        file.name: (file, veracity)
+        for name, veracity in REPOST_FOLDERS.items()
+        for file in (folder / name).glob("*.json")
+    }
+    sources = []
+    for file in (folder / SOURCE_FOLDER).glob("*.json"):
+        try:
+            sources.append((_event_index(file.stem, file), file))
+        except ScenarioFormatError as error:
+            policy.handle(error)
+    for _, file in sorted(sources):
+        repost_file, veracity = repost_files.pop(file.name, (None, None))
+        try:
+            source = _source(file.read_bytes(), file)
+            if repost_file is None:
+                raise ScenarioFormatError(
+                    file, source.event, None,
+                    f"no repost file for this event in {' or '.join(REPOST_FOLDERS)}/",
+                )
+            yield builder.scenario(source, repost_file.read_bytes(), repost_file, veracity)
+        except ScenarioFormatError as error:
+            policy.handle(error)
+    for repost_file, _ in repost_files.values():
+        policy.handle(_orphan(repost_file))
+
+
+def _archive_events(archive: Path, builder: _Builder) -> Iterator[Scenario]:
+    policy = builder.policy
+    sources: dict[str, _Source] = {}
+    bad: set[str] = set()
+    with tarfile.open(archive, "r|*") as members:
+        for member, folder, name in _json_members(members):
+            if folder != SOURCE_FOLDER:
+                continue
+            where = f"{archive}:{member.name}"
+            try:
+                sources[name] = _source(_member_bytes(members, member), where)
+            except ScenarioFormatError as error:
+                bad.add(name)
+                policy.handle(error)
+    with tarfile.open(archive, "r|*") as members:
+        for member, folder, name in _json_members(members):
+            veracity = REPOST_FOLDERS.get(folder)
+            if veracity is None or name in bad:
+                continue
+            where = f"{archive}:{member.name}"
+            source = sources.pop(name, None)
+            try:
+                if source is None:
+                    raise _orphan(where)
+                data = _member_bytes(members, member)
+                yield builder.scenario(source, data, where, veracity)
+            except ScenarioFormatError as error:
+                policy.handle(error)
+    for source in sources.values():
+        policy.handle(
+            ScenarioFormatError(
+                f"{archive}:{SOURCE_FOLDER}/{source.event}.json", source.event, None,
+                f"no repost file for this event in {' or '.join(REPOST_FOLDERS)}/",
+            )
+        )
+
+
+def _json_members(members: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str, str]]:
+    """``(member, parent folder name, file name)`` of each ``.json`` file, in archive order."""
+    for member in members:
+        member_path = PurePosixPath(member.name)
+        if member.isfile() and member_path.suffix == ".json":
+            yield member, member_path.parent.name, member_path.name
+
+
+def _member_bytes(members: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    stream = members.extractfile(member)
+    assert stream is not None  # a regular file always has a stream
+    return stream.read()
+
+
+def _orphan(where: str | Path) -> ScenarioFormatError:
+    return ScenarioFormatError(
+        where, PurePosixPath(str(where)).stem, None, f"no source post in {SOURCE_FOLDER}/"
+    )
+
+
+def _event_index(event: str, where: str | Path) -> int:
+    parts = event.split("_")
+    if len(parts) != 3 or not parts[0].isdigit() or not all(parts):
+        raise ScenarioFormatError(
+            where, event, "file name", "expected <idx>_<mid>_<uid>.json"
+        )
+    return int(parts[0])
+
+
+def _source(data: bytes, where: str | Path) -> _Source:
+    event = PurePosixPath(str(where)).stem
+    index = _event_index(event, where)
+    _, mid, uid = event.split("_")
+    post = RecordReader(parse_json(data, where, event), where, event)
+    raw_user = post.get("user", (dict, str))
+    if isinstance(raw_user, str) and raw_user != MISSING_USER:
+        raise post.error("user", f"expected an object or {MISSING_USER!r}, got {raw_user!r:.60}")
+    user = RecordReader(raw_user if isinstance(raw_user, dict) else {}, where, event)
+    created = user.number("time", required=False)
+    profile = drop_none(
+        {
+            "followers": user.count("followers"),
+            "friends": user.count("friends"),
+            "statuses": user.count("messages"),
+            "verified": user.flag("verified"),
+            "verified_type": user.count("verified_type"),
+            "gender": user.text("gender", required=False),
+            "location": user.text("location", required=False),
+            "created_at": None if created is None else unix_to_iso(created),
+            "has_description": user.flag("description"),
+        }
+    )
+    metadata = drop_none(
+        {
+            "reposts": post.count("reposts"),
+            "comments": post.count("comments"),
+            "likes": post.count("likes"),
+            "pics": post.count("pics"),
+            "has_url": post.flag("has_url"),
+            "client": post.text("source", required=False),
+        }
+    )
+    source = Reaction(
+        reaction_id=mid,
+        author=Author(uid, profile),
+        text=post.text("text"),
+        timestamp=_source_time(post),
+        parent_id=None,
+        language="zh",
+        metadata=metadata,
+    )
+    return _Source(event, index, source)
+
+
+def _source_time(post: RecordReader) -> float:
+    """Unix seconds, or (87 events) a Weibo API date such as ``Sat Jun 29 12:40:09 +0800 2013``."""
+    if isinstance(post.data.get("time"), str):
+        return post.timestamp("time", parse_api_date, "a Weibo API date")
+    return post.number("time")
+
+
+@dataclass(frozen=True)
+class _Builder:
+    """Turns a source post and its repost file into a scenario, under the load's options."""
+
+    max_reactions: int | None
+    undated_year: int
+    policy: ErrorPolicy
+
+    def scenario(
+        self, source: _Source, data: bytes, where: str | Path, veracity: str
+    ) -> Scenario:
+        records = parse_json(data, where)
+        if not isinstance(records, list):
+            raise ScenarioFormatError(where, None, None, "expected a JSON list of reposts")
+        reactions = []
+        for position, record in enumerate(records):
+            try:
+                reactions.append(self.reaction(record, position, where, source.post.reaction_id))
+            except ScenarioFormatError as error:
+                self.policy.handle(error)
+        reactions = time_sorted(reactions)
+        metadata: dict[str, Any] = {
+            "dataset": "ced",
+            "event": source.event,
+            "index": source.index,
+            "veracity": veracity,
+            "reaction_count": len(reactions),
+        }
+        if self.max_reactions is not None:
+            reactions = reactions[: self.max_reactions]
+        return Scenario(
+            scenario_id=f"ced/{source.event}",
+            source=source.post,
+            reactions=reactions,
+            language="zh",
+            default_label_dimension="weibo",
+            metadata=metadata,
+        )
+
+    def reaction(
+        self, record: object, position: int, where: str | Path, source_id: str
+    ) -> Reaction:
+        """One reaction record; the common all-strings case skips the per-field checks."""
+        fields = record if isinstance(record, dict) else {}
+        mid, uid, text = fields.get("mid"), fields.get("uid"), fields.get("text")
+        date, parent = fields.get("date"), fields.get("parent")
+        if not (
+            type(mid) is str and type(uid) is str and type(text) is str and type(date) is str
+            and (parent is None or type(parent) is str)
+        ):
+            reader = RecordReader(record, where, mid if isinstance(mid, str) and mid else
+                                  f"element {position}")
+            mid, uid, text = reader.ident("mid"), reader.ident("uid"), reader.text("text")
+            parent, date = reader.ident("parent", required=False), reader.text("date")
+        try:
+            timestamp = self.china_time(date)
+        except ValueError:
+            raise ScenarioFormatError(
+                where, mid, "date",
+                f"cannot parse {date!r} as a date 'YYYY-MM-DD HH:MM:SS' or 'MM月DD日 HH:MM'",
+            ) from None
+        return Reaction(
+            reaction_id=mid,
+            author=Author(uid),
+            text=text,
+            timestamp=timestamp,
+            parent_id=parent or source_id,
+            language="zh",
+            metadata={"year_inferred": True} if "月" in date else {},
+        )
+
+    def china_time(self, text: str) -> float:
+        """Unix seconds of a CST date; a year-less ``MM月DD日 HH:MM`` is in ``undated_year``."""
+        if "月" in text:
+            parsed = datetime.strptime(f"{self.undated_year}年{text}", YEARLESS_DATE_FORMAT)
+        elif len(text) == len("YYYY-MM-DD HH:MM:SS") and text[10] == " ":
+            parsed = datetime.fromisoformat(text)  # much faster than strptime
+        else:
+            raise ValueError(text)
+        return (parsed - CHINA_EPOCH).total_seconds()

@@ -1,0 +1,241 @@
+"""What every loader shares: the error type, the ``on_error`` policy, record-reading helpers.
+
+A loader reports bad input as a :class:`ScenarioFormatError` naming the file, the record
+and the field. With ``on_error="raise"`` (the default) the first one propagates; with
+``on_error="skip"`` the bad record (or the bad file, where the file itself cannot be read)
+is left out, the load goes on, and one :class:`ScenarioFormatWarning` per load says how
+many were skipped and shows the first few reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from mfllm_env.scenario import Reaction, Scenario
+
+OnError = Literal["raise", "skip"]
+ON_ERROR_CHOICES: tuple[str, ...] = ("raise", "skip")
+SHOWN_REASONS = 3
+"""How many skip reasons the end-of-load warning quotes."""
+
+API_DATE_FORMAT = "%a %b %d %H:%M:%S %z %Y"
+"""Dates as the Twitter v1.1 and Weibo APIs write them: ``Wed Jan 07 11:07:51 +0000 2015``."""
+
+
+class ScenarioFormatError(ValueError):
+    """A record of a data file that cannot be read as the format says.
+
+    ``path`` is the file (an archive member is written ``archive:member``), ``record`` the
+    record within it (a post id, ``"line 3"``, ``"element 2"``; ``None`` where the whole
+    file is unreadable) and ``field`` the offending field (``None`` where no single field
+    is to blame). ``reason`` says what is wrong. The message names all of them.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], record: str | None, field: str | None, reason: str
+    ) -> None:
+        self.path = str(path)
+        self.record = record
+        self.field = field
+        self.reason = reason
+        parts = [self.path]
+        if record is not None:
+            parts.append(f"record {record}")
+        if field is not None:
+            parts.append(f"field {field!r}")
+        super().__init__(": ".join([*parts, reason]))
+
+
+class ScenarioFormatWarning(UserWarning):
+    """Emitted once per load run with ``on_error="skip"`` that skipped something."""
+
+
+class ErrorPolicy:
+    """Applies ``on_error`` to the format errors of one load.
+
+    ``handle(error)`` raises the error under ``"raise"`` and records it under ``"skip"``;
+    ``warn()`` emits the single end-of-load warning when something was skipped.
+    """
+
+    def __init__(self, on_error: str, source: str) -> None:
+        check_choice("on_error", on_error, ON_ERROR_CHOICES)
+        self.on_error = on_error
+        self.source = source
+        self.skipped = 0
+        self.reasons: list[str] = []
+
+    def handle(self, error: ScenarioFormatError) -> None:
+        if self.on_error == "raise":
+            raise error
+        self.skipped += 1
+        if len(self.reasons) < SHOWN_REASONS:
+            self.reasons.append(str(error))
+
+    def warn(self) -> None:
+        if not self.skipped:
+            return
+        shown = "; ".join(self.reasons)
+        more = f"; and {self.skipped - len(self.reasons)} more" if self.skipped > len(
+            self.reasons
+        ) else ""
+        warnings.warn(
+            f"{self.source}: skipped {self.skipped} bad record(s) or file(s): {shown}{more}",
+            ScenarioFormatWarning,
+            stacklevel=3,
+        )
+
+
+def finish(
+    scenarios: Iterator[Scenario], policy: ErrorPolicy, limit: int | None
+) -> Iterator[Scenario]:
+    """Yield from ``scenarios`` up to ``limit``, then close it and emit the skip warning."""
+    try:
+        for count, scenario in enumerate(scenarios):
+            if limit is not None and count >= limit:
+                return
+            yield scenario
+    finally:
+        close = getattr(scenarios, "close", None)
+        if close is not None:
+            close()
+        policy.warn()
+
+
+def check_limit(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"{name} must be a non-negative int or None, got {value!r}")
+
+
+def check_choice(name: str, value: object, choices: Iterable[object]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def existing_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a :class:`Path`, or a ``FileNotFoundError`` naming it."""
+    resolved = Path(path)
+    if not resolved.exists():
+        raise FileNotFoundError(f"no such file or folder: {resolved}")
+    return resolved
+
+
+def parse_json(data: bytes | str, path: str | os.PathLike[str], record: str | None = None) -> Any:
+    """Decode JSON text, or raise a :class:`ScenarioFormatError` saying where it breaks."""
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError as error:
+        raise ScenarioFormatError(path, record, None, f"not UTF-8 text ({error})") from None
+    except json.JSONDecodeError as error:
+        raise ScenarioFormatError(
+            path, record, None, f"invalid JSON at line {error.lineno} column {error.colno}: "
+            f"{error.msg}"
+        ) from None
+
+
+def read_json(path: Path, record: str | None = None) -> Any:
+    """Read and decode one JSON file (see :func:`parse_json`)."""
+    return parse_json(path.read_bytes(), path, record)
+
+
+class RecordReader:
+    """Typed access to the fields of one JSON object, with errors naming path/record/field."""
+
+    def __init__(self, data: object, path: str | os.PathLike[str], record: str | None) -> None:
+        if not isinstance(data, Mapping):
+            raise ScenarioFormatError(
+                path, record, None, f"expected a JSON object, got {type_name(data)}"
+            )
+        self.data: Mapping[str, Any] = data
+        self.path = str(path)
+        self.record = record
+
+    def error(self, field: str | None, reason: str) -> ScenarioFormatError:
+        return ScenarioFormatError(self.path, self.record, field, reason)
+
+    def get(self, field: str, kinds: tuple[type, ...], *, required: bool = True) -> Any:
+        """The value of ``field`` if it has one of ``kinds`` (``None`` if optional and absent).
+
+        ``bool`` is never accepted where ``int``/``float`` is asked for.
+        """
+        if field not in self.data or (not required and self.data[field] is None):
+            if required:
+                raise self.error(field, "missing required field")
+            return None
+        value = self.data[field]
+        if isinstance(value, bool) and bool not in kinds:
+            value_ok = False
+        else:
+            value_ok = isinstance(value, kinds)
+        if not value_ok:
+            wanted = " or ".join(k.__name__ for k in kinds)
+            raise self.error(field, f"expected {wanted}, got {type_name(value)} {value!r:.60}")
+        return value
+
+    def text(self, field: str, *, required: bool = True) -> str | None:
+        return self.get(field, (str,), required=required)
+
+    def ident(self, field: str, *, required: bool = True) -> str | None:
+        """An id given as a string or an integer, returned as a string."""
+        value = self.get(field, (str, int), required=required)
+        return None if value is None else str(value)
+
+    def number(self, field: str, *, required: bool = True) -> float | None:
+        value = self.get(field, (int, float), required=required)
+        return None if value is None else float(value)
+
+    def count(self, field: str) -> int | None:
+        """An optional non-negative count, as an int (integral floats accepted)."""
+        value = self.get(field, (int, float), required=False)
+        if value is None:
+            return None
+        if value != int(value):
+            raise self.error(field, f"expected a whole number, got {value!r}")
+        return int(value)
+
+    def flag(self, field: str) -> bool | None:
+        """An optional boolean (0/1 accepted)."""
+        value = self.get(field, (bool, int), required=False)
+        if value is None:
+            return None
+        if value not in (0, 1):
+            raise self.error(field, f"expected a boolean, got {value!r}")
+        return bool(value)
+
+    def timestamp(self, field: str, parse: Callable[[str], float], what: str) -> float:
+        """A required date string turned into unix seconds by ``parse``."""
+        raw = self.text(field)
+        try:
+            return parse(raw)
+        except (ValueError, OverflowError):
+            raise self.error(field, f"cannot parse {raw!r} as {what}") from None
+
+
+def parse_api_date(text: str) -> float:
+    """Unix seconds of an API date (:data:`API_DATE_FORMAT`); ``ValueError`` if malformed."""
+    return datetime.strptime(text, API_DATE_FORMAT).timestamp()
+
+
+def type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def unix_to_iso(seconds: float) -> str:
+    """Unix seconds as an ISO 8601 UTC string (how loaders normalise ``created_at``)."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+def drop_none(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain dict of the entries whose value is not ``None``."""
+    return {key: value for key, value in mapping.items() if value is not None}
+
+
+def time_sorted(reactions: Iterable[Reaction]) -> list[Reaction]:
+    """Reactions in time order; a stable sort, so ties keep their input order."""
+    return sorted(reactions, key=lambda reaction: reaction.timestamp)

@@ -1,0 +1,115 @@
+"""JSONL format: round trips of loaded scenarios, and bad lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mfllm_env.loaders import (
+    ScenarioFormatError,
+    ScenarioFormatWarning,
+    iter_scenarios,
+    load_scenarios,
+    write_scenarios_jsonl,
+)
+from mfllm_env.scenario import Author, Reaction, Scenario
+
+
+def small_scenario(scenario_id: str = "demo/1") -> Scenario:
+    source = Reaction("s", Author("a", {"followers": 3}), "event text", 10.0)
+    reactions = [
+        Reaction("r1", Author("b"), "I doubt it", 11.0, "s", labels={"stance": "deny"}),
+        Reaction("r2", Author("c"), "", 11.0, "r1", language="zh", metadata={"n": [1, 2]}),
+    ]
+    return Scenario(scenario_id, source, reactions, metadata={"split": "dev"})
+
+
+def test_round_trip_of_rumoureval_threads_and_events(
+    rumoureval_dir: Path, pheme_annotations: Path, tmp_path: Path
+):
+    threads = load_scenarios("rumoureval", rumoureval_dir, pheme=pheme_annotations, limit=40)
+    reddit = load_scenarios("rumoureval", rumoureval_dir, platform="reddit", split="dev")
+    events = load_scenarios("rumoureval", rumoureval_dir, episode="event", platform="twitter",
+                            split="dev")
+    everything = threads + reddit + events
+    path = tmp_path / "rumoureval.jsonl"
+    assert write_scenarios_jsonl(iter(everything), path) == len(everything)
+    back = load_scenarios("jsonl", path)
+    assert back == everything
+    assert [len(s) for s in back] == [len(s) for s in everything]
+
+
+def test_format_fields_and_defaults(tmp_path: Path):
+    path = tmp_path / "one.jsonl"
+    write_scenarios_jsonl([small_scenario()], path)
+    line = json.loads(path.read_text(encoding="utf-8"))
+    assert set(line) == {"scenario_id", "language", "default_label_dimension", "metadata",
+                         "source", "reactions"}
+    assert line["reactions"][0] == {
+        "reaction_id": "r1", "author": {"author_id": "b", "profile": {}}, "text": "I doubt it",
+        "timestamp": 11.0, "parent_id": "s", "language": "en", "labels": {"stance": "deny"},
+        "metadata": {}}
+    minimal = {"scenario_id": "min", "language": "zh", "source": {
+        "reaction_id": "s", "author": {"author_id": "a"}, "text": "x", "timestamp": 5}}
+    (tmp_path / "more.jsonl").write_text("\n" + json.dumps(minimal) + "\n\n")
+    (loaded,) = load_scenarios("jsonl", tmp_path / "more.jsonl")
+    assert loaded == Scenario("min", Reaction("s", Author("a"), "x", 5.0, language="zh"), (),
+                              language="zh")
+    assert [s.scenario_id for s in load_scenarios("jsonl", tmp_path)] == ["min", "demo/1"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "reason"),
+    [
+        (lambda d: d.pop("scenario_id"), "scenario_id", "missing required field"),
+        (lambda d: d["reactions"][1].update(timestamp="later"), "reactions[1].timestamp",
+         "expected int or float, got str"),
+        (lambda d: d["reactions"][0]["author"].pop("author_id"), "reactions[0].author.author_id",
+         "missing required field"),
+        (lambda d: d["source"].update(labels={"stance": 3}), "source.labels.stance",
+         "expected str"),
+        (lambda d: d["reactions"][0].update(timestamp=99.0), "reactions",
+         "reactions must be in time order"),
+    ],
+)
+def test_bad_line_names_file_line_and_field(tmp_path: Path, mutate, field, reason):
+    good = json.dumps(json.loads(_line(small_scenario("good"), tmp_path)))
+    bad = json.loads(_line(small_scenario("bad"), tmp_path))
+    mutate(bad)
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join([good, json.dumps(bad), good.replace('"good"', '"good2"')]) + "\n")
+    with pytest.raises(ScenarioFormatError) as caught:
+        load_scenarios("jsonl", path)
+    error = caught.value
+    assert (error.path, error.record, error.field) == (str(path), "line 2", field)
+    assert reason in str(error) and f"{path}: record line 2: field {field!r}" in str(error)
+    with pytest.warns(ScenarioFormatWarning, match="jsonl: skipped 1 bad record"):
+        assert [s.scenario_id for s in load_scenarios("jsonl", path, on_error="skip")] == [
+            "good", "good2"]
+
+
+def test_invalid_json_and_missing_file(tmp_path: Path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"scenario_id": "a",\n[1, 2]\n')
+    with pytest.raises(ScenarioFormatError, match=r"line 1: invalid JSON at line 1 column 21"):
+        load_scenarios("jsonl", path)
+    with pytest.warns(ScenarioFormatWarning, match=r"skipped 2 .*line 2: expected a JSON object"):
+        assert load_scenarios("jsonl", path, on_error="skip") == []
+    with pytest.raises(FileNotFoundError, match=r"absent\.jsonl"):
+        iter_scenarios("jsonl", tmp_path / "absent.jsonl")
+    with pytest.raises(ValueError, match="on_error must be one of"):
+        iter_scenarios("jsonl", path, on_error="ignore")
+
+
+def test_writer_rejects_non_json_values(tmp_path: Path):
+    bad = Scenario("odd", small_scenario().source, (), metadata={"tags": {"a", "b"}})
+    with pytest.raises(TypeError, match="scenario 'odd'"):
+        write_scenarios_jsonl([bad], tmp_path / "odd.jsonl")
+
+
+def _line(scenario: Scenario, tmp_path: Path) -> str:
+    path = tmp_path / "single.jsonl"
+    write_scenarios_jsonl([scenario], path)
+    return path.read_text(encoding="utf-8").strip()

@@ -34,13 +34,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("source", choices=sorted(LOADERS), help="data set format")
     parser.add_argument("path", help="data file or folder")
     parser.add_argument(
-        "--key", dest="keys", action="append", metavar="FILE",
+        "--key",
+        dest="keys",
+        action="append",
+        metavar="FILE",
         help="rumoureval: a key file (repeatable; default: the *-key.json files in PATH)",
     )
     parser.add_argument("--split", choices=("train", "dev", "test"), help="rumoureval: one split")
     parser.add_argument(
-        "--episode", choices=("thread", "event"), help="rumoureval: one scenario per thread "
-        "(default) or per event"
+        "--episode",
+        choices=("thread", "event"),
+        help="rumoureval: one scenario per thread (default) or per event",
     )
     parser.add_argument(
         "--platform", choices=("twitter", "reddit", "all"), help="rumoureval: platform"
@@ -51,7 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--limit", type=int, metavar="N", help="load at most N episodes")
     parser.add_argument(
-        "--on-error", choices=("raise", "skip"), default="raise",
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
         help="stop at the first bad record (default) or skip bad records with one warning",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -139,9 +145,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         sources = summary["source_label_counts"].get(dim, {})
         for label in list(counts) + [name for name in sources if name not in counts]:
             rows.append((dim, label, f"{counts.get(label, 0):,}", f"{sources.get(label, 0):,}"))
-        rows.append(
-            (dim, "(labelled)", f"{sum(counts.values()):,}", f"{sum(sources.values()):,}")
-        )
+        rows.append((dim, "(labelled)", f"{sum(counts.values()):,}", f"{sum(sources.values()):,}"))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for index, row in enumerate(rows):
         lines.append(

@@ -105,8 +105,7 @@ class HistogramMeanField:
         self._templates = _TEMPLATES.get(scenario.language, _TEMPLATES["en"])
         return MeanField(self._templates["empty"], uniform_shares(scheme.size), 0)
 
-    def _format(self, shares: np.ndarray) -> str:
-        percents = np.rint(100 * shares).astype(np.int64).tolist()
+    def _format(self, percents: list[int]) -> str:
         return ", ".join([f"{name} {p}%" for name, p in zip(self._labels, percents, strict=True)])
 
     def update(
@@ -117,11 +116,12 @@ class HistogramMeanField:
         labels: np.ndarray,
     ) -> MeanField:
         labels = np.asarray(labels, dtype=np.int64)
-        if labels.size == 0:
+        size = labels.size
+        if size == 0:
             return previous
-        batch = np.bincount(labels, minlength=len(self._labels)).astype(np.float64)
+        batch = np.bincount(labels, minlength=len(self._labels))
         self._counts += batch
-        self._total += labels.size
+        self._total += size
         if self.window is not None:
             self._recent.extend(labels.tolist())
             while len(self._recent) > self.window:
@@ -129,17 +129,17 @@ class HistogramMeanField:
         count = int(self._counts.sum())
         shares = self._counts / count
         shares.flags.writeable = False
+        # Percentages of all actions so far and of the newest batch, rounded, in one call.
+        k = len(self._labels)
+        percents = np.rint(np.concatenate([100.0 * shares, (100.0 / size) * batch]))
+        percents = percents.astype(np.int64).tolist()
         t = self._templates
-        if self.window is None:
-            text = t["summary"].format(count=count, shares=self._format(shares))
-        else:
-            text = t["window"].format(count=count, shares=self._format(shares))
-        batch_shares = batch / labels.size
-        text += t["recent"].format(n=int(labels.size), shares=self._format(batch_shares))
+        key = "summary" if self.window is None else "window"
+        text = t[key].format(count=count, shares=self._format(percents[:k]))
+        text += t["recent"].format(n=size, shares=self._format(percents[k:]))
         if previous.count:
-            rising = [
-                n for n, d in zip(self._labels, shares - previous.shares, strict=True) if d > 0.005
-            ]
+            gained = (shares - previous.shares > 0.005).tolist()
+            rising = [name for name, up in zip(self._labels, gained, strict=True) if up]
             if rising:
                 text += t["trend"].format(rising=", ".join(rising))
         return MeanField(text, shares, count)

@@ -261,7 +261,11 @@ def synthetic_scenario(
             "dataset": "synthetic",
             "seed": seed,
             "framing": framing.tolist(),
-            "population": asdict(population),
+            # JSON-ready (lists, not tuples), so the scenario round-trips through JSONL.
+            "population": {
+                **asdict(population),
+                "interventions": [asdict(i) for i in interventions],
+            },
         },
     )
 

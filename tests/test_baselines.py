@@ -40,7 +40,9 @@ def test_collect_examples_pairs_observations_with_real_labels(fitted_examples):
 )
 def test_simple_policies_follow_the_protocol(policy):
     assert isinstance(policy, Policy)
-    metrics = run_episode(PopulationEnv(synthetic_scenario(seed=1), action_mode="label"), policy, seed=1)
+    metrics = run_episode(
+        PopulationEnv(synthetic_scenario(seed=1), action_mode="label"), policy, seed=1
+    )
     assert metrics["invalid_actions"] == 0 and metrics["fallbacks"] == 0
 
 

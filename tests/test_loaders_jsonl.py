@@ -31,8 +31,9 @@ def test_round_trip_of_rumoureval_threads_and_events(
 ):
     threads = load_scenarios("rumoureval", rumoureval_dir, pheme=pheme_annotations, limit=40)
     reddit = load_scenarios("rumoureval", rumoureval_dir, platform="reddit", split="dev")
-    events = load_scenarios("rumoureval", rumoureval_dir, episode="event", platform="twitter",
-                            split="dev")
+    events = load_scenarios(
+        "rumoureval", rumoureval_dir, episode="event", platform="twitter", split="dev"
+    )
     everything = threads + reddit + events
     path = tmp_path / "rumoureval.jsonl"
     assert write_scenarios_jsonl(iter(everything), path) == len(everything)
@@ -45,18 +46,34 @@ def test_format_fields_and_defaults(tmp_path: Path):
     path = tmp_path / "one.jsonl"
     write_scenarios_jsonl([small_scenario()], path)
     line = json.loads(path.read_text(encoding="utf-8"))
-    assert set(line) == {"scenario_id", "language", "default_label_dimension", "metadata",
-                         "source", "reactions"}
+    assert set(line) == {
+        "scenario_id",
+        "language",
+        "default_label_dimension",
+        "metadata",
+        "source",
+        "reactions",
+    }
     assert line["reactions"][0] == {
-        "reaction_id": "r1", "author": {"author_id": "b", "profile": {}}, "text": "I doubt it",
-        "timestamp": 11.0, "parent_id": "s", "language": "en", "labels": {"stance": "deny"},
-        "metadata": {}}
-    minimal = {"scenario_id": "min", "language": "zh", "source": {
-        "reaction_id": "s", "author": {"author_id": "a"}, "text": "x", "timestamp": 5}}
+        "reaction_id": "r1",
+        "author": {"author_id": "b", "profile": {}},
+        "text": "I doubt it",
+        "timestamp": 11.0,
+        "parent_id": "s",
+        "language": "en",
+        "labels": {"stance": "deny"},
+        "metadata": {},
+    }
+    minimal = {
+        "scenario_id": "min",
+        "language": "zh",
+        "source": {"reaction_id": "s", "author": {"author_id": "a"}, "text": "x", "timestamp": 5},
+    }
     (tmp_path / "more.jsonl").write_text("\n" + json.dumps(minimal) + "\n\n")
     (loaded,) = load_scenarios("jsonl", tmp_path / "more.jsonl")
-    assert loaded == Scenario("min", Reaction("s", Author("a"), "x", 5.0, language="zh"), (),
-                              language="zh")
+    assert loaded == Scenario(
+        "min", Reaction("s", Author("a"), "x", 5.0, language="zh"), (), language="zh"
+    )
     assert [s.scenario_id for s in load_scenarios("jsonl", tmp_path)] == ["min", "demo/1"]
 
 
@@ -64,14 +81,26 @@ def test_format_fields_and_defaults(tmp_path: Path):
     ("mutate", "field", "reason"),
     [
         (lambda d: d.pop("scenario_id"), "scenario_id", "missing required field"),
-        (lambda d: d["reactions"][1].update(timestamp="later"), "reactions[1].timestamp",
-         "expected int or float, got str"),
-        (lambda d: d["reactions"][0]["author"].pop("author_id"), "reactions[0].author.author_id",
-         "missing required field"),
-        (lambda d: d["source"].update(labels={"stance": 3}), "source.labels.stance",
-         "expected str"),
-        (lambda d: d["reactions"][0].update(timestamp=99.0), "reactions",
-         "reactions must be in time order"),
+        (
+            lambda d: d["reactions"][1].update(timestamp="later"),
+            "reactions[1].timestamp",
+            "expected int or float, got str",
+        ),
+        (
+            lambda d: d["reactions"][0]["author"].pop("author_id"),
+            "reactions[0].author.author_id",
+            "missing required field",
+        ),
+        (
+            lambda d: d["source"].update(labels={"stance": 3}),
+            "source.labels.stance",
+            "expected str",
+        ),
+        (
+            lambda d: d["reactions"][0].update(timestamp=99.0),
+            "reactions",
+            "reactions must be in time order",
+        ),
     ],
 )
 def test_bad_line_names_file_line_and_field(tmp_path: Path, mutate, field, reason):
@@ -87,7 +116,9 @@ def test_bad_line_names_file_line_and_field(tmp_path: Path, mutate, field, reaso
     assert reason in str(error) and f"{path}: record line 2: field {field!r}" in str(error)
     with pytest.warns(ScenarioFormatWarning, match="jsonl: skipped 1 bad record"):
         assert [s.scenario_id for s in load_scenarios("jsonl", path, on_error="skip")] == [
-            "good", "good2"]
+            "good",
+            "good2",
+        ]
 
 
 def test_invalid_json_and_missing_file(tmp_path: Path):

@@ -27,8 +27,9 @@ def posts(scenario: Scenario) -> list:
 
 
 def key_labels(root: Path) -> dict[str, dict]:
-    return {name: json.loads((root / name).read_text()) for name in ("train-key.json",
-                                                                      "dev-key.json")}
+    return {
+        name: json.loads((root / name).read_text()) for name in ("train-key.json", "dev-key.json")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +47,13 @@ def test_all_threads_load_with_every_key_label(threads: list[Scenario], rumourev
     assert Counter(s.metadata["split"] for s in threads) == {"train": 327, "dev": 38}
     assert len({s.scenario_id for s in threads}) == 365
 
-    labelled = {p.reaction_id: p.labels["stance"] for s in threads for p in posts(s)
-                if "stance" in p.labels}
-    expected = {**keys["train-key.json"]["subtaskaenglish"],
-                **keys["dev-key.json"]["subtaskaenglish"]}
+    labelled = {
+        p.reaction_id: p.labels["stance"] for s in threads for p in posts(s) if "stance" in p.labels
+    }
+    expected = {
+        **keys["train-key.json"]["subtaskaenglish"],
+        **keys["dev-key.json"]["subtaskaenglish"],
+    }
     assert len(labelled) == 6702
     assert labelled == expected
     per_split = Counter(s.metadata["split"] for s in threads for p in posts(s))
@@ -57,7 +61,11 @@ def test_all_threads_load_with_every_key_label(threads: list[Scenario], rumourev
     twitter = [p for s in threads if s.metadata["platform"] == "twitter" for p in posts(s)]
     assert len(twitter) == 5568
     assert Counter(p.labels["stance"] for p in twitter) == {
-        "comment": 3685, "support": 1004, "query": 464, "deny": 415}
+        "comment": 3685,
+        "support": 1004,
+        "query": 464,
+        "deny": 415,
+    }
     assert sum(len(s) for s in threads) == 6702 - 365
 
 
@@ -65,8 +73,13 @@ def test_thread_contents_metadata_and_profiles(threads: list[Scenario], rumourev
     by_id = {s.scenario_id: s for s in threads}
     thread = by_id["rumoureval/twitter/charliehebdo/552783667052167168"]
     assert thread.metadata == {
-        "dataset": "rumoureval2019", "platform": "twitter", "event": "charliehebdo",
-        "thread_id": CHARLIE[1], "split": "train", "veracity": "true"}
+        "dataset": "rumoureval2019",
+        "platform": "twitter",
+        "event": "charliehebdo",
+        "thread_id": CHARLIE[1],
+        "split": "train",
+        "veracity": "true",
+    }
     assert thread.language == "en" and thread.default_label_dimension == "stance"
     assert isinstance(thread.reactions, tuple) and len(thread) == 5
     assert thread.source.parent_id is None
@@ -109,18 +122,25 @@ def test_event_episodes_merge_threads_in_time_order(rumoureval_dir: Path, thread
     assert Counter(charlie.metadata["thread_splits"].values()) == {"train": 74, "dev": 4}
     assert sum(len(e) + 1 for e in events) == 6702
 
-    dev = load_scenarios("rumoureval", rumoureval_dir, episode="event", split="dev",
-                         platform="twitter")
+    dev = load_scenarios(
+        "rumoureval", rumoureval_dir, episode="event", split="dev", platform="twitter"
+    )
     assert {e.metadata["event"] for e in dev} == {
-        "charliehebdo", "ferguson", "germanwings-crash", "illary", "ottawashooting",
-        "sydneysiege"}
+        "charliehebdo",
+        "ferguson",
+        "germanwings-crash",
+        "illary",
+        "ottawashooting",
+        "sydneysiege",
+    }
     assert all(e.metadata["split"] == "dev" for e in dev)
     assert sum(len(e.metadata["thread_ids"]) for e in dev) == 28
 
 
 def test_pheme_joins_certainty_beside_stance(rumoureval_dir: Path, pheme_annotations: Path):
-    loaded = load_scenarios("rumoureval", rumoureval_dir, platform="twitter",
-                            pheme=pheme_annotations)
+    loaded = load_scenarios(
+        "rumoureval", rumoureval_dir, platform="twitter", pheme=pheme_annotations
+    )
     all_posts = [p for s in loaded for p in posts(s)]
     assert all("stance" in p.labels for p in all_posts)
     assert sum("certainty" in p.labels for p in all_posts) == 1997
@@ -130,8 +150,10 @@ def test_pheme_joins_certainty_beside_stance(rumoureval_dir: Path, pheme_annotat
 
 def make_test_release(rumoureval_dir: Path, root: Path) -> Path:
     """Two real threads copied into the test-release layout, plus a key of their labels."""
-    shutil.copytree(rumoureval_dir / "twitter-english" / CHARLIE[0] / CHARLIE[1],
-                    root / "twitter-en-test-data" / CHARLIE[0] / CHARLIE[1])
+    shutil.copytree(
+        rumoureval_dir / "twitter-english" / CHARLIE[0] / CHARLIE[1],
+        root / "twitter-en-test-data" / CHARLIE[0] / CHARLIE[1],
+    )
     shutil.copytree(rumoureval_dir / REDDIT[0] / REDDIT[1], root / "reddit-test-data" / REDDIT[1])
     train = json.loads((rumoureval_dir / "train-key.json").read_text())
     ids = {f.stem for f in root.rglob("*.json") if f.parent.name in ("source-tweet", "replies")}
@@ -148,7 +170,9 @@ def test_test_release_layout_with_separate_key(rumoureval_dir: Path, tmp_path: P
     key = make_test_release(rumoureval_dir, tmp_path / "release")
     loaded = load_scenarios("rumoureval", tmp_path / "release", keys=[key])
     assert [s.scenario_id for s in loaded] == [
-        "rumoureval/twitter/charliehebdo/552783667052167168", "rumoureval/reddit/18dmb4"]
+        "rumoureval/twitter/charliehebdo/552783667052167168",
+        "rumoureval/reddit/18dmb4",
+    ]
     assert [s.metadata["split"] for s in loaded] == ["test", "test"]
     assert all("stance" in p.labels for s in loaded for p in posts(s))
     assert loaded[0].metadata["veracity"] == "true"
@@ -162,8 +186,10 @@ def test_test_release_layout_with_separate_key(rumoureval_dir: Path, tmp_path: P
 def thread_copy(rumoureval_dir: Path, tmp_path: Path) -> Path:
     """A release folder holding one real Twitter thread (5 replies) and the train key."""
     root = tmp_path / "release"
-    shutil.copytree(rumoureval_dir / "twitter-english" / CHARLIE[0] / CHARLIE[1],
-                    root / "twitter-english" / CHARLIE[0] / CHARLIE[1])
+    shutil.copytree(
+        rumoureval_dir / "twitter-english" / CHARLIE[0] / CHARLIE[1],
+        root / "twitter-english" / CHARLIE[0] / CHARLIE[1],
+    )
     shutil.copy(rumoureval_dir / "train-key.json", root)
     return root
 
@@ -183,8 +209,11 @@ def corrupt(root: Path, change) -> Path:
     [
         ('{"id_str": ', None, "invalid JSON"),
         (lambda t: json.dumps({k: v for k, v in t.items() if k != "text"}), "text", "missing"),
-        (lambda t: json.dumps({**t, "created_at": "xyz"}), "created_at",
-         "cannot parse 'xyz' as a Twitter date"),
+        (
+            lambda t: json.dumps({**t, "created_at": "xyz"}),
+            "created_at",
+            "cannot parse 'xyz' as a Twitter date",
+        ),
         (lambda t: json.dumps({**t, "user": "someone"}), "user", "expected dict, got str"),
         (lambda t: json.dumps({**t, "retweet_count": "many"}), "retweet_count", "expected int"),
     ],

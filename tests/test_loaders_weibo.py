@@ -38,9 +38,16 @@ def test_ced_sample_folder(ced_sample_dir: Path):
     assert first.source.reaction_id == "yBmepBtUB" and first.source.author.author_id == "2279086572"
     assert first.source.timestamp == 1347334462.0
     assert first.source.author.profile == {
-        "followers": 227833, "friends": 907, "statuses": 5653, "verified": False,
-        "verified_type": -1, "gender": "f", "location": "上海",
-        "created_at": "2011-07-31T11:38:24+00:00", "has_description": True}
+        "followers": 227833,
+        "friends": 907,
+        "statuses": 5653,
+        "verified": False,
+        "verified_type": -1,
+        "gender": "f",
+        "location": "上海",
+        "created_at": "2011-07-31T11:38:24+00:00",
+        "has_description": True,
+    }
     assert first.source.metadata["reposts"] == 225
     for event in events:
         times = [r.timestamp for r in event.reactions]
@@ -83,8 +90,14 @@ def test_ced_full_archive(ced_archive: Path):
 
 def ced_reposts(event: int, count: int) -> list[dict]:
     return [
-        {"kids": [], "uid": f"u{event}_{i}", "parent": "", "text": "转发" * (i % 3),
-         "mid": f"m{event}_{i}", "date": f"2013-{1 + i % 12:02d}-01 12:00:{i % 60:02d}"}
+        {
+            "kids": [],
+            "uid": f"u{event}_{i}",
+            "parent": "",
+            "text": "转发" * (i % 3),
+            "mid": f"m{event}_{i}",
+            "date": f"2013-{1 + i % 12:02d}-01 12:00:{i % 60:02d}",
+        }
         for i in range(count)
     ]
 
@@ -95,9 +108,17 @@ def write_ced_folder(root: Path, events: int, reactions: int) -> Path:
         (root / name).mkdir(parents=True)
     for event in range(events):
         name = f"{event}_mid{event}_{1000 + event}.json"
-        source = {"text": f"event {event}", "time": 1350000000 + event, "user": "empty",
-                  "reposts": reactions, "comments": 0, "likes": 0, "pics": 0,
-                  "has_url": False, "source": "test"}
+        source = {
+            "text": f"event {event}",
+            "time": 1350000000 + event,
+            "user": "empty",
+            "reposts": reactions,
+            "comments": 0,
+            "likes": 0,
+            "pics": 0,
+            "has_url": False,
+            "source": "test",
+        }
         (root / "original-microblog" / name).write_text(json.dumps(source))
         folder = "rumor-repost" if event % 2 else "non-rumor-repost"
         (root / folder / name).write_text(json.dumps(ced_reposts(event, reactions)))
@@ -148,7 +169,11 @@ def test_ced_archive_order_and_folder_agree(tmp_path: Path):
     from_archive = load_scenarios("ced", archive)
     from_folder = load_scenarios("ced", tmp_path / "unpacked")  # parent of CED_Dataset/
     assert [e.scenario_id for e in from_archive] == [  # archive order: non-rumour first
-        "ced/0_mid0_1000", "ced/2_mid2_1002", "ced/1_mid1_1001", "ced/3_mid3_1003"]
+        "ced/0_mid0_1000",
+        "ced/2_mid2_1002",
+        "ced/1_mid1_1001",
+        "ced/3_mid3_1003",
+    ]
     assert sorted(from_archive, key=lambda e: e.metadata["index"]) == from_folder
     assert from_folder[0].source.author.profile == {}  # "user": "empty"
 
@@ -172,7 +197,8 @@ def test_ced_bad_reaction_record(ced_copy: Path):
     with pytest.warns(ScenarioFormatWarning, match="ced: skipped 2 bad record") as warned:
         events = load_scenarios("ced", ced_copy, on_error="skip")
     assert len(warned) == 1 and "field 'uid': expected str or int, got list" in str(
-        warned[0].message)
+        warned[0].message
+    )
     assert [len(e) for e in events] == [203, 372, 239, 603]
 
 
@@ -186,7 +212,9 @@ def test_ced_bad_files_skip_their_event(ced_copy: Path):
         events = load_scenarios("ced", ced_copy, on_error="skip")
     assert "invalid JSON" in str(warned[0].message)
     assert [e.scenario_id for e in events] == [
-        "ced/0_yBmepBtUB_2279086572", "ced/2602_AfRpJr42Z_2451549504"]
+        "ced/0_yBmepBtUB_2279086572",
+        "ced/2602_AfRpJr42Z_2451549504",
+    ]
 
 
 def test_ced_missing_paths(tmp_path: Path):
@@ -198,16 +226,38 @@ def test_ced_missing_paths(tmp_path: Path):
 
 # The MF-LLM paper's Rumdect format: fixture in the documented shape.
 
+
 def weibo_post(mid: str, parent: str | None, text: str, t: int, **extra) -> dict:
     post = {
-        "id": f"id-{mid}", "mid": mid, "uid": f"uid-{mid}", "parent": parent, "text": text,
-        "original_text": extra.pop("original_text", text), "t": t, "reposts_count": 2,
-        "comments_count": 1, "attitudes_count": 0, "followers_count": 120,
-        "friends_count": 80, "bi_followers_count": 10, "statuses_count": 900,
-        "favourites_count": 3, "verified": False, "verified_type": -1, "verified_reason": "",
-        "user_description": "我的简介", "user_location": "北京 海淀区", "province": "11",
-        "city": "8", "gender": "f", "screen_name": f"name-{mid}", "username": f"user-{mid}",
-        "user_created_at": 1262304000, "user_geo_enabled": False, "geo": None, "picture": None,
+        "id": f"id-{mid}",
+        "mid": mid,
+        "uid": f"uid-{mid}",
+        "parent": parent,
+        "text": text,
+        "original_text": extra.pop("original_text", text),
+        "t": t,
+        "reposts_count": 2,
+        "comments_count": 1,
+        "attitudes_count": 0,
+        "followers_count": 120,
+        "friends_count": 80,
+        "bi_followers_count": 10,
+        "statuses_count": 900,
+        "favourites_count": 3,
+        "verified": False,
+        "verified_type": -1,
+        "verified_reason": "",
+        "user_description": "我的简介",
+        "user_location": "北京 海淀区",
+        "province": "11",
+        "city": "8",
+        "gender": "f",
+        "screen_name": f"name-{mid}",
+        "username": f"user-{mid}",
+        "user_created_at": 1262304000,
+        "user_geo_enabled": False,
+        "geo": None,
+        "picture": None,
         "user_avatar": "http://example.invalid/a.jpg",
     }
     post.update(extra)
@@ -217,11 +267,23 @@ def weibo_post(mid: str, parent: str | None, text: str, t: int, **extra) -> dict
 def write_rumdect(folder: Path) -> Path:
     folder.mkdir(parents=True)
     event = [
-        weibo_post("3900000000000001", None, "某地发生大事，请转发。", 1400000000,
-                   gender="m", verified=True, followers_count=50000),
+        weibo_post(
+            "3900000000000001",
+            None,
+            "某地发生大事，请转发。",
+            1400000000,
+            gender="m",
+            verified=True,
+            followers_count=50000,
+        ),
         weibo_post("3900000000000003", "3900000000000001", "真的假的？", 1400000300),
-        weibo_post("3900000000000002", "3900000000000001", "转发微博", 1400000100,
-                   original_text="转发微博//@name-3900000000000001:某地发生大事，请转发。"),
+        weibo_post(
+            "3900000000000002",
+            "3900000000000001",
+            "转发微博",
+            1400000100,
+            original_text="转发微博//@name-3900000000000001:某地发生大事，请转发。",
+        ),
         weibo_post("3900000000000004", "3900000000000003", "谣言吧", 1400000300),
     ]
     (folder / "4010312877.json").write_text(json.dumps(event, ensure_ascii=False))
@@ -237,18 +299,40 @@ def test_rumdect_folder(tmp_path: Path):
     assert event.metadata == {"dataset": "rumdect", "event": "4010312877"}
     assert event.source.reaction_id == "3900000000000001" and event.source.parent_id is None
     assert [r.reaction_id for r in event.reactions] == [  # time order, ties kept in file order
-        "3900000000000002", "3900000000000003", "3900000000000004"]
+        "3900000000000002",
+        "3900000000000003",
+        "3900000000000004",
+    ]
     repost = event.reactions[0]
     assert repost.text == "转发微博"
     assert repost.metadata["original_text"].startswith("转发微博//@name-3900000000000001")
     assert repost.metadata["reposts_count"] == 2 and repost.timestamp == 1400000100.0
     assert event.reactions[2].parent_id == "3900000000000003"
     profile = event.source.author.profile
-    assert {k: profile[k] for k in ("followers", "friends", "statuses", "verified", "gender",
-                                    "name", "description", "location", "created_at")} == {
-        "followers": 50000, "friends": 80, "statuses": 900, "verified": True, "gender": "m",
-        "name": "name-3900000000000001", "description": "我的简介", "location": "北京 海淀区",
-        "created_at": "2010-01-01T00:00:00+00:00"}
+    assert {
+        k: profile[k]
+        for k in (
+            "followers",
+            "friends",
+            "statuses",
+            "verified",
+            "gender",
+            "name",
+            "description",
+            "location",
+            "created_at",
+        )
+    } == {
+        "followers": 50000,
+        "friends": 80,
+        "statuses": 900,
+        "verified": True,
+        "gender": "m",
+        "name": "name-3900000000000001",
+        "description": "我的简介",
+        "location": "北京 海淀区",
+        "created_at": "2010-01-01T00:00:00+00:00",
+    }
     assert profile["bi_followers_count"] == 10 and profile["province"] == "11"
     one = load_scenarios("rumdect", tmp_path / "rumdect" / "4010312999.json")
     assert one == events[1:]

@@ -33,9 +33,21 @@ def test_json_summary_of_rumoureval(rumoureval_dir: Path, capsys):
 def test_table_of_train_events_with_key_and_pheme(
     rumoureval_dir: Path, pheme_annotations: Path, capsys
 ):
-    argv = ["scenarios", "rumoureval", str(rumoureval_dir), "--key",
-            str(rumoureval_dir / "train-key.json"), "--split", "train", "--episode", "event",
-            "--platform", "twitter", "--pheme", str(pheme_annotations)]
+    argv = [
+        "scenarios",
+        "rumoureval",
+        str(rumoureval_dir),
+        "--key",
+        str(rumoureval_dir / "train-key.json"),
+        "--split",
+        "train",
+        "--episode",
+        "event",
+        "--platform",
+        "twitter",
+        "--pheme",
+        str(pheme_annotations),
+    ]
     assert run_cli(argv) == 0
     out = capsys.readouterr().out
     assert "episodes: 8 " in out  # the Twitter events with train threads (not illary)

@@ -19,10 +19,8 @@ def _lines(path):
 
 def test_simulate_synthetic_writes_the_run_folder(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(
-        ["simulate", "--scenario", "synthetic:3", "--policy", "mf-classifier", "--out", str(out)]
-        + ["--no-progress"]
-    )
+    argv = ["simulate", "--scenario", "synthetic:3", "--policy", "mf-classifier"]
+    code = main([*argv, "--out", str(out), "--no-progress"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "kl" in printed and "1 episode(s)" in printed
@@ -68,9 +66,9 @@ def test_interrupted_run_keeps_finished_steps(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--scenario", "nosuch:x"], "unknown scenario source"),
-        (["--scenario", "synthetic:abc"], "integer"),
-        (["--scenario", "jsonl:/does/not/exist.jsonl"], "no such file"),
+        (["--scenario", "nosuch:x", "--policy", "herding"], "unknown scenario source"),
+        (["--scenario", "synthetic:abc", "--policy", "herding"], "integer"),
+        (["--scenario", "jsonl:/does/not/exist.jsonl", "--policy", "herding"], "no such file"),
         (["--scenario", "ced:/tmp", "--policy", "mf-classifier"], "--fit"),
     ],
 )

@@ -96,3 +96,11 @@ def test_mean_field_aware_policy_recovers_trajectory_state_only_cannot():
     assert mf["dtw"] < 0.6 * state["dtw"], results
     assert mf["kl_mean_over_time"] < 0.5 * state["kl_mean_over_time"], results
     assert mf["kl"] < 0.25, results
+
+
+def test_round_trips_through_jsonl(tmp_path):
+    from mfllm_env import load_scenarios, write_scenarios_jsonl
+
+    scenario = synthetic_scenario(seed=4, n_reactions=40, interventions=[Intervention(at=5)])
+    write_scenarios_jsonl([scenario], tmp_path / "s.jsonl")
+    assert load_scenarios("jsonl", tmp_path / "s.jsonl") == [scenario]

@@ -143,7 +143,9 @@ def _folder_events(folder: Path, builder: _Builder) -> Iterator[Scenario]:
             source = _source(file.read_bytes(), file)
             if repost_file is None:
                 raise ScenarioFormatError(
-                    file, source.event, None,
+                    file,
+                    source.event,
+                    None,
                     f"no repost file for this event in {' or '.join(REPOST_FOLDERS)}/",
                 )
             yield builder.scenario(source, repost_file.read_bytes(), repost_file, veracity)
@@ -184,7 +186,9 @@ def _archive_events(archive: Path, builder: _Builder) -> Iterator[Scenario]:
     for source in sources.values():
         policy.handle(
             ScenarioFormatError(
-                f"{archive}:{SOURCE_FOLDER}/{source.event}.json", source.event, None,
+                f"{archive}:{SOURCE_FOLDER}/{source.event}.json",
+                source.event,
+                None,
                 f"no repost file for this event in {' or '.join(REPOST_FOLDERS)}/",
             )
         )
@@ -213,9 +217,7 @@ def _orphan(where: str | Path) -> ScenarioFormatError:
 def _event_index(event: str, where: str | Path) -> int:
     parts = event.split("_")
     if len(parts) != 3 or not parts[0].isdigit() or not all(parts):
-        raise ScenarioFormatError(
-            where, event, "file name", "expected <idx>_<mid>_<uid>.json"
-        )
+        raise ScenarioFormatError(where, event, "file name", "expected <idx>_<mid>_<uid>.json")
     return int(parts[0])
 
 
@@ -279,9 +281,7 @@ class _Builder:
     undated_year: int
     policy: ErrorPolicy
 
-    def scenario(
-        self, source: _Source, data: bytes, where: str | Path, veracity: str
-    ) -> Scenario:
+    def scenario(self, source: _Source, data: bytes, where: str | Path, veracity: str) -> Scenario:
         records = parse_json(data, where)
         if not isinstance(records, list):
             raise ScenarioFormatError(where, None, None, "expected a JSON list of reposts")
@@ -318,18 +318,24 @@ class _Builder:
         mid, uid, text = fields.get("mid"), fields.get("uid"), fields.get("text")
         date, parent = fields.get("date"), fields.get("parent")
         if not (
-            type(mid) is str and type(uid) is str and type(text) is str and type(date) is str
+            type(mid) is str
+            and type(uid) is str
+            and type(text) is str
+            and type(date) is str
             and (parent is None or type(parent) is str)
         ):
-            reader = RecordReader(record, where, mid if isinstance(mid, str) and mid else
-                                  f"element {position}")
+            reader = RecordReader(
+                record, where, mid if isinstance(mid, str) and mid else f"element {position}"
+            )
             mid, uid, text = reader.ident("mid"), reader.ident("uid"), reader.text("text")
             parent, date = reader.ident("parent", required=False), reader.text("date")
         try:
             timestamp = self.china_time(date)
         except ValueError:
             raise ScenarioFormatError(
-                where, mid, "date",
+                where,
+                mid,
+                "date",
                 f"cannot parse {date!r} as a date 'YYYY-MM-DD HH:MM:SS' or 'MM月DD日 HH:MM'",
             ) from None
         return Reaction(

@@ -81,9 +81,11 @@ class ErrorPolicy:
         if not self.skipped:
             return
         shown = "; ".join(self.reasons)
-        more = f"; and {self.skipped - len(self.reasons)} more" if self.skipped > len(
-            self.reasons
-        ) else ""
+        more = (
+            f"; and {self.skipped - len(self.reasons)} more"
+            if self.skipped > len(self.reasons)
+            else ""
+        )
         warnings.warn(
             f"{self.source}: skipped {self.skipped} bad record(s) or file(s): {shown}{more}",
             ScenarioFormatWarning,
@@ -134,8 +136,10 @@ def parse_json(data: bytes | str, path: str | os.PathLike[str], record: str | No
         raise ScenarioFormatError(path, record, None, f"not UTF-8 text ({error})") from None
     except json.JSONDecodeError as error:
         raise ScenarioFormatError(
-            path, record, None, f"invalid JSON at line {error.lineno} column {error.colno}: "
-            f"{error.msg}"
+            path,
+            record,
+            None,
+            f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}",
         ) from None
 
 

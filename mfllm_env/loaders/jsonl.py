@@ -141,9 +141,8 @@ def _scenario(data: object, file: Path, number: int) -> Scenario:
             source=source,
             reactions=reactions,
             language=language,
-            default_label_dimension=reader.get(
-                "default_label_dimension", (str,), required=False
-            ) or "stance",
+            default_label_dimension=reader.get("default_label_dimension", (str,), required=False)
+            or "stance",
             metadata=reader.get("metadata", (dict,), required=False) or {},
         )
     except ValueError as error:

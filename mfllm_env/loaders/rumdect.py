@@ -86,7 +86,9 @@ def _event(file: Path, policy: ErrorPolicy) -> Scenario:
     source = _post(elements[0], 0, file, None)
     if elements[0].get("parent") is not None:
         raise ScenarioFormatError(
-            file, source.reaction_id, "parent",
+            file,
+            source.reaction_id,
+            "parent",
             "element 0 must be the source post, with parent null",
         )
     reactions = []

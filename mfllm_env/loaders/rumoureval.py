@@ -107,9 +107,9 @@ def load_rumoureval(
     if not root.is_dir():
         raise ValueError(f"{root}: expected the RumourEval release folder, not a file")
     folders = _platform_folders(root, platform)
-    key_paths = sorted(root.glob("*-key.json")) if keys is None else [
-        existing_path(key) for key in keys
-    ]
+    key_paths = (
+        sorted(root.glob("*-key.json")) if keys is None else [existing_path(key) for key in keys]
+    )
     annotations = _Annotations.read(key_paths, None if pheme is None else existing_path(pheme))
     threads = _threads(folders, annotations, split, episode, policy)
     return finish(threads, policy, limit)
@@ -178,8 +178,11 @@ def _set_label(
     post = labels.setdefault(post_id, {})
     if post.get(dimension, value) != value:
         raise ScenarioFormatError(
-            path, post_id, dimension, f"label {value!r} conflicts with {post[dimension]!r} "
-            "given for the same post by an earlier file"
+            path,
+            post_id,
+            dimension,
+            f"label {value!r} conflicts with {post[dimension]!r} "
+            "given for the same post by an earlier file",
         )
     post[dimension] = value
 
@@ -247,8 +250,9 @@ def _threads(
                 if split is not None and thread_split != split:
                     continue
                 try:
-                    thread = _read_thread(platform, event, thread_dir, thread_split, annotations,
-                                          policy)
+                    thread = _read_thread(
+                        platform, event, thread_dir, thread_split, annotations, policy
+                    )
                 except ScenarioFormatError as error:
                     policy.handle(error)
                     continue
@@ -334,7 +338,9 @@ def _read_thread(
     source_files = sorted((thread_dir / "source-tweet").glob("*.json"))
     if len(source_files) != 1:
         raise ScenarioFormatError(
-            thread_dir / "source-tweet", thread_id, None,
+            thread_dir / "source-tweet",
+            thread_id,
+            None,
             f"expected one source post file, found {len(source_files)}",
         )
     reply_files = sorted((thread_dir / "replies").glob("*.json"), key=lambda p: _id_order(p.stem))

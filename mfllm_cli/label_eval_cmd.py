@@ -1,0 +1,68 @@
+"""``mfllm label-eval SOURCE PATH``: score the default labeller against human labels.
+
+Loads the scenarios of SOURCE at PATH, labels every post that carries a human label on
+the chosen dimension (source posts included unless ``--no-sources``) with that dimension's
+default labeller, and prints accuracy, macro-F1, per-label precision/recall/F1/support and
+the confusion matrix. Labeller outputs of -1 (nothing to label) are scored as the scheme's
+fallback label and counted. ``--json`` prints the same as one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from mfllm_env.labelers import default_labeler, evaluate_labeler
+from mfllm_env.loaders import LOADERS, load_scenarios
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``label-eval`` sub-command to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "label-eval",
+        help="score the default labeller of a dimension against human labels",
+        description=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument("source", choices=sorted(LOADERS), help="data set format")
+    parser.add_argument("path", help="data file or folder")
+    parser.add_argument(
+        "--key",
+        dest="keys",
+        action="append",
+        metavar="FILE",
+        help="rumoureval: a key file (repeatable; default: the *-key.json files in PATH)",
+    )
+    parser.add_argument("--split", choices=("train", "dev", "test"), help="rumoureval: one split")
+    parser.add_argument(
+        "--dimension", default="stance", help="label dimension to score (default: stance)"
+    )
+    parser.add_argument(
+        "--no-sources", action="store_true", help="score reactions only, not source posts"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load, label, score and print; ``ValueError`` when no post has a human label."""
+    options: dict[str, Any] = {}
+    if args.keys:
+        options["keys"] = args.keys
+    if args.split:
+        options["split"] = args.split
+    labeler = default_labeler(args.dimension)
+    scenarios = load_scenarios(args.source, args.path, **options)
+    report = evaluate_labeler(
+        labeler, scenarios, args.dimension, include_sources=not args.no_sources
+    )
+    if report.n == 0:
+        raise ValueError(
+            f"no post of {args.source} at {args.path} carries a human {args.dimension!r} label"
+        )
+    if args.json:
+        print(json.dumps({"source": args.source, "path": str(args.path), **report.to_dict()}))
+    else:
+        print(f"{args.source} {args.path}" + (f" (split {args.split})" if args.split else ""))
+        print(report.format_table())
+    return 0

@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from mfllm_env.labelers import default_labeler
 
 from mfllm_env import PopulationEnv, synthetic_scenario
+from mfllm_env.labelers import default_labeler
 from mfllm_env.loaders import load_scenarios
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

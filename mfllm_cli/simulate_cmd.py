@@ -101,9 +101,14 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         progress=not args.no_progress,
     )
-    print(f"{summary['episodes']} episode(s), policy {args.policy}; mean ± standard error:")
+    episodes = summary["episodes"]
+    if episodes == 1:
+        print(f"1 episode, policy {args.policy}:")
+    else:
+        print(f"{episodes} episodes, policy {args.policy}; mean ± standard error over episodes:")
     for name, stats in summary["metrics"].items():
-        print(f"  {name:18s} {stats['mean']:.4f} ± {stats['stderr']:.4f}")
+        spread = f" ± {stats['stderr']:.4f}" if episodes > 1 else ""
+        print(f"  {name:18s} {stats['mean']:.4f}{spread}")
     files = "config.json, trajectory.jsonl, episodes.jsonl, metrics.json, shares.png"
     print(f"wrote {args.out}/ ({files})")
     return 0

@@ -26,6 +26,7 @@ def plot_share_trajectories(
     *,
     title: str = "",
     warmup_step: float | None = None,
+    x_label: str = "step",
     x_values: ArrayLike | None = None,
 ) -> Path:
     """Plot real (solid) and simulated (dashed) label shares over steps into one PNG.
@@ -34,7 +35,8 @@ def plot_share_trajectories(
     :func:`mfllm_env.metrics.share_trajectory`; ``labels`` names the K columns, one colour
     each. The x axis is ``x_values`` (T numbers; default the step numbers 1..T, so row
     ``t`` is drawn at step ``t + 1``, when its shares are known). ``warmup_step``, in the
-    same units, draws a vertical line where warm-up ends. The y axis is fixed to [0, 1].
+    same units, draws a vertical line where warm-up ends; ``x_label`` names the x axis. The
+    y axis is fixed to [0, 1].
     Parent folders of ``path`` are created. Returns ``path`` as a :class:`~pathlib.Path`.
     Raises ``ValueError`` on mismatched shapes.
     """
@@ -74,7 +76,7 @@ def plot_share_trajectories(
         names.append("end of warm-up")
     ax.legend(handles, names, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
-    ax.set_xlabel("step")
+    ax.set_xlabel(x_label)
     ax.set_ylabel("share")
     ax.set_ylim(0.0, 1.0)
     ax.grid(alpha=0.3)

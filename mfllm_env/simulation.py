@@ -151,16 +151,19 @@ def simulate(
 
 
 def plot_episode(env: PopulationEnv, path: Path) -> Path:
-    """Real vs simulated cumulative label shares of the episode ``env`` just played."""
+    """Real vs simulated cumulative label shares of the episode ``env`` just played, against
+    the number of reactions so far, with the end of warm-up marked."""
     step = env.agents_per_step
     real = share_trajectory(env.real_label_ids, env.scheme.size, step_size=step)
     world = share_trajectory(env.world_label_ids, env.scheme.size, step_size=step)
-    warmup_step = int(np.ceil(env.warmup / step)) if env.warmup else None
+    reactions = np.minimum(np.arange(1, len(real) + 1) * step, len(env.real_label_ids))
     return plot_share_trajectories(
         real,
         world,
         env.scheme.labels,
         path,
         title=f"{env.scenario.scenario_id}: real vs simulated {env.scheme.dimension} shares",
-        warmup_step=warmup_step,
+        warmup_step=min(env.warmup, int(reactions[-1])) if env.warmup else None,
+        x_values=reactions,
+        x_label="reactions",
     )

@@ -19,8 +19,10 @@ The generator simulates a population whose stance (SDQC) depends on three things
    ``half_life`` reactions (a debunk raises deny and query and lowers support).
 
 Each reaction's label is drawn from ``softmax(logits)``; its text is rendered from the
-label by templates, so the label of every text is known. The probability model is
-:meth:`SyntheticPopulation.label_probabilities`, reusable as a ground-truth population.
+label by templates, so the label of every text is known (and the default SDQC labeller
+recovers it from the text: text-mode simulations of this scenario are self-consistent).
+The probability model is :meth:`SyntheticPopulation.label_probabilities`, reusable as a
+ground-truth population.
 
 With ``feedback_strength`` around 1 (the default), a policy that sees the mean field can
 follow the real share trajectory while a policy that sees only profiles cannot;
@@ -86,11 +88,11 @@ _CLAIMS = [
 _OUTLETS = ["the BBC", "Reuters", "AP", "the police", "local news"]
 _TEXTS = {
     "support": [
-        "This is true, {outlet} confirmed it.",
         "Confirmed, {outlet} reports the same.",
-        "Yes, it's real. Spread the word.",
-        "True. My cousin is there and saw it.",
-        "Can confirm, {outlet} just reported this.",
+        "Official: {outlet} has confirmed this.",
+        "BREAKING: {outlet} confirms this.",
+        "I can confirm this is true.",
+        "Exactly right, confirmed.",
     ],
     "deny": [
         "This is fake, {outlet} already debunked it.",

@@ -23,7 +23,7 @@ def test_simulate_synthetic_writes_the_run_folder(tmp_path, capsys):
     code = main([*argv, "--out", str(out), "--no-progress"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "kl" in printed and "1 episode(s)" in printed
+    assert "kl" in printed and "1 episode, policy mf-classifier" in printed
     steps = _lines(out / "trajectory.jsonl")
     assert len(steps) == 19  # 300 reactions / 16 per step
     assert [s["step"] for s in steps] == list(range(19))

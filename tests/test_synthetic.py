@@ -104,3 +104,13 @@ def test_round_trips_through_jsonl(tmp_path):
     scenario = synthetic_scenario(seed=4, n_reactions=40, interventions=[Intervention(at=5)])
     write_scenarios_jsonl([scenario], tmp_path / "s.jsonl")
     assert load_scenarios("jsonl", tmp_path / "s.jsonl") == [scenario]
+
+
+def test_default_labeller_recovers_the_label_of_every_synthetic_text():
+    from mfllm_env.labelers import default_labeler
+    from mfllm_env.synthetic import _OUTLETS, _TEXTS
+
+    labeler = default_labeler("stance")
+    for name, templates in _TEXTS.items():
+        texts = [t.format(outlet=outlet) for t in templates for outlet in _OUTLETS]
+        assert labeler.label(texts).tolist() == [SDQC.index(name)] * len(texts), name

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from functools import partial
+from itertools import chain
 from pathlib import Path
 
 from agents.baselines import ClassifierPolicy, HerdingPolicy, UniformRandomPolicy, collect_examples
@@ -30,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--scenario",
         default="synthetic",
-        help="synthetic[:SEED] | rumoureval:PATH[:EVENT|:SPLIT] | ced:PATH | rumdect:PATH | "
-        "jsonl:PATH (default: synthetic)",
+        help="synthetic[:SEED|:FIRST-LAST] | rumoureval:PATH[:EVENT|:SPLIT] | ced:PATH | "
+        "rumdect:PATH | jsonl:PATH (default: synthetic)",
     )
     parser.add_argument("--policy", choices=POLICIES, default="mf-classifier")
     parser.add_argument(
@@ -40,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "seeds for synthetic, the train split for rumoureval)",
     )
     parser.add_argument("--out", required=True, type=Path, help="run folder to write")
-    parser.add_argument("--seed", type=int, default=0, help="seed of episode 0 (episode e: seed+e)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of episode 0's policy (episode e: seed+e)"
+    )
     parser.add_argument(
         "--warmup", type=int, default=50, help="real reactions that drive the mean field"
     )
@@ -51,28 +54,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def fit_scenarios(args: argparse.Namespace) -> tuple[list[Scenario], str]:
-    """The scenarios classifier policies are fitted on, and a description of them."""
+def fit_scenarios(
+    args: argparse.Namespace, evaluated: list[Scenario]
+) -> tuple[list[Scenario], str]:
+    """The scenarios classifier policies are fitted on, and a description of them.
+
+    Any fit scenario that shares a reaction with an evaluated one is left out, so that a
+    policy is never scored on reactions it was fitted on (for RumourEval events, the
+    default fit is the train split less the evaluated events: leave-event-out).
+    """
     if args.fit:
-        return list(iter_spec(args.fit)), args.fit
-    source, _, rest = args.scenario.partition(":")
-    if source == "synthetic":
-        seeds = SYNTHETIC_FIT_SEEDS
-        fitted = [next(iter_spec(f"synthetic:{seed}")) for seed in seeds]
-        return fitted, f"synthetic seeds {seeds.start}-{seeds.stop - 1}"
-    if source == "rumoureval":
-        path = rest if Path(rest).exists() else rest.rpartition(":")[0]
-        return list(iter_spec(f"rumoureval:{path}:train")), f"rumoureval:{path}:train"
-    raise ValueError(f"no default --fit for {source!r} scenarios")
+        fitted, described = list(iter_spec(args.fit)), args.fit
+    else:
+        source, _, rest = args.scenario.partition(":")
+        if source == "synthetic":
+            seeds = SYNTHETIC_FIT_SEEDS
+            fitted = [next(iter_spec(f"synthetic:{seed}")) for seed in seeds]
+            described = f"synthetic seeds {seeds.start}-{seeds.stop - 1}"
+        else:  # rumoureval (run() checked there is a default)
+            path = rest if Path(rest).exists() else rest.rpartition(":")[0]
+            described = f"rumoureval:{path}:train"
+            fitted = list(iter_spec(described))
+    seen = {r.reaction_id for scenario in evaluated for r in scenario.reactions}
+    kept = [s for s in fitted if seen.isdisjoint(r.reaction_id for r in s.reactions)]
+    if len(kept) < len(fitted):
+        left_out = len(fitted) - len(kept)
+        described += f", less {left_out} scenario(s) sharing reactions with the evaluated ones"
+    if not kept:
+        raise ValueError(f"nothing left to fit on: every scenario of {described!r} is evaluated")
+    return kept, described
 
 
-def build_policy(args: argparse.Namespace, scheme: LabelScheme, env_options: dict) -> Policy:
+def build_policy(
+    args: argparse.Namespace, scheme: LabelScheme, env_options: dict, evaluated: list[Scenario]
+) -> Policy:
     if args.policy == "random":
         return UniformRandomPolicy(scheme, seed=args.seed)
     if args.policy == "herding":
         return HerdingPolicy()
     features = "state" if args.policy == "state-classifier" else "state+mean_field"
-    fitted, described = fit_scenarios(args)
+    fitted, described = fit_scenarios(args, evaluated)
     examples = collect_examples(fitted, **env_options)
     print(
         f"fitted {args.policy} on {len(examples.labels)} reactions ({described})", file=sys.stderr
@@ -82,12 +103,19 @@ def build_policy(args: argparse.Namespace, scheme: LabelScheme, env_options: dic
 
 def run(args: argparse.Namespace) -> int:
     source = args.scenario.partition(":")[0]
-    if args.policy.endswith("classifier") and not args.fit and source not in FIT_DEFAULTS:
+    needs_fit = args.policy.endswith("classifier")
+    if needs_fit and not args.fit and source not in FIT_DEFAULTS:
         raise ValueError(f"classifier policies need --fit SPEC for {source!r} scenarios")
-    scenarios = list(iter_spec(args.scenario, limit=args.limit))
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    # Stream the scenarios (a whole CED archive need not fit in memory), except where the
+    # fit must know them all to leave them out.
+    stream = iter_spec(args.scenario, limit=args.limit)
+    evaluated = list(stream) if needs_fit else [next(stream)]
+    scenarios = evaluated if needs_fit else chain(evaluated, stream)
     env_options = {"agents_per_step": args.agents_per_step, "max_reactions": args.max_reactions}
-    scheme = scheme_for(scenarios[0].default_label_dimension)
-    policy = build_policy(args, scheme, env_options)
+    scheme = scheme_for(evaluated[0].default_label_dimension)
+    policy = build_policy(args, scheme, env_options, evaluated)
     make_env: Callable[[Scenario], PopulationEnv] = partial(
         PopulationEnv, warmup=args.warmup, action_mode=policy.action_mode, **env_options
     )
@@ -101,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         progress=not args.no_progress,
     )
+    if summary["skipped"]:
+        print(f"skipped {summary['skipped']} episode(s) shorter than the warm-up ({args.warmup})")
     episodes = summary["episodes"]
     if episodes == 1:
         print(f"1 episode, policy {args.policy}:")

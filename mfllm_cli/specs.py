@@ -1,6 +1,7 @@
 """Scenario specifications on the command line: ``SOURCE[:PATH[:SELECTOR]]``.
 
-- ``synthetic`` or ``synthetic:SEED`` -- the embedded synthetic event (seed 0 by default);
+- ``synthetic``, ``synthetic:SEED`` or ``synthetic:FIRST-LAST`` -- the embedded synthetic
+  event (seed 0 by default; a range gives one episode per seed);
 - ``rumoureval:PATH`` -- RumourEval events (one episode per event), ``rumoureval:PATH:EVENT``
   for one event (e.g. ``charliehebdo``) or a ``train``/``dev``/``test`` split;
 - ``ced:PATH``, ``rumdect:PATH``, ``jsonl:PATH`` -- every scenario those loaders find.
@@ -19,14 +20,21 @@ SPLITS = ("train", "dev", "test")
 
 
 def iter_spec(spec: str, *, limit: int | None = None) -> Iterator[Scenario]:
-    """The scenarios a spec names (see the module docstring); errors say what is wrong."""
+    """The scenarios a spec names (see the module docstring), at most ``limit`` (>= 1) of
+    them; errors say what is wrong."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
     source, _, rest = spec.partition(":")
     if source == "synthetic":
+        first, _, last = (rest or "0").partition("-")
         try:
-            seed = int(rest) if rest else 0
+            seeds = range(int(first), int(last or first) + 1)
         except ValueError:
-            raise ValueError(f"synthetic seed must be an integer, got {rest!r}") from None
-        yield synthetic_scenario(seed=seed)
+            raise ValueError(f"synthetic seeds must be SEED or FIRST-LAST, got {rest!r}") from None
+        if not seeds:
+            raise ValueError(f"empty synthetic seed range {rest!r}")
+        for seed in seeds[:limit]:
+            yield synthetic_scenario(seed=seed)
         return
     if source not in LOADERS:
         raise ValueError(
@@ -50,12 +58,12 @@ def iter_spec(spec: str, *, limit: int | None = None) -> Iterator[Scenario]:
         raise ValueError(f"{spec!r}: only rumoureval specs take a :SELECTOR")
     count = 0
     for scenario in iter_scenarios(source, path, **options):
+        if limit is not None and count >= limit:
+            return
         if selector and selector not in SPLITS and scenario.metadata.get("event") != selector:
             continue
         yield scenario
         count += 1
-        if limit is not None and count >= limit:
-            return
     if count == 0:
         raise ValueError(
             f"{spec!r}: no scenarios found" + (f" for {selector!r}" if selector else "")

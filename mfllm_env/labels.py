@@ -29,7 +29,8 @@ class LabelScheme:
 
     ``labels`` fixes the order of share vectors. ``fallback`` is the label given to an
     action the labeller cannot label. ``descriptions`` say what each label means (used in
-    prompts and in documentation).
+    prompts and in documentation). ``ordered`` says whether the label order is a scale
+    (certainty levels) rather than unordered categories (it chooses W1's ground metric).
     """
 
     name: str
@@ -37,6 +38,7 @@ class LabelScheme:
     labels: tuple[str, ...]
     fallback: str
     descriptions: Mapping[str, str] = field(default_factory=dict)
+    ordered: bool = False
 
     def __post_init__(self) -> None:
         if len(set(self.labels)) != len(self.labels) or len(self.labels) < 2:

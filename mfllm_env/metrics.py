@@ -335,6 +335,7 @@ def episode_metrics(
     *,
     step_size: int,
     warmup: int = 0,
+    ordered: bool = False,
 ) -> dict[str, float]:
     """All fidelity metrics of one episode, over the rollout part.
 
@@ -345,7 +346,9 @@ def episode_metrics(
 
     - ``kl``, ``js``, ``tv``, ``w1``: divergences between the final label shares of the
       rollout (:func:`kl_divergence` with its default smoothing, :func:`js_divergence`,
-      :func:`total_variation`, :func:`wasserstein_1` with default positions).
+      :func:`total_variation`, and W1: :func:`wasserstein_1` with default positions when
+      the labels are ``ordered`` (certainty levels), else the 0/1 ground metric, under
+      which W1 equals the total variation).
     - ``kl_mean_over_time``: the mean over steps of the KL between the cumulative shares of
       the rollout (:func:`share_trajectory` with ``step_size``), counted from the first
       reaction after warm-up.
@@ -364,7 +367,7 @@ def episode_metrics(
         "kl": kl_divergence(real_final, sim_final),
         "js": js_divergence(real_final, sim_final),
         "tv": total_variation(real_final, sim_final),
-        "w1": wasserstein_1(real_final, sim_final),
+        "w1": (wasserstein_1 if ordered else total_variation)(real_final, sim_final),
         "kl_mean_over_time": float(
             np.mean([kl_divergence(r, s) for r, s in zip(real_traj, sim_traj, strict=True)])
         ),

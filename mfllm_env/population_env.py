@@ -28,9 +28,12 @@ against the real ones throughout.
 ## Action space
 Text mode accepts any string. It is labelled by the labeller; a text the labeller cannot
 label (it returns -1), a non-string action or a missing action gets the scheme's
-``fallback`` label, and ``infos`` say so (``fallback``, ``empty_action``,
-``invalid_action``); :attr:`PopulationEnv.stats` counts them over the episode. Label mode
-takes an int in ``[0, K)``; anything else falls back the same way.
+``fallback`` label, and ``infos`` say so (``fallback``; ``empty_action`` for an empty or
+whitespace-only string; ``invalid_action`` for a missing or non-string action);
+:attr:`PopulationEnv.stats` counts them over the episode. Label mode takes an int in
+``[0, K)``; anything else falls back the same way. Label mode has no texts: the mean-field
+model and the agents' histories see label names, for real reactions (warm-up) and actions
+alike.
 
 ## Observation space
 ``event``: the source post. ``state``: the agent's profile and up to ``history_length`` of
@@ -167,6 +170,9 @@ _STATE_TEMPLATES = {
 }
 
 
+_SENTENCE_ENDS = (".", "!", "?", "。", "！", "？")
+
+
 def render_profile(reaction: Reaction, language: str = "en") -> str:
     """Who the author of ``reaction`` is, as one line of text."""
     t = _STATE_TEMPLATES.get(language, _STATE_TEMPLATES["en"])
@@ -177,10 +183,11 @@ def render_profile(reaction: Reaction, language: str = "en") -> str:
     if profile.get("verified"):
         parts.append(t["verified"])
     text = ", ".join(parts) + "."
-    if profile.get("description"):
-        text += " " + t["bio"].format(text=profile["description"])
-    if profile.get("location"):
-        text += " " + t["location"].format(text=profile["location"])
+    for key, template in (("description", "bio"), ("location", "location")):
+        value = str(profile.get(key) or "").strip()
+        if value:
+            sentence = t[template].format(text=value)
+            text += " " + (sentence if sentence.endswith(_SENTENCE_ENDS) else sentence + ".")
     return text
 
 
@@ -193,6 +200,12 @@ def render_state(profile_text: str, own_history: Sequence[str], language: str = 
         return profile_text
     t = _STATE_TEMPLATES.get(language, _STATE_TEMPLATES["en"])
     return profile_text + " " + t["history"].format(posts=" | ".join(own_history))
+
+
+def _check_count(name: str, value: object, minimum: int) -> None:
+    """A clear error for an argument that must be an int >= ``minimum``."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
@@ -223,16 +236,17 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
     ) -> None:
         if not isinstance(scenario, Scenario):
             raise TypeError(f"scenario must be a mfllm_env.Scenario, got {type(scenario).__name__}")
-        if agents_per_step < 1:
-            raise ValueError(f"agents_per_step must be >= 1, got {agents_per_step}")
-        if warmup < 0:
-            raise ValueError(f"warmup must be >= 0 reactions, got {warmup}")
+        _check_count("agents_per_step", agents_per_step, 1)
+        _check_count("warmup", warmup, 0)
+        _check_count("history_length", history_length, 0)
+        _check_count("max_text_length", max_text_length, 1)
+        _check_count("max_action_length", max_action_length, 1)
         if action_mode not in ("text", "label"):
             raise ValueError(f"action_mode must be 'text' or 'label', got {action_mode!r}")
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
-        if max_reactions is not None and max_reactions < 1:
-            raise ValueError(f"max_reactions must be >= 1, got {max_reactions}")
+        if max_reactions is not None:
+            _check_count("max_reactions", max_reactions, 1)
         reactions = scenario.reactions[:max_reactions]
         if not reactions:
             raise ValueError(f"scenario {scenario.scenario_id!r} has no reactions to replay")
@@ -306,19 +320,38 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
             name = reaction.labels.get(dimension)
             if name is None:
                 missing.append(i)
-            else:
+            elif name in self.scheme.labels:
                 ids[i] = self.scheme.index(name)
                 human[i] = True
+            else:
+                raise ValueError(
+                    f"scenario {self.scenario.scenario_id!r}: reaction {reaction.reaction_id!r} "
+                    f"has {dimension} label {name!r}, not a label of scheme {self.scheme.name!r} "
+                    f"{self.scheme.labels}"
+                )
         if missing:
             labeler = self._require_labeler(
                 f"{len(missing)} reactions have no human {dimension!r} label"
             )
-            predicted = labeler.label([self._reactions[i].text for i in missing])
+            predicted = self._checked_labels(labeler, [self._reactions[i].text for i in missing])
             predicted = np.where(predicted == UNLABELLED, self.scheme.fallback_id, predicted)
             ids[missing] = predicted
         if self.action_mode == "text":
             self._require_labeler("text actions must be labelled")
         return ids, human
+
+    def _checked_labels(self, labeler: ActionLabeler, texts: list[str]) -> np.ndarray:
+        """The labeller's ids for ``texts``, checked: one per text, each in [-1, K)."""
+        ids = np.array(labeler.label(texts), dtype=np.int64)
+        if ids.shape != (len(texts),) or (
+            ids.size and (ids.min() < UNLABELLED or ids.max() >= self.scheme.size)
+        ):
+            raise ValueError(
+                f"labeler {type(labeler).__name__} must return one id in [-1, {self.scheme.size}) "
+                f"per text; got shape {ids.shape} for {len(texts)} texts"
+                + (f", values {ids.min()}..{ids.max()}" if ids.size else "")
+            )
+        return ids
 
     def _reset_episode_state(self) -> None:
         self._cursor = 0
@@ -355,9 +388,15 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
             self._observation_space.seed(int(space_seeds[1]))
         self._reset_episode_state()
         self._mean_field = self.mean_field_model.reset(self.scenario, self.scheme)
-        self._shares32 = self._mean_field.shares.astype(np.float32)
+        self._shares32 = self._observed_shares()
         observations, infos = self._activate_next()
         return observations, infos
+
+    def _observed_shares(self) -> np.ndarray:
+        """The mean field's shares as observed: float32, read-only (shared by all agents)."""
+        shares = self._mean_field.shares.astype(np.float32)
+        shares.flags.writeable = False
+        return shares
 
     def _activate_next(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         start = self._cursor
@@ -412,19 +451,19 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
             )
         texts: list[str] = []
         invalid = []
+        empty = []
         limit = self.max_action_length
         for agent in agents:
             action = actions.get(agent)
             if isinstance(action, str):
                 texts.append(action if len(action) <= limit else action[:limit])
                 invalid.append(False)
-            else:
+                empty.append(not action.strip())
+            else:  # missing or not a string: invalid, labelled as the empty text
                 texts.append("")
                 invalid.append(True)
-        empty = [not text.strip() for text in texts]
-        ids = np.asarray(self.labeler.label(texts), dtype=np.int64)  # type: ignore[union-attr]
-        if ids.shape != (len(texts),):
-            raise ValueError(f"labeler returned shape {ids.shape} for {len(texts)} texts")
+                empty.append(False)
+        ids = self._checked_labels(self.labeler, texts)  # type: ignore[arg-type]
         fallback = [bad or i == UNLABELLED for bad, i in zip(invalid, ids.tolist(), strict=True)]
         if any(fallback):
             ids[np.array(fallback)] = fallback_id
@@ -454,13 +493,17 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
         world_texts = texts
         if n_warm:
             world_ids[:n_warm] = real_ids[:n_warm]
-            world_texts = [r.text for r in self._reactions[start : start + n_warm]] + texts[n_warm:]
+            if self.action_mode == "text":
+                real_texts = [r.text for r in self._reactions[start : start + n_warm]]
+            else:  # label mode speaks in label names throughout, real reactions included
+                real_texts = [self.scheme.labels[i] for i in real_ids[:n_warm].tolist()]
+            world_texts = real_texts + texts[n_warm:]
         acted_observations = self._observations
         states = [acted_observations[agent]["state"] for agent in acted]
         self._mean_field = self.mean_field_model.update(
             self._mean_field, states, world_texts, world_ids
         )
-        self._shares32 = np.asarray(self._mean_field.shares, dtype=np.float32)
+        self._shares32 = self._observed_shares()
         self._sim_ids[start:stop] = sim_ids
         self._world_ids[start:stop] = world_ids
         size = self.scheme.size
@@ -565,11 +608,13 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
         }
 
     def state(self) -> np.ndarray:
+        """Mean-field shares, the simulated world's cumulative label shares (real labels in
+        warm-up, the agents' after; the mean-field shares before any action) and the
+        fraction of the episode's reactions already acted on."""
         total = self._world_counts.sum()
         world = self._world_counts / total if total else self._mean_field.shares
-        return np.concatenate(
-            [self._mean_field.shares, world, [self._cursor / self._n if self.agents else 1.0]]
-        ).astype(np.float32)
+        done = (self._cursor - len(self.agents)) / self._n
+        return np.concatenate([self._mean_field.shares, world, [done]]).astype(np.float32)
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":

@@ -15,7 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
+from math import isfinite
 from typing import Any
+
+from mfllm_env.labels import SCHEMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +68,12 @@ class Scenario:
     ``scenario_id`` is unique within a loader's output (for example
     ``"rumoureval/twitter/charliehebdo/552783667052167168"``). ``language`` is the main
     language of the event (``"en"`` or ``"zh"``) and chooses prompt templates and default
-    label schemes. ``default_label_dimension`` names the label dimension the environment
-    scores on by default. ``metadata`` holds event-level facts (the data set, the split,
-    the event name, a veracity label, generator parameters, ...).
+    label schemes. Construction checks that timestamps are finite and in time order, and
+    that labels of a built-in dimension (``stance``, ``certainty``, ``weibo``) are labels of
+    its scheme; it raises ``ValueError`` naming the scenario and the reaction otherwise.
+    ``default_label_dimension`` names the label dimension the environment scores on by
+    default. ``metadata`` holds event-level facts (the data set, the split, the event name,
+    a veracity label, generator parameters, ...).
     """
 
     scenario_id: str
@@ -81,11 +87,27 @@ class Scenario:
         # Always a tuple, so that scenarios compare equal however they were built.
         object.__setattr__(self, "reactions", tuple(self.reactions))
         times = [r.timestamp for r in self.reactions]
+        bad_time = next(
+            (r for r in (self.source, *self.reactions) if not isfinite(r.timestamp)), None
+        )
+        if bad_time is not None:
+            raise ValueError(
+                f"scenario {self.scenario_id!r}: reaction {bad_time.reaction_id!r} has "
+                f"timestamp {bad_time.timestamp!r}; timestamps must be finite unix seconds"
+            )
         if any(b < a for a, b in pairwise(times)):
             raise ValueError(
                 f"scenario {self.scenario_id!r}: reactions must be in time order; "
                 "sort them by timestamp before building the Scenario"
             )
+        for reaction in (self.source, *self.reactions):
+            for dimension, label in reaction.labels.items():
+                scheme = SCHEMES.get(dimension)
+                if scheme is not None and label not in scheme.labels:
+                    raise ValueError(
+                        f"scenario {self.scenario_id!r}: reaction {reaction.reaction_id!r} has "
+                        f"{dimension} label {label!r}; valid: {', '.join(scheme.labels)}"
+                    )
 
     @property
     def event_text(self) -> str:

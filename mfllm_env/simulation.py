@@ -5,8 +5,10 @@ A run folder holds:
 - ``config.json``: what was run (written first);
 - ``trajectory.jsonl``: one record per environment step, flushed as it happens, so an
   interrupted run keeps every finished step;
-- ``episodes.jsonl``: one record per finished episode with its metrics;
-- ``metrics.json``: mean and standard error over episodes (written at the end);
+- ``episodes.jsonl``: one record per finished episode with its metrics and wall time (an
+  episode with no reaction after warm-up is recorded as skipped, with the reason);
+- ``metrics.json``: mean and standard error over episodes (written at the end; standard
+  JSON, ``null`` where a value is undefined, such as the standard error of one episode);
 - ``shares.png`` (and ``plots/<episode>.png`` for further episodes): real vs simulated
   label shares over time.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -55,6 +58,7 @@ def run_episode(
 ) -> dict[str, Any]:
     """Play one episode; returns its metrics (see :func:`mfllm_env.metrics.episode_metrics`)
     plus ``fallbacks``, ``empty_actions``, ``invalid_actions``, ``steps`` and ``seconds``.
+    The episode must have at least one reaction after the warm-up.
 
     ``on_step`` receives each step's record (``env.last_record``) as soon as it is made.
     """
@@ -81,6 +85,7 @@ def run_episode(
         env.scheme.size,
         step_size=env.agents_per_step,
         warmup=env.warmup,
+        ordered=env.scheme.ordered,
     )
     metrics.update(
         fallbacks=env.stats["fallback"],
@@ -114,7 +119,8 @@ def simulate(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(dict(config or {}), indent=2, default=str))
-    records = []
+    records: list[dict[str, Any]] = []
+    skipped: list[str] = []
     with (
         open(run_dir / "trajectory.jsonl", "w", encoding="utf-8") as trajectory,
         open(run_dir / "episodes.jsonl", "w", encoding="utf-8") as episodes,
@@ -123,6 +129,17 @@ def simulate(
             tqdm(scenarios, desc="episodes", disable=not progress, unit="ep")
         ):
             env = make_env(scenario)
+            if env.warmup >= len(env.real_label_ids):
+                reason = (
+                    f"{len(env.real_label_ids)} reactions, all inside the warm-up of "
+                    f"{env.warmup}: nothing to roll out"
+                )
+                skipped.append(scenario.scenario_id)
+                episodes.write(
+                    json.dumps({"episode": scenario.scenario_id, "skipped": reason}) + "\n"
+                )
+                episodes.flush()
+                continue
 
             def write_step(record: dict[str, Any], scenario_id: str = scenario.scenario_id) -> None:
                 trajectory.write(
@@ -131,7 +148,13 @@ def simulate(
                 trajectory.flush()
 
             metrics = run_episode(env, policy, seed=seed + e, on_step=write_step, progress=progress)
-            record = {"episode": scenario.scenario_id, "seed": seed + e, "metrics": metrics}
+            seconds = metrics.pop("seconds")
+            record = {
+                "episode": scenario.scenario_id,
+                "seed": seed + e,
+                "seconds": seconds,
+                "metrics": metrics,
+            }
             episodes.write(json.dumps(record, ensure_ascii=False) + "\n")
             episodes.flush()
             records.append(metrics)
@@ -143,11 +166,31 @@ def simulate(
                 )
                 path.parent.mkdir(exist_ok=True)
                 plot_episode(env, path)
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} episode(s) with no reaction after the warm-up "
+            f"(first: {skipped[0]}); lower the warm-up to include them",
+            stacklevel=2,
+        )
     if not records:
-        raise ValueError("no scenarios to simulate")
-    summary = {"episodes": len(records), "metrics": aggregate(records)}
-    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        raise ValueError(
+            "no episode to score: "
+            + (f"all {len(skipped)} are shorter than the warm-up" if skipped else "no scenarios")
+        )
+    summary = {"episodes": len(records), "skipped": len(skipped), "metrics": aggregate(records)}
+    (run_dir / "metrics.json").write_text(
+        json.dumps(_json_ready(summary), indent=2, allow_nan=False)
+    )
     return summary
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by ``None`` (standard JSON has neither)."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def plot_episode(env: PopulationEnv, path: Path) -> Path:

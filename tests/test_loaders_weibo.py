@@ -250,7 +250,7 @@ def weibo_post(mid: str, parent: str | None, text: str, t: int, **extra) -> dict
         "user_description": "我的简介",
         "user_location": "北京 海淀区",
         "province": "11",
-        "city": "8",
+        "city": 8,  # the Weibo API gives these as numbers or strings
         "gender": "f",
         "screen_name": f"name-{mid}",
         "username": f"user-{mid}",
@@ -334,6 +334,7 @@ def test_rumdect_folder(tmp_path: Path):
         "created_at": "2010-01-01T00:00:00+00:00",
     }
     assert profile["bi_followers_count"] == 10 and profile["province"] == "11"
+    assert profile["city"] == "8"
     one = load_scenarios("rumdect", tmp_path / "rumdect" / "4010312999.json")
     assert one == events[1:]
 

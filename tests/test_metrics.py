@@ -204,6 +204,12 @@ def test_episode_metrics_toy_case():
     assert metrics["n_reactions"] == 4
 
 
+def test_episode_metrics_w1_uses_the_label_order_only_when_ordered():
+    real, sim = [0, 0, 0, 0], [2, 2, 2, 2]
+    assert episode_metrics(real, sim, 3, step_size=2)["w1"] == pytest.approx(1.0)  # = TV
+    assert episode_metrics(real, sim, 3, step_size=2, ordered=True)["w1"] == pytest.approx(2.0)
+
+
 def test_episode_metrics_scores_only_the_rollout():
     metrics = episode_metrics([0, 0, 1, 1], [1, 1, 1, 1], 2, step_size=1, warmup=2)
     assert metrics["n_reactions"] == 2

@@ -160,7 +160,9 @@ def test_bad_text_actions_fall_back_and_are_counted(scenario):
         info["fallback"] for info in infos.values() if "fallback" in info
     )
     assert env.stats["invalid_action"] == 2 + len(agents[7:])
-    assert env.stats["empty_action"] >= 4  # missing and non-string actions count as empty too
+    # Only strings can be empty; missing and non-string actions are invalid instead.
+    assert env.stats["empty_action"] == 2
+    assert not infos[agents[2]]["empty_action"] and not infos[agents[7]]["empty_action"]
 
 
 @pytest.mark.parametrize("bad", [-1, 4, 2.0, True, "support", None])
@@ -235,7 +237,11 @@ def test_episode_end_and_step_after_end(scenario):
     ("options", "message"),
     [
         ({"agents_per_step": 0}, "agents_per_step"),
+        ({"agents_per_step": 2.5}, "agents_per_step"),
         ({"warmup": -1}, "warmup"),
+        ({"warmup": "50"}, "warmup"),
+        ({"history_length": -1}, "history_length"),
+        ({"max_action_length": 0}, "max_action_length"),
         ({"action_mode": "tokens"}, "action_mode"),
         ({"max_reactions": 0}, "max_reactions"),
         ({"render_mode": "human"}, "render_mode"),
@@ -244,6 +250,48 @@ def test_episode_end_and_step_after_end(scenario):
 def test_bad_arguments_are_rejected(scenario, options, message):
     with pytest.raises(ValueError, match=message):
         PopulationEnv(scenario, **options)
+
+
+def test_labeller_output_is_checked(scenario):
+    class Broken:
+        scheme = SDQC
+
+        def label(self, texts):
+            return np.full(len(texts), 7)
+
+    env = PopulationEnv(scenario, labeler=Broken(), warmup=0)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="Broken must return one id in"):
+        env.step(dict.fromkeys(env.agents, "hello"))
+
+
+def test_observed_shares_are_read_only(scenario):
+    env = PopulationEnv(scenario, action_mode="label")
+    observations, _ = env.reset(seed=0)
+    with pytest.raises(ValueError, match="read-only"):
+        next(iter(observations.values()))["shares"][0] = 1.0
+
+
+def test_state_reports_the_fraction_done(scenario):
+    env = PopulationEnv(scenario, action_mode="label", agents_per_step=30)
+    env.reset(seed=0)
+    assert env.state()[-1] == 0.0
+    env.step(dict.fromkeys(env.agents, 0))
+    assert env.state()[-1] == pytest.approx(30 / 90)
+
+
+def test_label_mode_speaks_in_label_names():
+    """Label mode has no texts: histories show label names, in warm-up and after, so a
+    policy sees the same kind of state whether the real or its own actions drove it."""
+    sc = synthetic_scenario(seed=1, n_reactions=120, n_users=10)
+    env = PopulationEnv(sc, action_mode="label", warmup=60)
+    observations, _ = env.reset(seed=0)
+    states = []
+    while env.agents:
+        states += [observations[a]["state"] for a in env.agents]
+        observations, *_ = env.step(dict.fromkeys(env.agents, 1))
+    histories = [s.split("Your earlier posts: ")[1] for s in states if "earlier posts" in s]
+    assert histories and all(set(h.split(" | ")) <= set(SDQC.labels) for h in histories)
 
 
 def test_not_a_scenario_is_rejected():

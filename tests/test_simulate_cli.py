@@ -46,6 +46,16 @@ def test_same_seed_same_metrics(tmp_path):
     assert results[0] == results[1]
 
 
+def test_seed_range_gives_one_episode_per_seed(tmp_path):
+    out = tmp_path / "run"
+    argv = ["simulate", "--scenario", "synthetic:4-6", "--policy", "herding", "--no-progress"]
+    assert main([*argv, "--out", str(out)]) == 0
+    episodes = [e["episode"] for e in _lines(out / "episodes.jsonl")]
+    assert episodes == ["synthetic/4", "synthetic/5", "synthetic/6"]
+    assert json.loads((out / "metrics.json").read_text())["metrics"]["kl"]["n"] == 3
+    assert len(list((out / "plots").glob("*.png"))) == 2
+
+
 def test_interrupted_run_keeps_finished_steps(tmp_path):
     class Crashing(HerdingPolicy):
         calls = 0
@@ -67,7 +77,8 @@ def test_interrupted_run_keeps_finished_steps(tmp_path):
     ("argv", "message"),
     [
         (["--scenario", "nosuch:x", "--policy", "herding"], "unknown scenario source"),
-        (["--scenario", "synthetic:abc", "--policy", "herding"], "integer"),
+        (["--scenario", "synthetic:abc", "--policy", "herding"], "FIRST-LAST"),
+        (["--scenario", "synthetic:5-2", "--policy", "herding"], "empty"),
         (["--scenario", "jsonl:/does/not/exist.jsonl", "--policy", "herding"], "no such file"),
         (["--scenario", "ced:/tmp", "--policy", "mf-classifier"], "--fit"),
     ],
@@ -76,3 +87,54 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys, argv, message):
     code = main(["simulate", "--out", str(tmp_path / "run"), "--no-progress", *argv])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def _strict_json(path):
+    def reject(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    return json.loads(path.read_text(), parse_constant=reject)
+
+
+def test_metrics_json_is_standard_json_for_one_episode(tmp_path):
+    out = tmp_path / "run"
+    assert main(["simulate", "--policy", "herding", "--out", str(out), "--no-progress"]) == 0
+    metrics = _strict_json(out / "metrics.json")
+    assert metrics["metrics"]["kl"]["stderr"] is None and metrics["metrics"]["kl"]["n"] == 1
+    assert "seconds" not in metrics["metrics"]
+
+
+def test_episodes_shorter_than_warmup_are_skipped_and_counted(tmp_path):
+    from mfllm_env import write_scenarios_jsonl
+
+    scenarios = [synthetic_scenario(seed=s, n_reactions=n) for s, n in ((1, 30), (2, 80))]
+    write_scenarios_jsonl(scenarios, tmp_path / "s.jsonl")
+    out = tmp_path / "run"
+    argv = ["simulate", "--scenario", f"jsonl:{tmp_path / 's.jsonl'}", "--policy", "herding"]
+    with pytest.warns(UserWarning, match="skipped 1 episode"):
+        assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    episodes = _lines(out / "episodes.jsonl")
+    assert "skipped" in episodes[0] and "metrics" in episodes[1]
+    summary = _strict_json(out / "metrics.json")
+    assert summary["episodes"] == 1 and summary["skipped"] == 1
+
+
+def test_all_episodes_too_short_is_a_clear_error(tmp_path, capsys):
+    argv = ["simulate", "--policy", "herding", "--warmup", "400", "--no-progress"]
+    with pytest.warns(UserWarning):
+        assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    assert "shorter than the warm-up" in capsys.readouterr().err
+
+
+def test_default_fit_leaves_out_the_evaluated_event(rumoureval_dir, tmp_path, capsys):
+    argv = ["simulate", "--scenario", f"rumoureval:{rumoureval_dir}:ottawashooting"]
+    argv += ["--policy", "state-classifier", "--warmup", "16", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "less 1 scenario(s) sharing reactions with the evaluated ones" in err
+
+
+def test_limit_must_be_positive(tmp_path, capsys):
+    argv = ["simulate", "--policy", "herding", "--limit", "0", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    assert "--limit must be >= 1" in capsys.readouterr().err

@@ -114,3 +114,16 @@ def test_default_labeller_recovers_the_label_of_every_synthetic_text():
     for name, templates in _TEXTS.items():
         texts = [t.format(outlet=outlet) for t in templates for outlet in _OUTLETS]
         assert labeler.label(texts).tolist() == [SDQC.index(name)] * len(texts), name
+
+
+def test_scenarios_reject_non_finite_times_and_unknown_labels():
+    from dataclasses import replace
+
+    scenario = synthetic_scenario(seed=1, n_reactions=5)
+    first = scenario.reactions[0]
+    with pytest.raises(ValueError, match="finite"):
+        replace(scenario, reactions=[replace(first, timestamp=float("nan"))])
+    with pytest.raises(ValueError, match="stance label 'maybe'"):
+        replace(scenario, reactions=[replace(first, labels={"stance": "maybe"})])
+    # Dimensions without a built-in scheme are the user's business.
+    replace(scenario, reactions=[replace(first, labels={"mood": "happy"})])

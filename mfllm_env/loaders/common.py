@@ -10,6 +10,7 @@ many were skipped and shows the first few reasons.
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -191,8 +192,18 @@ class RecordReader:
         return None if value is None else str(value)
 
     def number(self, field: str, *, required: bool = True) -> float | None:
+        """A finite number, as a float."""
         value = self.get(field, (int, float), required=required)
-        return None if value is None else float(value)
+        if value is None:
+            return None
+        if not math.isfinite(value):
+            raise self.error(field, f"expected a finite number, got {value!r}")
+        return float(value)
+
+    def scalar_text(self, field: str) -> str | None:
+        """An optional descriptive field given as a string or a number, as a string."""
+        value = self.get(field, (str, int, float), required=False)
+        return None if value is None else str(value)
 
     def count(self, field: str) -> int | None:
         """An optional non-negative count, as an int (integral floats accepted)."""

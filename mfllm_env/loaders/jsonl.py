@@ -162,7 +162,7 @@ def _reaction(data: object, file: Path, record: str, prefix: str, language: str)
             author.get("author_id", (str,)), author.get("profile", (dict,), required=False) or {}
         ),
         text=reader.get("text", (str,)),
-        timestamp=float(reader.get("timestamp", (int, float))),
+        timestamp=reader.number("timestamp"),
         parent_id=reader.get("parent_id", (str,), required=False),
         language=reader.get("language", (str,), required=False) or language,
         labels=labels,

@@ -131,7 +131,7 @@ def _post(element: object, position: int, file: Path, source_id: str | None) -> 
         "created_at": created,
         "user_geo_enabled": reader.flag("user_geo_enabled"),
     }
-    profile.update({field: reader.text(field, required=False) for field in PROFILE_TEXT_FIELDS})
+    profile.update({field: reader.scalar_text(field) for field in PROFILE_TEXT_FIELDS})
     profile.update({field: reader.count(field) for field in PROFILE_COUNT_FIELDS})
     metadata: dict[str, Any] = {
         field: reader.ident(field, required=False) for field in METADATA_TEXT_FIELDS

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable
 from functools import partial
 from itertools import chain
@@ -14,7 +15,7 @@ from mfllm_cli.specs import iter_spec
 from mfllm_env.labels import LabelScheme, scheme_for
 from mfllm_env.population_env import PopulationEnv
 from mfllm_env.scenario import Scenario
-from mfllm_env.simulation import Policy, simulate
+from mfllm_env.simulation import EpisodeSkippedWarning, Policy, simulate
 
 POLICIES = ("random", "herding", "state-classifier", "mf-classifier")
 SYNTHETIC_FIT_SEEDS = range(1000, 1020)
@@ -120,15 +121,18 @@ def run(args: argparse.Namespace) -> int:
         PopulationEnv, warmup=args.warmup, action_mode=policy.action_mode, **env_options
     )
     config = {**vars(args), "func": None, "out": str(args.out), "label_scheme": scheme.name}
-    summary = simulate(
-        scenarios,
-        make_env,
-        policy,
-        args.out,
-        seed=args.seed,
-        config=config,
-        progress=not args.no_progress,
-    )
+    with warnings.catch_warnings():
+        # Reported below in the command's own words.
+        warnings.simplefilter("ignore", EpisodeSkippedWarning)
+        summary = simulate(
+            scenarios,
+            make_env,
+            policy,
+            args.out,
+            seed=args.seed,
+            config=config,
+            progress=not args.no_progress,
+        )
     if summary["skipped"]:
         print(f"skipped {summary['skipped']} episode(s) shorter than the warm-up ({args.warmup})")
     episodes = summary["episodes"]

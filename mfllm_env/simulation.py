@@ -32,6 +32,10 @@ from mfllm_env.report import plot_share_trajectories
 from mfllm_env.scenario import Scenario
 
 
+class EpisodeSkippedWarning(UserWarning):
+    """Some episodes had no reaction after the warm-up and were not scored."""
+
+
 @runtime_checkable
 class Policy(Protocol):
     """Acts for every active agent of a step.
@@ -170,6 +174,7 @@ def simulate(
         warnings.warn(
             f"skipped {len(skipped)} episode(s) with no reaction after the warm-up "
             f"(first: {skipped[0]}); lower the warm-up to include them",
+            EpisodeSkippedWarning,
             stacklevel=2,
         )
     if not records:

@@ -56,6 +56,16 @@ def test_seed_range_gives_one_episode_per_seed(tmp_path):
     assert len(list((out / "plots").glob("*.png"))) == 2
 
 
+def test_library_warns_about_skipped_episodes(tmp_path):
+    from mfllm_env.simulation import EpisodeSkippedWarning
+
+    scenarios = [synthetic_scenario(seed=1, n_reactions=20), synthetic_scenario(seed=2)]
+    make_env = partial(PopulationEnv, action_mode="label")
+    with pytest.warns(EpisodeSkippedWarning, match="skipped 1 episode"):
+        summary = simulate(scenarios, make_env, HerdingPolicy(), tmp_path, progress=False)
+    assert summary["skipped"] == 1 and summary["episodes"] == 1
+
+
 def test_interrupted_run_keeps_finished_steps(tmp_path):
     class Crashing(HerdingPolicy):
         calls = 0
@@ -104,15 +114,15 @@ def test_metrics_json_is_standard_json_for_one_episode(tmp_path):
     assert "seconds" not in metrics["metrics"]
 
 
-def test_episodes_shorter_than_warmup_are_skipped_and_counted(tmp_path):
+def test_episodes_shorter_than_warmup_are_skipped_and_counted(tmp_path, capsys):
     from mfllm_env import write_scenarios_jsonl
 
     scenarios = [synthetic_scenario(seed=s, n_reactions=n) for s, n in ((1, 30), (2, 80))]
     write_scenarios_jsonl(scenarios, tmp_path / "s.jsonl")
     out = tmp_path / "run"
     argv = ["simulate", "--scenario", f"jsonl:{tmp_path / 's.jsonl'}", "--policy", "herding"]
-    with pytest.warns(UserWarning, match="skipped 1 episode"):
-        assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    assert "skipped 1 episode(s) shorter than the warm-up (50)" in capsys.readouterr().out
     episodes = _lines(out / "episodes.jsonl")
     assert "skipped" in episodes[0] and "metrics" in episodes[1]
     summary = _strict_json(out / "metrics.json")
@@ -121,8 +131,7 @@ def test_episodes_shorter_than_warmup_are_skipped_and_counted(tmp_path):
 
 def test_all_episodes_too_short_is_a_clear_error(tmp_path, capsys):
     argv = ["simulate", "--policy", "herding", "--warmup", "400", "--no-progress"]
-    with pytest.warns(UserWarning):
-        assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
     assert "shorter than the warm-up" in capsys.readouterr().err
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
+from mfllm_cli.data_args import add_data_arguments, loader_options
 from mfllm_env.labelers import default_labeler, evaluate_labeler
-from mfllm_env.loaders import LOADERS, load_scenarios
+from mfllm_env.loaders import load_scenarios
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,16 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score the default labeller of a dimension against human labels",
         description=__doc__.split("\n\n", 1)[1],
     )
-    parser.add_argument("source", choices=sorted(LOADERS), help="data set format")
-    parser.add_argument("path", help="data file or folder")
-    parser.add_argument(
-        "--key",
-        dest="keys",
-        action="append",
-        metavar="FILE",
-        help="rumoureval: a key file (repeatable; default: the *-key.json files in PATH)",
-    )
-    parser.add_argument("--split", choices=("train", "dev", "test"), help="rumoureval: one split")
+    add_data_arguments(parser)
     parser.add_argument(
         "--dimension", default="stance", help="label dimension to score (default: stance)"
     )
@@ -46,13 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load, label, score and print; ``ValueError`` when no post has a human label."""
-    options: dict[str, Any] = {}
-    if args.keys:
-        options["keys"] = args.keys
-    if args.split:
-        options["split"] = args.split
     labeler = default_labeler(args.dimension)
-    scenarios = load_scenarios(args.source, args.path, **options)
+    scenarios = load_scenarios(args.source, args.path, **loader_options(args))
     report = evaluate_labeler(
         labeler, scenarios, args.dimension, include_sources=not args.no_sources
     )

@@ -16,11 +16,11 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from mfllm_cli.data_args import add_data_arguments, loader_options
 from mfllm_env.labels import SCHEMES
-from mfllm_env.loaders import LOADERS, iter_scenarios
+from mfllm_env.loaders import iter_scenarios
 from mfllm_env.scenario import Scenario
 
-LOADER_OPTIONS = ("keys", "split", "episode", "platform", "pheme", "max_reactions", "limit")
 """Loader options set by flags; each is passed only when its flag is given."""
 
 
@@ -31,48 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="load a data set of scenarios and summarise it",
         description=__doc__.split("\n\n", 1)[1],
     )
-    parser.add_argument("source", choices=sorted(LOADERS), help="data set format")
-    parser.add_argument("path", help="data file or folder")
-    parser.add_argument(
-        "--key",
-        dest="keys",
-        action="append",
-        metavar="FILE",
-        help="rumoureval: a key file (repeatable; default: the *-key.json files in PATH)",
-    )
-    parser.add_argument("--split", choices=("train", "dev", "test"), help="rumoureval: one split")
-    parser.add_argument(
-        "--episode",
-        choices=("thread", "event"),
-        help="rumoureval: one scenario per thread (default) or per event",
-    )
-    parser.add_argument(
-        "--platform", choices=("twitter", "reddit", "all"), help="rumoureval: platform"
-    )
-    parser.add_argument("--pheme", metavar="FILE", help="rumoureval: PHEME annotations to join")
-    parser.add_argument(
-        "--max-reactions", type=int, metavar="N", help="ced: keep the first N reactions per event"
-    )
-    parser.add_argument("--limit", type=int, metavar="N", help="load at most N episodes")
-    parser.add_argument(
-        "--on-error",
-        choices=("raise", "skip"),
-        default="raise",
-        help="stop at the first bad record (default) or skip bad records with one warning",
-    )
+    add_data_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Load, summarise, print; return the exit code."""
-    options: dict[str, Any] = {
-        option: getattr(args, option)
-        for option in LOADER_OPTIONS
-        if getattr(args, option) is not None
-    }
-    options["on_error"] = args.on_error
-    summary = summarise(iter_scenarios(args.source, args.path, **options))
+    summary = summarise(iter_scenarios(args.source, args.path, **loader_options(args)))
     summary = {"source": args.source, "path": str(args.path), **summary}
     if args.json:
         print(json.dumps(summary, ensure_ascii=False, indent=None))

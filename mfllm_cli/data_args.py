@@ -1,0 +1,56 @@
+"""The data-set arguments that ``mfllm scenarios`` and ``mfllm label-eval`` share.
+
+``SOURCE PATH`` and the loader options as flags; a flag is passed to the loader only when
+it is given, so a loader refuses a flag it does not take, naming the ones it does.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from mfllm_env.loaders import LOADERS
+
+LOADER_OPTIONS = ("keys", "split", "episode", "platform", "pheme", "max_reactions", "limit")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``source``, ``path`` and the loader flags to ``parser``."""
+    parser.add_argument("source", choices=sorted(LOADERS), help="data set format")
+    parser.add_argument("path", help="data file or folder")
+    parser.add_argument(
+        "--key",
+        dest="keys",
+        action="append",
+        metavar="FILE",
+        help="rumoureval: a key file (repeatable; default: the *-key.json files in PATH)",
+    )
+    parser.add_argument("--split", choices=("train", "dev", "test"), help="rumoureval: one split")
+    parser.add_argument(
+        "--episode",
+        choices=("thread", "event"),
+        help="rumoureval: one scenario per thread (default) or per event",
+    )
+    parser.add_argument(
+        "--platform", choices=("twitter", "reddit", "all"), help="rumoureval: platform"
+    )
+    parser.add_argument("--pheme", metavar="FILE", help="rumoureval: PHEME annotations to join")
+    parser.add_argument(
+        "--max-reactions", type=int, metavar="N", help="ced: keep the first N reactions per event"
+    )
+    parser.add_argument("--limit", type=int, metavar="N", help="load at most N episodes")
+    parser.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
+        help="stop at the first bad record (default) or skip bad records with one warning",
+    )
+
+
+def loader_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The loader keyword arguments of the flags the user gave."""
+    options = {
+        name: getattr(args, name) for name in LOADER_OPTIONS if getattr(args, name) is not None
+    }
+    options["on_error"] = args.on_error
+    return options

@@ -31,6 +31,8 @@ class LabelScheme:
     action the labeller cannot label. ``descriptions`` say what each label means (used in
     prompts and in documentation). ``ordered`` says whether the label order is a scale
     (certainty levels) rather than unordered categories (it chooses W1's ground metric).
+    ``display`` gives the label names to show in other languages (``{"zh": (...)}``), in
+    label order; :meth:`names` falls back to ``labels``.
     """
 
     name: str
@@ -39,6 +41,7 @@ class LabelScheme:
     fallback: str
     descriptions: Mapping[str, str] = field(default_factory=dict)
     ordered: bool = False
+    display: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(set(self.labels)) != len(self.labels) or len(self.labels) < 2:
@@ -46,6 +49,15 @@ class LabelScheme:
         if self.fallback not in self.labels:
             raise ValueError(f"scheme {self.name!r}: fallback {self.fallback!r} not a label")
         object.__setattr__(self, "_index", {name: i for i, name in enumerate(self.labels)})
+        for language, names in self.display.items():
+            if len(names) != len(self.labels):
+                raise ValueError(
+                    f"scheme {self.name!r}: {language} display names must match labels"
+                )
+
+    def names(self, language: str) -> tuple[str, ...]:
+        """The label names to show in ``language`` (the labels themselves by default)."""
+        return self.display.get(language, self.labels)
 
     @property
     def size(self) -> int:
@@ -83,6 +95,7 @@ SDQC = LabelScheme(
         "query": "asks for evidence or more information about the claim",
         "comment": "reacts without taking a stance on the claim's truth",
     },
+    display={"zh": ("支持", "否认", "询问", "评论")},
 )
 
 CERTAINTY = LabelScheme(
@@ -109,6 +122,7 @@ WEIBO = LabelScheme(
         "comment_support": "writes a reaction that accepts or spreads the claim",
         "comment_doubt": "writes a reaction that doubts, questions or debunks the claim",
     },
+    display={"zh": ("转发支持", "转发质疑", "评论支持", "评论质疑")},
 )
 
 SCHEMES: dict[str, LabelScheme] = {s.dimension: s for s in (SDQC, CERTAINTY, WEIBO)}

@@ -98,7 +98,7 @@ class HistogramMeanField:
         self._templates = _TEMPLATES["en"]
 
     def reset(self, scenario: Scenario, scheme: LabelScheme) -> MeanField:
-        self._labels = scheme.labels
+        self._labels = scheme.names(scenario.language)
         self._counts = np.zeros(scheme.size)
         self._recent = deque()
         self._total = 0

@@ -335,3 +335,17 @@ def test_package_does_not_import_llm_libraries():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
     assert mfllm_env.PopulationEnv is PopulationEnv
+
+
+def test_chinese_mean_field_text_names_labels_in_chinese():
+    from dataclasses import replace
+
+    from mfllm_env import WEIBO
+    from mfllm_env.labelers import WeiboRuleLabeler
+
+    sc = replace(synthetic_scenario(seed=2, n_reactions=40), language="zh")
+    sc = replace(sc, reactions=[replace(r, labels={}) for r in sc.reactions])
+    env = PopulationEnv(sc, label_dimension=WEIBO, labeler=WeiboRuleLabeler(), warmup=0)
+    env.reset(seed=0)
+    env.step(dict.fromkeys(env.agents, "这是谣言吧？"))
+    assert "评论质疑" in env.mean_field.text and "comment_doubt" not in env.mean_field.text

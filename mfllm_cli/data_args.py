@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from mfllm_cli.specs import SPLITS
 from mfllm_env.loaders import LOADERS
 
 LOADER_OPTIONS = ("keys", "split", "episode", "platform", "pheme", "max_reactions", "limit")
@@ -25,7 +26,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="rumoureval: a key file (repeatable; default: the *-key.json files in PATH)",
     )
-    parser.add_argument("--split", choices=("train", "dev", "test"), help="rumoureval: one split")
+    parser.add_argument("--split", choices=SPLITS, help="rumoureval: one split")
     parser.add_argument(
         "--episode",
         choices=("thread", "event"),

@@ -11,7 +11,7 @@ from itertools import chain
 from pathlib import Path
 
 from agents.baselines import ClassifierPolicy, HerdingPolicy, UniformRandomPolicy, collect_examples
-from mfllm_cli.specs import iter_spec
+from mfllm_cli.specs import iter_spec, path_and_selector
 from mfllm_env.labels import LabelScheme, scheme_for
 from mfllm_env.population_env import PopulationEnv
 from mfllm_env.scenario import Scenario
@@ -70,12 +70,10 @@ def fit_scenarios(
         source, _, rest = args.scenario.partition(":")
         if source == "synthetic":
             seeds = SYNTHETIC_FIT_SEEDS
-            fitted = [next(iter_spec(f"synthetic:{seed}")) for seed in seeds]
-            described = f"synthetic seeds {seeds.start}-{seeds.stop - 1}"
+            described = f"synthetic:{seeds.start}-{seeds.stop - 1}"
         else:  # rumoureval (run() checked there is a default)
-            path = rest if Path(rest).exists() else rest.rpartition(":")[0]
-            described = f"rumoureval:{path}:train"
-            fitted = list(iter_spec(described))
+            described = f"rumoureval:{path_and_selector(rest)[0]}:train"
+        fitted = list(iter_spec(described))
     seen = {r.reaction_id for scenario in evaluated for r in scenario.reactions}
     kept = [s for s in fitted if seen.isdisjoint(r.reaction_id for r in s.reactions)]
     if len(kept) < len(fitted):

@@ -19,6 +19,15 @@ from mfllm_env.synthetic import synthetic_scenario
 SPLITS = ("train", "dev", "test")
 
 
+def path_and_selector(rest: str) -> tuple[Path, str | None]:
+    """Split the ``PATH[:SELECTOR]`` part of a spec (a path may itself hold a colon)."""
+    path = Path(rest)
+    if not path.exists() and ":" in rest:
+        head, _, selector = rest.rpartition(":")
+        return Path(head), selector
+    return path, None
+
+
 def iter_spec(spec: str, *, limit: int | None = None) -> Iterator[Scenario]:
     """The scenarios a spec names (see the module docstring), at most ``limit`` (>= 1) of
     them; errors say what is wrong."""
@@ -43,10 +52,7 @@ def iter_spec(spec: str, *, limit: int | None = None) -> Iterator[Scenario]:
         )
     if not rest:
         raise ValueError(f"{spec!r}: give a path, as in {source}:PATH")
-    path, selector = Path(rest), None
-    if not path.exists() and ":" in rest:
-        head, _, selector = rest.rpartition(":")
-        path = Path(head)
+    path, selector = path_and_selector(rest)
     if not path.exists():
         raise FileNotFoundError(f"{spec!r}: no such file or folder: {path}")
     options: dict[str, object] = {}

@@ -93,7 +93,6 @@ class HistogramMeanField:
         self.window = window
         self._counts = np.zeros(0)
         self._recent: deque[int] = deque()
-        self._total = 0
         self._labels: tuple[str, ...] = ()
         self._templates = _TEMPLATES["en"]
 
@@ -101,7 +100,6 @@ class HistogramMeanField:
         self._labels = scheme.names(scenario.language)
         self._counts = np.zeros(scheme.size)
         self._recent = deque()
-        self._total = 0
         self._templates = _TEMPLATES.get(scenario.language, _TEMPLATES["en"])
         return MeanField(self._templates["empty"], uniform_shares(scheme.size), 0)
 
@@ -121,7 +119,6 @@ class HistogramMeanField:
             return previous
         batch = np.bincount(labels, minlength=len(self._labels))
         self._counts += batch
-        self._total += size
         if self.window is not None:
             self._recent.extend(labels.tolist())
             while len(self._recent) > self.window:

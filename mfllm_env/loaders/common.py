@@ -129,6 +129,15 @@ def existing_path(path: str | os.PathLike[str]) -> Path:
     return resolved
 
 
+def data_files(root: Path, pattern: str, what: str) -> list[Path]:
+    """``root`` itself if it is a file, else its files matching ``pattern`` in name order;
+    ``ValueError`` for a folder with none (``what`` names the files in the message)."""
+    files = sorted(root.glob(pattern)) if root.is_dir() else [root]
+    if not files:
+        raise ValueError(f"{root}: no {what} in this folder")
+    return files
+
+
 def parse_json(data: bytes | str, path: str | os.PathLike[str], record: str | None = None) -> Any:
     """Decode JSON text, or raise a :class:`ScenarioFormatError` saying where it breaks."""
     try:

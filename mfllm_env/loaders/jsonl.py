@@ -41,6 +41,7 @@ from mfllm_env.loaders.common import (
     RecordReader,
     ScenarioFormatError,
     check_limit,
+    data_files,
     existing_path,
     finish,
     parse_json,
@@ -60,10 +61,7 @@ def load_jsonl(
     check_limit("limit", limit)
     policy = ErrorPolicy(on_error, "jsonl")
     root = existing_path(path)
-    files = sorted(root.glob("*.jsonl")) if root.is_dir() else [root]
-    if not files:
-        raise ValueError(f"{root}: no *.jsonl files in this folder")
-    return finish(_lines(files, policy), policy, limit)
+    return finish(_lines(data_files(root, "*.jsonl", "*.jsonl files"), policy), policy, limit)
 
 
 def write_scenarios_jsonl(scenarios: Iterable[Scenario], path: str | os.PathLike[str]) -> int:

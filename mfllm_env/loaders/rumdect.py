@@ -36,6 +36,7 @@ from mfllm_env.loaders.common import (
     RecordReader,
     ScenarioFormatError,
     check_limit,
+    data_files,
     drop_none,
     existing_path,
     finish,
@@ -63,9 +64,7 @@ def load_rumdect(
     check_limit("limit", limit)
     policy = ErrorPolicy(on_error, "rumdect")
     root = existing_path(path)
-    files = sorted(root.glob("*.json")) if root.is_dir() else [root]
-    if not files:
-        raise ValueError(f"{root}: no *.json event files in this folder")
+    files = data_files(root, "*.json", "*.json event files")
     return finish(_events(files, policy), policy, limit)
 
 

@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from agents.backends.base import BackendError
+
 COMMAND_MODULES = (
     "mfllm_cli.scenarios_cmd",
     "mfllm_cli.label_eval_cmd",
@@ -35,8 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as error:
-        # Bad input from the user: say what is wrong without a traceback.
+    except (FileNotFoundError, ValueError, KeyError, BackendError) as error:
+        # Bad input from the user (or an unreachable server): say what is wrong, no traceback.
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"mfllm {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -10,14 +10,27 @@ from functools import partial
 from itertools import chain
 from pathlib import Path
 
+from agents.backends import GenerationParams, load_backend
 from agents.baselines import ClassifierPolicy, HerdingPolicy, UniformRandomPolicy, collect_examples
+from agents.mean_field import ChainOfSummarization, LLMMeanField
+from agents.policies import LLMPolicy
 from mfllm_cli.specs import iter_spec, path_and_selector
 from mfllm_env.labels import LabelScheme, scheme_for
+from mfllm_env.mean_field import (
+    HistogramMeanField,
+    MeanFieldModel,
+    PopularReactions,
+    RecentReactions,
+)
 from mfllm_env.population_env import PopulationEnv
 from mfllm_env.scenario import Scenario
 from mfllm_env.simulation import EpisodeSkippedWarning, Policy, simulate
 
-POLICIES = ("random", "herding", "state-classifier", "mf-classifier")
+CLASSIFIER_POLICIES = ("random", "herding", "state-classifier", "mf-classifier")
+LLM_POLICIES = ("mf", "state", "recent", "popular", "sft")
+POLICIES = CLASSIFIER_POLICIES + LLM_POLICIES
+MEAN_FIELDS = ("histogram", "llm", "cos")
+CONTEXT_OF_POLICY = {"mf": "mean_field", "state": "none", "sft": "none"}
 SYNTHETIC_FIT_SEEDS = range(1000, 1020)
 FIT_DEFAULTS = ("synthetic", "rumoureval")  # sources whose classifiers have a default --fit
 
@@ -35,7 +48,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="synthetic[:SEED|:FIRST-LAST] | rumoureval:PATH[:EVENT|:SPLIT] | ced:PATH | "
         "rumdect:PATH | jsonl:PATH (default: synthetic)",
     )
-    parser.add_argument("--policy", choices=POLICIES, default="mf-classifier")
+    parser.add_argument(
+        "--policy",
+        choices=POLICIES,
+        default="mf-classifier",
+        help="non-LLM: random, herding, state-classifier, mf-classifier; LLM (METHOD.md "
+        "section 1): mf, state, recent, popular, sft (state + --adapter)",
+    )
+    llm = parser.add_argument_group("LLM policies and mean fields")
+    llm.add_argument(
+        "--mean-field",
+        choices=MEAN_FIELDS,
+        help="histogram (rule-rendered shares), llm (the MF-LLM summariser) or cos (Chain of "
+        "Summarization); default: llm for --policy mf, histogram otherwise; recent and popular "
+        "bring their own",
+    )
+    llm.add_argument(
+        "--model",
+        default="smollm2",
+        help="smollm2 (offline default) | a local model folder | a hub id (needs network) | "
+        "http://HOST:PORT/v1 (an OpenAI-compatible server)",
+    )
+    llm.add_argument("--adapter", type=Path, help="PEFT adapter folder for the policy's model")
+    llm.add_argument(
+        "--tokenizer",
+        help="with an http --model: tokenizer that renders prompts client-side (smollm2, a "
+        "folder or a hub id); needed for --nll",
+    )
+    llm.add_argument(
+        "--parallel", type=int, default=8, help="episodes stepped together (batched calls)"
+    )
+    llm.add_argument("--k", type=int, default=5, help="reactions shown by recent and popular")
+    llm.add_argument("--max-new-tokens", type=int, default=48, help="per action")
+    llm.add_argument("--summary-tokens", type=int, default=96, help="per mean-field rewrite")
+    llm.add_argument("--temperature", type=float, default=0.7)
+    llm.add_argument("--cos-every", type=int, default=4, help="cos: LLM rewrite every N steps")
+    llm.add_argument(
+        "--show-shares", action="store_true", help="add the numeric shares to the mf context"
+    )
+    llm.add_argument(
+        "--nll", action="store_true", help="score the real reactions' NLL under the policy"
+    )
+    llm.add_argument("--threads", type=int, help="torch threads for a local model")
     parser.add_argument(
         "--fit",
         help="scenarios the classifier policies are fitted on (default: 20 other synthetic "
@@ -84,6 +138,61 @@ def fit_scenarios(
     return kept, described
 
 
+def mean_field_choice(args: argparse.Namespace) -> str:
+    """The mean field a run uses (``--mean-field``, or the policy's default)."""
+    if args.policy in ("recent", "popular"):
+        if args.mean_field is not None:
+            raise ValueError(
+                f"--policy {args.policy} shows reactions, not a mean field: drop --mean-field"
+            )
+        return args.policy
+    return args.mean_field or ("llm" if args.policy == "mf" else "histogram")
+
+
+def llm_parts(
+    args: argparse.Namespace, scheme: LabelScheme, language: str
+) -> tuple[Policy, Callable[[], MeanFieldModel]]:
+    """The LLM policy and a factory of fresh mean-field models (one per episode)."""
+    if args.policy == "sft" and args.adapter is None:
+        raise ValueError(
+            "--policy sft is the State policy with a fine-tuned adapter: pass --adapter"
+        )
+    if args.nll and args.model.startswith("http") and not args.tokenizer:
+        raise ValueError("--nll over HTTP needs --tokenizer (smollm2, a folder or a hub id)")
+    for name in ("k", "max_new_tokens", "summary_tokens", "cos_every", "parallel"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+    backend = load_backend(
+        args.model, adapter=args.adapter, threads=args.threads, tokenizer=args.tokenizer
+    )
+    policy = LLMPolicy(
+        backend,
+        context=CONTEXT_OF_POLICY.get(args.policy, args.policy),
+        params=GenerationParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature),
+        show_shares=args.show_shares,
+        share_labels=scheme.names(language),
+        score_references=args.nll,
+    )
+    kind = mean_field_choice(args)
+    summary_params = GenerationParams(
+        max_new_tokens=args.summary_tokens, temperature=args.temperature
+    )
+    factories: dict[str, Callable[[], MeanFieldModel]] = {
+        "histogram": HistogramMeanField,
+        "recent": partial(RecentReactions, args.k),
+        "popular": partial(PopularReactions, args.k),
+        "llm": partial(LLMMeanField, backend, params=summary_params, seed=args.seed),
+        "cos": partial(
+            ChainOfSummarization,
+            backend,
+            every=args.cos_every,
+            params=summary_params,
+            seed=args.seed,
+        ),
+    }
+    return policy, factories[kind]
+
+
 def build_policy(
     args: argparse.Namespace, scheme: LabelScheme, env_options: dict, evaluated: list[Scenario]
 ) -> Policy:
@@ -114,11 +223,31 @@ def run(args: argparse.Namespace) -> int:
     scenarios = evaluated if needs_fit else chain(evaluated, stream)
     env_options = {"agents_per_step": args.agents_per_step, "max_reactions": args.max_reactions}
     scheme = scheme_for(evaluated[0].default_label_dimension)
-    policy = build_policy(args, scheme, env_options, evaluated)
-    make_env: Callable[[Scenario], PopulationEnv] = partial(
-        PopulationEnv, warmup=args.warmup, action_mode=policy.action_mode, **env_options
-    )
-    config = {**vars(args), "func": None, "out": str(args.out), "label_scheme": scheme.name}
+    if args.policy in LLM_POLICIES:
+        policy, new_mean_field = llm_parts(args, scheme, evaluated[0].language)
+    else:
+        if args.mean_field in ("llm", "cos"):
+            raise ValueError(f"--mean-field {args.mean_field} needs an LLM policy ({LLM_POLICIES})")
+        policy, new_mean_field = build_policy(args, scheme, env_options, evaluated), None
+    mean_field = mean_field_choice(args) if args.policy in LLM_POLICIES else "histogram"
+
+    def make_env(scenario: Scenario) -> PopulationEnv:
+        return PopulationEnv(
+            scenario,
+            warmup=args.warmup,
+            action_mode=policy.action_mode,
+            mean_field=new_mean_field() if new_mean_field else None,
+            **env_options,
+        )
+
+    config = {
+        **vars(args),
+        "func": None,
+        "out": str(args.out),
+        "adapter": str(args.adapter) if args.adapter else None,
+        "label_scheme": scheme.name,
+        "mean_field": mean_field,
+    }
     with warnings.catch_warnings():
         # Reported below in the command's own words.
         warnings.simplefilter("ignore", EpisodeSkippedWarning)
@@ -128,6 +257,7 @@ def run(args: argparse.Namespace) -> int:
             policy,
             args.out,
             seed=args.seed,
+            parallel=args.parallel,
             config=config,
             progress=not args.no_progress,
         )
@@ -141,6 +271,11 @@ def run(args: argparse.Namespace) -> int:
     for name, stats in summary["metrics"].items():
         spread = f" ± {stats['stderr']:.4f}" if episodes > 1 else ""
         print(f"  {name:18s} {stats['mean']:.4f}{spread}")
+    speed = summary["throughput"]
+    line = f"  wall time {speed['wall_seconds']:.1f} s"
+    if "generated_tokens_per_second" in speed:
+        line += f", {speed['generated_tokens_per_second']:.1f} generated tokens/s"
+    print(line)
     files = "config.json, trajectory.jsonl, episodes.jsonl, metrics.json, shares.png"
     print(f"wrote {args.out}/ ({files})")
     return 0

@@ -5,19 +5,27 @@ numeric label-share vector. A mean-field model is updated once per environment s
 the batch of actions of that step (the real ones during warm-up, the simulated ones
 afterwards). The numeric shares always come from label ids, never from parsing text, so the
 environment's numeric signal does not depend on a language model's wording.
+
+Besides the histogram, two LLM-free context models serve the paper's Recent(k) and
+Popular(k) baselines: their text lists reactions instead of summarising them.
+
+Several environments can be stepped together (:mod:`mfllm_env.simulation`); their mean-field
+updates are then made in one call of :func:`update_mean_fields`, which lets a model class
+with an ``update_many`` classmethod (an LLM mean field) serve them all with one batched
+backend call.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 from mfllm_env.labels import LabelScheme
-from mfllm_env.scenario import Scenario
+from mfllm_env.scenario import Author, Scenario
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +46,13 @@ class MeanFieldModel(Protocol):
     """What the environment needs from a mean-field model.
 
     ``reset`` starts an episode and returns the initial mean field; ``update`` folds in one
-    step's batch: the agents' state texts, their action texts and the action label ids
-    (ids of ``scheme``, fallbacks already applied). Implementations may keep state
-    between calls; ``reset`` must clear it.
+    step's batch: the agents' state texts, their action texts, the action label ids (ids
+    of ``scheme``, fallbacks already applied) and the acting authors. Implementations may
+    keep state between calls; ``reset`` must clear it. One instance serves one episode at
+    a time.
+
+    Optionally, a class may define ``update_many(models, updates) -> list[MeanField]`` (a
+    classmethod) to update several instances at once; :func:`update_mean_fields` uses it.
     """
 
     def reset(self, scenario: Scenario, scheme: LabelScheme) -> MeanField: ...
@@ -51,7 +63,46 @@ class MeanFieldModel(Protocol):
         states: Sequence[str],
         actions: Sequence[str],
         labels: np.ndarray,
+        *,
+        authors: Sequence[Author] = (),
     ) -> MeanField: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MeanFieldUpdate:
+    """The arguments of one :meth:`MeanFieldModel.update` call."""
+
+    previous: MeanField
+    states: Sequence[str]
+    actions: Sequence[str]
+    labels: np.ndarray
+    authors: Sequence[Author] = field(default=())
+
+    def apply(self, model: MeanFieldModel) -> MeanField:
+        return model.update(
+            self.previous, self.states, self.actions, self.labels, authors=self.authors
+        )
+
+
+def update_mean_fields(
+    models: Sequence[MeanFieldModel], updates: Sequence[MeanFieldUpdate]
+) -> list[MeanField]:
+    """``[update.apply(model) ...]``, but instances of a class with ``update_many`` are
+    updated together in one call per class (one batched LLM call for all episodes)."""
+    if len(models) != len(updates):
+        raise ValueError(f"{len(models)} models but {len(updates)} updates")
+    results: list[MeanField | None] = [None] * len(models)
+    batched: dict[type, list[int]] = defaultdict(list)
+    for i, (model, update) in enumerate(zip(models, updates, strict=True)):
+        if hasattr(type(model), "update_many"):
+            batched[type(model)].append(i)
+        else:
+            results[i] = update.apply(model)
+    for cls, indices in batched.items():
+        fields = cls.update_many([models[i] for i in indices], [updates[i] for i in indices])
+        for i, mean_field in zip(indices, fields, strict=True):
+            results[i] = mean_field
+    return results  # type: ignore[return-value]
 
 
 def uniform_shares(size: int) -> np.ndarray:
@@ -112,6 +163,8 @@ class HistogramMeanField:
         states: Sequence[str],
         actions: Sequence[str],
         labels: np.ndarray,
+        *,
+        authors: Sequence[Author] = (),
     ) -> MeanField:
         labels = np.asarray(labels, dtype=np.int64)
         size = labels.size
@@ -140,3 +193,77 @@ class HistogramMeanField:
             if rising:
                 text += t["trend"].format(rising=", ".join(rising))
         return MeanField(text, shares, count)
+
+
+class _ReactionList:
+    """Shared part of :class:`RecentReactions` and :class:`PopularReactions`: the shares come
+    from a :class:`HistogramMeanField`; the text lists ``k`` reactions of the world so far
+    (real ones in warm-up, the agents' own after it), one per line."""
+
+    _EMPTY: ClassVar[dict[str, str]] = {"en": "No replies yet.", "zh": "暂无回复。"}
+
+    def __init__(self, k: int = 5, max_chars: int = 280) -> None:
+        if k < 1:
+            raise ValueError(f"k must be a positive number of reactions, got {k}")
+        self.k = k
+        self.max_chars = max_chars
+        self._histogram = HistogramMeanField()
+        self._posts: list[tuple[int, int, str, str]] = []  # (followers, order, name, text)
+        self._language = "en"
+
+    def reset(self, scenario: Scenario, scheme: LabelScheme) -> MeanField:
+        self._posts = []
+        self._language = scenario.language
+        initial = self._histogram.reset(scenario, scheme)
+        return MeanField(self._EMPTY.get(self._language, self._EMPTY["en"]), initial.shares, 0)
+
+    def _chosen(self) -> list[tuple[int, int, str, str]]:
+        raise NotImplementedError
+
+    def update(
+        self,
+        previous: MeanField,
+        states: Sequence[str],
+        actions: Sequence[str],
+        labels: np.ndarray,
+        *,
+        authors: Sequence[Author] = (),
+    ) -> MeanField:
+        if len(authors) != len(actions):
+            raise ValueError(
+                f"{type(self).__name__} needs the acting authors: got {len(authors)} authors "
+                f"for {len(actions)} actions"
+            )
+        histogram = self._histogram.update(previous, states, actions, labels)
+        for author, action in zip(authors, actions, strict=True):
+            followers = author.profile.get("followers")
+            name = str(author.profile.get("name") or author.author_id)
+            text = " ".join(str(action).split())[: self.max_chars]
+            rank = int(followers) if isinstance(followers, (int, float)) else -1
+            self._posts.append((rank, len(self._posts), name, text))
+        chosen = self._chosen()
+        if not chosen:
+            return MeanField(previous.text, histogram.shares, histogram.count)
+        text = "\n".join(f"- {name}: {post}" for _, _, name, post in chosen)
+        return MeanField(text, histogram.shares, histogram.count)
+
+
+class RecentReactions(_ReactionList):
+    """The Recent(k) context: the ``k`` newest reactions, oldest first."""
+
+    def _chosen(self) -> list[tuple[int, int, str, str]]:
+        return self._posts[-self.k :]
+
+
+class PopularReactions(_ReactionList):
+    """The Popular(k) context: the reactions of the ``k`` most-followed authors so far.
+
+    Ranked by the author's follower count (the reference implementation sorted on a
+    missing key and silently returned the oldest reactions); authors without a follower
+    count rank below every author with one; ties go to the newer reaction. Listed from the
+    most-followed down.
+    """
+
+    def _chosen(self) -> list[tuple[int, int, str, str]]:
+        ranked = sorted(self._posts, key=lambda post: (post[0], post[1]), reverse=True)
+        return ranked[: self.k]

@@ -60,7 +60,9 @@ An agent terminates right after its one action. The episode ends when every reac
 On activation: ``step``, ``reaction_index``, ``warmup``. After acting: also
 ``real_text``, ``real_label``/``real_label_id`` (human label where the data has one, else
 the labeller's), ``real_label_source`` (``"human"``/``"labeller"``), ``sim_label``/
-``sim_label_id``, ``fallback``, ``empty_action``, ``invalid_action``.
+``sim_label_id``, ``fallback``, ``empty_action``, ``invalid_action``; and ``policy``
+when the action was an :class:`~mfllm_env.spaces.AnnotatedText` (its ``info``: token
+counts, likelihood, errors, as the policy reports them).
 
 ## Arguments
 ``scenario`` (required), ``agents_per_step=16``, ``warmup=50`` (real reactions that drive
@@ -104,10 +106,10 @@ from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
 from mfllm_env.labels import UNLABELLED, ActionLabeler, LabelScheme, scheme_for
-from mfllm_env.mean_field import HistogramMeanField, MeanField, MeanFieldModel
+from mfllm_env.mean_field import HistogramMeanField, MeanField, MeanFieldModel, MeanFieldUpdate
 from mfllm_env.metrics import kl_divergence
 from mfllm_env.scenario import Reaction, Scenario
-from mfllm_env.spaces import FreeText
+from mfllm_env.spaces import AnnotatedText, FreeText
 
 ActionMode = Literal["text", "label"]
 HISTORY_POST_LENGTH = 280
@@ -149,6 +151,13 @@ class LabelMatchReward:
 
 
 RewardFn = Callable[[StepOutcome], np.ndarray]
+StepResult = tuple[
+    dict[str, dict[str, Any]],  # observations
+    dict[str, float],  # rewards
+    dict[str, bool],  # terminations
+    dict[str, bool],  # truncations
+    dict[str, dict[str, Any]],  # infos
+]
 
 _STATE_TEMPLATES = {
     "en": {
@@ -364,6 +373,7 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
         self._history: dict[str, deque[str]] = {}
         self.stats = {"actions": 0, "fallback": 0, "empty_action": 0, "invalid_action": 0}
         self._last_outcome: StepOutcome | None = None
+        self._pending: tuple | None = None
 
     # -- PettingZoo API ---------------------------------------------------------------
 
@@ -469,23 +479,27 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
             ids[np.array(fallback)] = fallback_id
         return texts, ids, fallback, empty, invalid
 
-    def step(
-        self, actions: Mapping[str, Any]
-    ) -> tuple[
-        dict[str, dict[str, Any]],
-        dict[str, float],
-        dict[str, bool],
-        dict[str, bool],
-        dict[str, dict[str, Any]],
-    ]:
+    def step(self, actions: Mapping[str, Any]) -> StepResult:
+        update = self.begin_step(actions)
+        return self.end_step(update.apply(self.mean_field_model))
+
+    def begin_step(self, actions: Mapping[str, Any]) -> MeanFieldUpdate:
+        """First half of :meth:`step`: label the actions and return the mean-field update
+        they call for. Finish with :meth:`end_step`, passing the updated mean field.
+
+        ``step(actions)`` is ``end_step(begin_step(actions).apply(env.mean_field_model))``;
+        the split lets a runner update the mean fields of several environments in one
+        batched call (:func:`mfllm_env.mean_field.update_mean_fields`).
+        """
         if not self.agents:
             raise RuntimeError("step() called on a finished episode; call reset() first")
+        if self._pending is not None:
+            raise RuntimeError("begin_step() called twice; call end_step() first")
         acted = self.agents
         count = len(acted)
         start = self._active[0]
-        stop = start + count
         texts, sim_ids, fallback, empty, invalid = self._label_actions(actions)
-        real_ids = self._real_ids[start:stop]
+        real_ids = self._real_ids[start : start + count]
 
         # The mean field is driven by real reactions during warm-up, by actions after it.
         n_warm = min(max(self.warmup - start, 0), count)
@@ -498,11 +512,44 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
             else:  # label mode speaks in label names throughout, real reactions included
                 real_texts = [self.scheme.labels[i] for i in real_ids[:n_warm].tolist()]
             world_texts = real_texts + texts[n_warm:]
-        acted_observations = self._observations
-        states = [acted_observations[agent]["state"] for agent in acted]
-        self._mean_field = self.mean_field_model.update(
-            self._mean_field, states, world_texts, world_ids
+        policy_infos = [
+            action.info if isinstance(action := actions.get(agent), AnnotatedText) else None
+            for agent in acted
+        ]
+        self._pending = (
+            sim_ids,
+            fallback,
+            empty,
+            invalid,
+            n_warm,
+            world_ids,
+            world_texts,
+            policy_infos,
         )
+        return MeanFieldUpdate(
+            self._mean_field,
+            [self._observations[agent]["state"] for agent in acted],
+            world_texts,
+            world_ids,
+            [r.author for r in self._reactions[start : start + count]],
+        )
+
+    def end_step(self, mean_field: MeanField) -> StepResult:
+        """Second half of :meth:`step` (see :meth:`begin_step`); returns what ``step``
+        returns."""
+        if self._pending is None:
+            raise RuntimeError("end_step() called without begin_step()")
+        (sim_ids, fallback, empty, invalid, n_warm, world_ids, world_texts, policy_infos) = (
+            self._pending
+        )
+        self._pending = None
+        acted = self.agents
+        count = len(acted)
+        start = self._active[0]
+        stop = start + count
+        real_ids = self._real_ids[start:stop]
+        acted_observations = self._observations
+        self._mean_field = mean_field
         self._shares32 = self._observed_shares()
         self._sim_ids[start:stop] = sim_ids
         self._world_ids[start:stop] = world_ids
@@ -573,6 +620,8 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
                 "empty_action": empty[j],
                 "invalid_action": invalid[j],
             }
+            if policy_infos[j]:
+                infos[agent]["policy"] = dict(policy_infos[j])
         self._step_index += 1
         if self._cursor < self._n:
             new_obs, new_infos = self._activate_next()
@@ -644,6 +693,14 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
     def world_label_ids(self) -> np.ndarray:
         """Labels of the simulated world: real ones in warm-up, the agents' after it."""
         return self._world_ids.copy()
+
+    def reference_texts(self) -> dict[str, str]:
+        """The real reactions of the active agents, by agent: for scoring their likelihood
+        under a policy (NLL). A policy must not act on them."""
+        return {
+            agent: self._reactions[i].text
+            for agent, i in zip(self.agents, self._active, strict=True)
+        }
 
     @property
     def mean_field(self) -> MeanField:

@@ -35,3 +35,20 @@ class FreeText(Text):
 
     def __repr__(self) -> str:
         return f"FreeText({self.min_length}, {self.max_length})"
+
+
+class AnnotatedText(str):
+    """A text action that carries metadata about how it was made.
+
+    It *is* the string (the environment labels it like any other); its ``info`` mapping
+    (token counts, a likelihood, a backend error, ...) is copied into the acting agent's
+    ``infos[agent]["policy"]``. This is how an LLM policy reports per-agent figures
+    through the standard PettingZoo step without the environment knowing about models.
+    """
+
+    info: dict[str, Any]
+
+    def __new__(cls, text: str, info: dict[str, Any] | None = None) -> AnnotatedText:
+        action = super().__new__(cls, text)
+        action.info = dict(info or {})
+        return action

@@ -49,3 +49,61 @@ def ced_archive() -> Path:
 @pytest.fixture(scope="session")
 def ced_sample_dir() -> Path:
     return require_data("ced_weibo", "sample")
+
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_tiny_model_and_tokenizer(seed: int = 0):
+    """A 2-layer Llama with 32 hidden units and a byte-level BPE tokenizer trained in
+    memory, with a ChatML chat template: real transformers code paths, in milliseconds."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    corpus = [
+        "The police confirmed the report. I do not believe it. Is this true? Lol.",
+        "User followers verified Bio Location reply post summary shares support deny query.",
+        "谣言 不信 真的吗 转发 支持 否认 评论",
+    ] * 20
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    bpe.train_from_iterator(corpus, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, pad_token="<pad>", bos_token="<|im_start|>", eos_token="<|im_end|>"
+    )
+    tokenizer.chat_template = CHATML
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config), tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_backend():
+    """A :class:`TransformersBackend` over the tiny model (one thread: fast and stable)."""
+    pytest.importorskip("transformers")
+    from agents.backends.transformers_backend import TransformersBackend
+
+    model, tokenizer = build_tiny_model_and_tokenizer()
+    return TransformersBackend(model, tokenizer=tokenizer, threads=1, name="tiny-llama")

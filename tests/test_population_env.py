@@ -210,9 +210,9 @@ def test_custom_mean_field_model_is_used(scenario):
     class Recorder(HistogramMeanField):
         calls = 0
 
-        def update(self, previous, states, actions, labels):
+        def update(self, previous, states, actions, labels, *, authors=()):
             Recorder.calls += 1
-            assert len(states) == len(actions) == len(labels)
+            assert len(states) == len(actions) == len(labels) == len(authors)
             return super().update(previous, states, actions, labels)
 
     env = PopulationEnv(scenario, action_mode="label", mean_field=Recorder(window=20))

@@ -1,0 +1,399 @@
+"""A backend that talks to an OpenAI-compatible HTTP server (vLLM, llama.cpp server, TGI).
+
+Two ways of sending a prompt:
+
+- with a ``tokenizer`` (a path, hub id or transformers tokenizer), the chat prompt is
+  rendered here with the model's chat template and sent as plain text to ``/completions``,
+  so the server sees exactly the text the local transformers backend would feed the model.
+  Scoring needs this: teacher-forced log-probabilities come from ``/completions`` with
+  ``echo``, which only takes text, and the continuation must be located in that text.
+- without one, :meth:`OpenAIBackend.generate` sends the messages to ``/chat/completions``
+  and the server applies its own template; :meth:`OpenAIBackend.score` is then refused.
+
+Requests run concurrently on a thread pool of ``max_concurrency`` workers sharing one
+``httpx.Client`` (thread-safe, one connection pool). Connection errors, timeouts, HTTP 429
+and 5xx are retried with exponential backoff; other 4xx answers are the caller's error and
+are not. A generation request that still fails comes back as a :class:`Completion` with
+``error`` set (see :mod:`agents.backends.base`); a scoring request that fails raises
+:class:`BackendError`, since a missing score cannot be told apart from a real one.
+
+The API key is read from an environment variable and only ever put in the
+``Authorization`` header: it is kept out of ``repr``, logs and error messages.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from agents.backends.base import (
+    BackendError,
+    Completion,
+    GenerationParams,
+    Prompt,
+    Score,
+)
+
+T = TypeVar("T")
+
+# Longest piece of a server's answer quoted in an error message: enough to see the
+# server's own error text, short enough to keep a Completion's ``error`` readable.
+_BODY_SNIPPET = 200
+
+
+class _RequestFailed(Exception):
+    """One request failed for good (after its retries); the message is safe to show.
+    ``status`` is the last HTTP status, ``None`` when no answer came."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class OpenAIBackend:
+    """:class:`~agents.backends.base.Backend` over an OpenAI-compatible HTTP API.
+
+    Args:
+        base_url: the API root, e.g. ``http://127.0.0.1:8080/v1``.
+        model: the model name sent with every request; default: the first id listed by
+            ``GET {base_url}/models``.
+        tokenizer: ``None``, a path or hub id, or a transformers tokenizer. When given,
+            prompts are rendered client-side with its chat template and sent to
+            ``/completions``; required for :meth:`score`.
+        max_concurrency: most requests in flight at once.
+        timeout: seconds per request (connect, read and write each).
+        retries: extra attempts after the first for retryable failures.
+        backoff: the wait before retry ``n`` (0-based) is ``backoff * 2**n`` seconds.
+        api_key_env: name of the environment variable holding the API key; when it is
+            set, the key is sent as ``Authorization: Bearer <key>``.
+
+    Raises:
+        BackendError: the server does not answer ``GET /models`` (one attempt, no
+            retries: a server that is not up should fail fast), or lists no model when
+            ``model`` is not given.
+
+    Rendering client-side sends the template's text as is; servers that add a
+    beginning-of-sequence token to every ``/completions`` prompt would double it for
+    templates that already start with one (not SmolLM2's, whose ``add_bos_token`` is off).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str | None = None,
+        tokenizer: Any = None,
+        max_concurrency: int = 8,
+        timeout: float = 60.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        api_key_env: str | None = "OPENAI_API_KEY",
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0, got {timeout}")
+        self.base_url = base_url.rstrip("/")
+        self.max_concurrency = max_concurrency
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.stats: dict[str, int] = {"requests": 0, "retries": 0, "failures": 0}
+        self._stats_lock = threading.Lock()
+
+        # The key lives only in the client's headers and in ``_secret`` (for redaction).
+        key = os.environ.get(api_key_env) if api_key_env else None
+        self._secret = key or None
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._client = httpx.Client(
+            headers=headers,
+            timeout=timeout,
+            limits=httpx.Limits(
+                max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+            ),
+        )
+        self._pool: ThreadPoolExecutor | None = None
+        try:
+            self.model = model if model is not None else self._first_model()
+            if model is not None:
+                self._first_model()  # still check that the server answers
+            self.tokenizer = _load_tokenizer(tokenizer)
+        except BaseException:
+            self._client.close()
+            raise
+        self.name = f"http:{self.model}@{self.base_url}"
+        self._pool = ThreadPoolExecutor(
+            max_workers=max_concurrency, thread_name_prefix="openai-backend"
+        )
+
+    # -- the Backend protocol --------------------------------------------------------
+
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[Completion]:
+        """One completion per prompt, in order, requested concurrently.
+
+        Request ``i`` is sampled with seed ``params.seed + i``, so identical prompts in one
+        batch get different samples while the batch as a whole stays reproducible (on
+        servers that honour ``seed``). A request that fails after its retries gives
+        ``Completion(text="", prompt_tokens=0, completion_tokens=0, error=...)``; this
+        method never raises for a single request.
+        """
+        stop = list(params.stop)
+        if self.tokenizer is not None:
+            # The raw-text endpoint knows nothing of chat turns: make sure generation ends
+            # at the end-of-turn marker even if the server's end-of-sequence token differs.
+            eot = getattr(self.tokenizer, "eos_token", None)
+            if isinstance(eot, str) and eot and eot not in stop:
+                stop.append(eot)
+        common: dict[str, Any] = {
+            "model": self.model,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_new_tokens,
+        }
+        if stop:
+            common["stop"] = stop
+
+        def one(i: int) -> Completion:
+            body = dict(common, seed=params.seed + i)
+            if self.tokenizer is not None:
+                body["prompt"] = self._render(prompts[i])
+                path = "/completions"
+            else:
+                body["messages"] = [dict(m) for m in prompts[i]]
+                path = "/chat/completions"
+            try:
+                data = self._post(path, body)
+                choice = data["choices"][0]
+                text = choice["text"] if path == "/completions" else choice["message"]["content"]
+                usage = data.get("usage") or {}
+                return Completion(
+                    text=text or "",
+                    prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                    completion_tokens=int(usage.get("completion_tokens") or 0),
+                )
+            except _RequestFailed as exc:
+                return Completion(text="", prompt_tokens=0, completion_tokens=0, error=str(exc))
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                self._count("failures")
+                return Completion(
+                    text="",
+                    prompt_tokens=0,
+                    completion_tokens=0,
+                    error=self._redact(f"unexpected answer from {self.base_url}{path}: {exc!r}"),
+                )
+
+        return self._map(one, range(len(prompts)))
+
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[Score]:
+        """Log-probabilities of each continuation's tokens as the answer to its prompt.
+
+        Sends ``rendered_prompt + continuation`` to ``/completions`` with ``echo``,
+        ``logprobs`` and ``max_tokens=1``: the answer lists the log-probability of every
+        prompt token, then of the generated token(s) (``usage.completion_tokens``). The
+        continuation's tokens are the ``n`` entries just before the generated ones, where
+        ``n`` is counted here with the tokenizer (tokens of the whole text minus tokens of
+        the rendered prompt). Counting from the end, rather than selecting by
+        ``text_offset >= len(rendered_prompt)``, is deliberate: llama-cpp-python computes
+        offsets on text detokenized *without* special tokens (so ``<|im_start|>`` counts
+        zero characters and every offset falls short of the sent text) and leaves the
+        beginning-of-sequence token out of the echoed lists. Chat templates end the prompt
+        with a newline, which pre-tokenization keeps apart from the next word, so the
+        tokens of the whole text are the prompt's tokens followed by the continuation's.
+        (llama-cpp-python's echoed log-probabilities are only right for prompts that
+        start with the BOS token: see :mod:`agents.backends.llama_server`.)
+
+        Raises:
+            BackendError: no tokenizer was given, the server does not return prompt
+                log-probabilities, or a request failed after its retries.
+        """
+        if len(prompts) != len(continuations):
+            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+        if self.tokenizer is None:
+            raise BackendError(
+                "scoring chat prompts over HTTP needs the model's tokenizer to render the "
+                "prompt exactly (pass tokenizer= to OpenAIBackend)"
+            )
+
+        def one(i: int) -> Score:
+            if not continuations[i]:
+                return Score(())
+            rendered = self._render(prompts[i])
+            full = rendered + continuations[i]
+            body = {
+                "model": self.model,
+                "prompt": full,
+                "echo": True,
+                "logprobs": 1,
+                "max_tokens": 1,
+                "temperature": 0,
+            }
+            try:
+                data = self._post("/completions", body)
+            except _RequestFailed as exc:
+                hint = ""
+                if exc.status is not None and 400 <= exc.status < 500:
+                    hint = " (does this server accept echo=true with logprobs on /completions?)"
+                raise BackendError(f"scoring failed: {exc}{hint}") from None
+            n_tokens = self._count_tokens(full) - self._count_tokens(rendered)
+            return Score(self._continuation_logprobs(data, n_tokens))
+
+        return self._map(one, range(len(prompts)))
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the worker threads and close the connections. Idempotent."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._client.close()
+
+    def __enter__(self) -> OpenAIBackend:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        # Deliberately lists only harmless settings: never the headers or the key.
+        return (
+            f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r}, "
+            f"tokenizer={'yes' if self.tokenizer is not None else 'no'}, "
+            f"max_concurrency={self.max_concurrency}, timeout={self.timeout}, "
+            f"retries={self.retries})"
+        )
+
+    # -- internals -------------------------------------------------------------------
+
+    def _first_model(self) -> str:
+        """Check the server answers ``GET /models``; return the first model id."""
+        url = f"{self.base_url}/models"
+        try:
+            response = self._client.get(url)
+        except httpx.HTTPError as exc:
+            raise BackendError(
+                self._redact(
+                    f"no OpenAI-compatible server answers at {url}: {type(exc).__name__}: {exc}"
+                )
+            ) from None
+        if response.status_code != 200:
+            raise BackendError(
+                self._redact(
+                    f"GET {url} answered HTTP {response.status_code}: "
+                    f"{response.text[:_BODY_SNIPPET]}"
+                )
+            )
+        try:
+            return str(response.json()["data"][0]["id"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise BackendError(
+                self._redact(
+                    f"GET {url} lists no model (answer: {response.text[:_BODY_SNIPPET]}); "
+                    "pass model= explicitly"
+                )
+            ) from None
+
+    def _render(self, prompt: Prompt) -> str:
+        assert self.tokenizer is not None
+        return self.tokenizer.apply_chat_template(
+            [dict(m) for m in prompt], tokenize=False, add_generation_prompt=True
+        )
+
+    def _map(self, fn: Callable[[int], T], indices: range) -> list[T]:
+        if self._pool is None:
+            raise BackendError(f"{self.name} is closed")
+        if len(indices) <= 1:  # no need to hand a single request to a worker thread
+            return [fn(i) for i in indices]
+        return list(self._pool.map(fn, indices))
+
+    def _count(self, key: str) -> None:
+        with self._stats_lock:
+            self.stats[key] += 1
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST with retries; the parsed JSON answer, or :class:`_RequestFailed`."""
+        url = f"{self.base_url}{path}"
+        problem = ""
+        status: int | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self._count("retries")
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            self._count("requests")
+            status = None
+            try:
+                response = self._client.post(url, json=body)
+            except httpx.TimeoutException:
+                problem = f"timed out after {self.timeout:g} s"
+                continue
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                continue
+            status = response.status_code
+            if status == 200:
+                try:
+                    return response.json()
+                except ValueError:
+                    problem = f"invalid JSON: {response.text[:_BODY_SNIPPET]!r}"
+                    break  # a server answering garbage will not get better
+            problem = f"HTTP {status}: {response.text[:_BODY_SNIPPET]}"
+            if status != 429 and status < 500:
+                break  # the request itself is wrong: retrying cannot help
+        self._count("failures")
+        raise _RequestFailed(
+            self._redact(f"POST {url} failed after {attempt + 1} attempt(s): {problem}"),
+            status,
+        )
+
+    def _count_tokens(self, text: str) -> int:
+        assert self.tokenizer is not None
+        # The text already holds the template's special tokens: add none of our own.
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _continuation_logprobs(self, data: dict[str, Any], n_tokens: int) -> tuple[float, ...]:
+        """The ``n_tokens`` echoed log-probabilities just before the generated tokens."""
+        no_prompt_logprobs = BackendError(
+            f"the server at {self.base_url} does not return prompt log-probabilities "
+            "(completions with echo=true and logprobs); scoring needs them"
+        )
+        try:
+            logprobs = data["choices"][0].get("logprobs")
+            # Generated tokens follow the echoed prompt: one (max_tokens=1), or none when
+            # the server stopped at once on end-of-sequence and says so in ``usage``.
+            reported = (data.get("usage") or {}).get("completion_tokens")
+            generated = 1 if reported is None else int(reported)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+            raise no_prompt_logprobs from None
+        values = (logprobs or {}).get("token_logprobs") or []
+        end = len(values) - generated
+        picked = values[end - n_tokens : end] if n_tokens > 0 else []
+        # Fewer entries than the continuation has tokens: the prompt was not echoed
+        # (only the generated token came back). None: no log-probability for that token.
+        if n_tokens < 1 or end - n_tokens < 0 or any(lp is None for lp in picked):
+            raise no_prompt_logprobs
+        return tuple(float(lp) for lp in picked)
+
+
+def _load_tokenizer(tokenizer: Any) -> Any:
+    """``None``, a transformers tokenizer (returned as is), or a path / hub id to load."""
+    if tokenizer is None or not isinstance(tokenizer, str | Path):
+        return tokenizer
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise BackendError(
+            "loading a tokenizer by name needs transformers: pip install 'mfllm-env[llm]'"
+        ) from None
+    return AutoTokenizer.from_pretrained(str(tokenizer))

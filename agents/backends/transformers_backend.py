@@ -1,0 +1,306 @@
+"""A local model run with transformers: one padded batch per call.
+
+Generation left-pads the batch (decoder-only models continue from the right edge), applies
+the tokenizer's chat template, samples under a fixed seed and cuts each completion at the
+end-of-turn token or the first stop string.
+
+**Shared prefixes are computed once.** In a simulation step every agent's prompt starts
+with the same system message, event and population context, and only the agent's own
+state differs; on a CPU the prompt's forward pass, not decoding, is then most of the cost.
+So rows are grouped by their common token prefix (:func:`prefix_groups`), each group's
+prefix runs through the model once, and its key/value cache is copied to the group's rows;
+generation then starts from each row's own suffix. Rows sit in the batch as
+``[pad][prefix][pad][suffix]`` with the pads masked, and positions follow the unmasked
+tokens, so each row computes what it would alone (up to float rounding).
+
+Scoring runs the prompt and the continuation through the model in one forward pass and
+reads the continuation's token log-probabilities.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from agents.backends.base import Completion, GenerationParams, Prompt, Score
+
+FALLBACK_TEMPLATE = "{role}: {content}\n"
+"""Rendering for tokenizers without a chat template (tiny test models): one line per
+message, then ``assistant:``."""
+
+
+def render_chat(tokenizer: PreTrainedTokenizerBase, messages: Prompt) -> str:
+    """The prompt text the model sees: the chat template with the assistant's turn opened."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=True
+        )
+    text = "".join(FALLBACK_TEMPLATE.format(**message) for message in messages)
+    return text + "assistant:"
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def load_model_and_tokenizer(source: str | Path) -> tuple[Any, PreTrainedTokenizerBase]:
+    """A causal LM and its tokenizer from a local folder or a hub id, with an error that
+    says what to do when a hub id cannot be fetched."""
+    local = Path(source).is_dir()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source))
+        model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
+    except OSError as error:
+        if local:
+            raise ValueError(f"{source} is not a transformers model folder: {error}") from None
+        hint = (
+            "HF_HUB_OFFLINE is set, so nothing is downloaded; unset it on a machine with "
+            "network access, or pass a local model folder"
+            if _offline()
+            else "downloading it needs network access to the Hugging Face hub; pass a local "
+            "model folder or 'smollm2' (the offline default) instead"
+        )
+        raise ValueError(f"cannot load model {str(source)!r}: {hint}") from None
+    return model, tokenizer
+
+
+class TransformersBackend:
+    """A causal language model run locally with transformers (see the module docstring).
+
+    ``model`` is a folder, a hub id, or an already-built model (then ``tokenizer`` is
+    required). ``adapter`` is a PEFT adapter folder, merged into the weights for speed.
+    ``threads`` sets torch's intra-op threads (one thread is never slow for small-batch
+    decoding on shared CPUs; two help big batches). ``batch_size`` caps the rows of one
+    forward pass (bigger calls are split). ``max_prompt_tokens`` keeps the end of longer
+    prompts (their start is cut) so that one long prompt cannot exhaust memory.
+    ``share_prefixes`` computes common prompt prefixes once (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        model: str | Path | Any,
+        *,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        adapter: str | Path | None = None,
+        threads: int | None = None,
+        batch_size: int = 64,
+        max_prompt_tokens: int = 1536,
+        share_prefixes: bool = True,
+        name: str | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"threads must be >= 1, got {threads}")
+            torch.set_num_threads(threads)
+        if isinstance(model, (str, Path)):
+            self.name = name or str(model)
+            model, loaded_tokenizer = load_model_and_tokenizer(model)
+            tokenizer = tokenizer or loaded_tokenizer
+        else:
+            if tokenizer is None:
+                raise ValueError("a model object needs its tokenizer: pass tokenizer=")
+            self.name = name or type(model).__name__
+        if adapter is not None:
+            from peft import PeftModel
+
+            if not (Path(adapter) / "adapter_config.json").is_file():
+                raise FileNotFoundError(f"{adapter} is not a PEFT adapter folder")
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+            self.name += f"+{Path(adapter).name}"
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.batch_size = batch_size
+        self.max_prompt_tokens = max_prompt_tokens
+        self.share_prefixes = share_prefixes
+        self._end_ids = self._end_token_ids()
+
+    def _end_token_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        configured = getattr(self.model.generation_config, "eos_token_id", None)
+        if isinstance(configured, int):
+            ids.add(configured)
+        elif configured:
+            ids.update(configured)
+        return {i for i in ids if i is not None}
+
+    def render(self, messages: Prompt) -> str:
+        return render_chat(self.tokenizer, messages)
+
+    def _encode_prompts(self, prompts: Sequence[Prompt]) -> list[list[int]]:
+        encoded = self.tokenizer([self.render(p) for p in prompts], add_special_tokens=False)[
+            "input_ids"
+        ]
+        return [ids[-self.max_prompt_tokens :] for ids in encoded]
+
+    # -- generation ------------------------------------------------------------------
+
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[Completion]:
+        encoded = self._encode_prompts(prompts)
+        completions: list[Completion] = []
+        for start in range(0, len(encoded), self.batch_size):
+            chunk = encoded[start : start + self.batch_size]
+            completions.extend(self._generate_batch(chunk, params, params.seed + start))
+        return completions
+
+    def _generate_batch(
+        self, encoded: list[list[int]], params: GenerationParams, seed: int
+    ) -> list[Completion]:
+        pad = self.tokenizer.pad_token_id
+        groups = prefix_groups(encoded) if self.share_prefixes else None
+        cache = None
+        if groups is None:
+            width = max(len(ids) for ids in encoded)
+            input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded])
+            attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
+        else:
+            input_ids, attention, cache = self._prefix_cached_inputs(encoded, groups)
+            width = input_ids.shape[1]
+        sample = params.temperature > 0
+        options: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "do_sample": sample,
+            "pad_token_id": pad,
+            "eos_token_id": sorted(self._end_ids),
+        }
+        if sample:
+            options.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        if params.stop:
+            options.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        # Sample under the call's own seed without disturbing the caller's global RNG.
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            torch.manual_seed(seed)
+            output = self.model.generate(
+                input_ids=input_ids, attention_mask=attention, past_key_values=cache, **options
+            )
+        new_tokens = output[:, width:].tolist()
+        completions = []
+        for ids, row in zip(encoded, new_tokens, strict=True):
+            length = next((j for j, t in enumerate(row) if t in self._end_ids), len(row))
+            text = self.tokenizer.decode(row[:length], skip_special_tokens=True)
+            for stop in params.stop:
+                text = text.split(stop, 1)[0]
+            completions.append(Completion(text, len(ids), length))
+        return completions
+
+    def _prefix_cached_inputs(
+        self, encoded: list[list[int]], groups: list[tuple[int, list[int]]]
+    ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Inputs ``[pad][prefix][pad][suffix]`` per row, and the cache of the prefixes
+        (run once per group, then copied to the group's rows)."""
+        pad = self.tokenizer.pad_token_id
+        prefixes = [encoded[rows[0]][:length] for length, rows in groups]
+        p_width = max(len(p) for p in prefixes)
+        prefix_ids = torch.tensor([[pad] * (p_width - len(p)) + p for p in prefixes])
+        prefix_mask = torch.tensor([[0] * (p_width - len(p)) + [1] * len(p) for p in prefixes])
+        positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            cache = self.model(
+                input_ids=prefix_ids,
+                attention_mask=prefix_mask,
+                position_ids=positions,
+                use_cache=True,
+                logits_to_keep=1,
+            ).past_key_values
+        row_group = [0] * len(encoded)
+        suffixes: list[list[int]] = [[] for _ in encoded]
+        for g, (length, rows) in enumerate(groups):
+            for row in rows:
+                row_group[row] = g
+                suffixes[row] = encoded[row][length:]
+        cache.reorder_cache(torch.tensor(row_group))
+        s_width = max(len(s) for s in suffixes)
+        input_ids = torch.tensor(
+            [
+                prefix_ids[row_group[i]].tolist() + [pad] * (s_width - len(s)) + s
+                for i, s in enumerate(suffixes)
+            ]
+        )
+        attention = torch.tensor(
+            [
+                prefix_mask[row_group[i]].tolist() + [0] * (s_width - len(s)) + [1] * len(s)
+                for i, s in enumerate(suffixes)
+            ]
+        )
+        return input_ids, attention, cache
+
+    # -- scoring -----------------------------------------------------------------------
+
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[Score]:
+        if len(prompts) != len(continuations):
+            raise ValueError(
+                f"{len(prompts)} prompts but {len(continuations)} continuations to score"
+            )
+        encoded = self._encode_prompts(prompts)
+        targets = self.tokenizer(list(continuations), add_special_tokens=False)["input_ids"]
+        scores: list[Score] = []
+        for start in range(0, len(encoded), self.batch_size):
+            stop = start + self.batch_size
+            scores.extend(self._score_batch(encoded[start:stop], targets[start:stop]))
+        return scores
+
+    def _score_batch(self, prompts: list[list[int]], targets: list[list[int]]) -> list[Score]:
+        rows = [p + t for p, t in zip(prompts, targets, strict=True)]
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+        attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        with torch.inference_mode():
+            logits = self.model(input_ids=input_ids, attention_mask=attention).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        scores = []
+        for i, (prompt, target) in enumerate(zip(prompts, targets, strict=True)):
+            if not target:
+                scores.append(Score(()))
+                continue
+            # The token at position p is predicted by the logits at position p - 1.
+            positions = torch.arange(len(prompt) - 1, len(prompt) + len(target) - 1)
+            picked = logprobs[i, positions, torch.tensor(target)]
+            scores.append(Score(tuple(picked.tolist())))
+        return scores
+
+
+MIN_SHARED_TOKENS = 16
+"""Shorter common prefixes are not worth a separate forward pass."""
+
+
+def _common_length(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def prefix_groups(encoded: list[list[int]]) -> list[tuple[int, list[int]]] | None:
+    """Group rows by shared token prefix: ``[(prefix length, row indices), ...]``.
+
+    Rows are sorted so that rows with long common prefixes are neighbours; a row joins
+    the current group while that keeps at least half of the group's common prefix (rows
+    of one episode share the event and context, rows of different episodes only the
+    system message). Every row keeps at least one token of its own. Returns ``None``
+    when no group would share :data:`MIN_SHARED_TOKENS` tokens between two or more rows
+    (then plain left padding is as good).
+    """
+    order = sorted(range(len(encoded)), key=lambda i: encoded[i])
+    groups: list[tuple[int, list[int]]] = []
+    for i in order:
+        ids = encoded[i]
+        if groups:
+            length, rows = groups[-1]
+            shared = min(_common_length(encoded[rows[0]][:length], ids), len(ids) - 1)
+            if shared >= max(MIN_SHARED_TOKENS, length // 2):
+                groups[-1] = (shared, [*rows, i])
+                continue
+        groups.append((len(ids) - 1, [i]))
+    if not any(len(rows) > 1 and length >= MIN_SHARED_TOKENS for length, rows in groups):
+        return None
+    return groups

@@ -1,0 +1,179 @@
+"""LLM policies: the paper's MF-LLM policy and its State / Recent / Popular / SFT baselines.
+
+All variants are one class, :class:`LLMPolicy`; only the context the prompt shows changes
+(:data:`agents.prompts.CONTEXT_KINDS`). The context text itself is the observation's
+``mean_field`` text, made by the environment's mean-field model, so each variant is run
+with its matching model:
+
+=========  ================  ========================================================
+variant    ``context``       environment mean field
+=========  ================  ========================================================
+State      ``"none"``        any (ignored)
+SFT        ``"none"``        any; the backend carries the fine-tuned adapter
+Recent(k)  ``"recent"``      :class:`mfllm_env.mean_field.RecentReactions` (k)
+Popular(k) ``"popular"``     :class:`mfllm_env.mean_field.PopularReactions` (k)
+MF         ``"mean_field"``  :class:`agents.mean_field.LLMMeanField`, Chain of
+                             Summarization, or the histogram
+=========  ================  ========================================================
+
+One :meth:`LLMPolicy.act` call makes one batched backend call for all the agents it is
+given (all active agents of a step, or of several episodes' steps at once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from agents.backends.base import Backend, BackendError, GenerationParams
+from agents.prompts import (
+    ACTION_CHARS,
+    CONTEXT_KINDS,
+    ContextKind,
+    clean_action,
+    detect_language,
+    format_shares,
+    policy_messages,
+)
+from mfllm_env.spaces import AnnotatedText
+
+REFERENCE_CHARS = 1000
+"""Characters of a real reaction scored for its likelihood (longer ones are cut)."""
+
+
+class LLMPolicy:
+    """A language model acting for every active agent (see the module docstring).
+
+    ``params`` are the sampling parameters; each :meth:`act` call draws its sampling seed
+    from a generator seeded by :meth:`reset`, so the same seed gives the same episode.
+    ``show_shares`` adds the observation's numeric shares to the context, named by
+    ``share_labels``. ``score_references``: when the runner passes the real reactions
+    (``references``), their log-likelihood under the prompt is scored in one batched call
+    and reported per agent as ``nll`` (nats, summed over ``nll_tokens`` tokens).
+    ``language``: ``"en"``/``"zh"``, or ``None`` to detect it from each event text.
+
+    Every action is an :class:`~mfllm_env.spaces.AnnotatedText` whose ``info`` carries
+    ``prompt_tokens``, ``completion_tokens`` and, when they happen, ``error`` (the backend
+    failed for this agent: the action is empty, which the environment counts) and the NLL.
+    :attr:`usage` totals them over the policy's life.
+    """
+
+    action_mode = "text"
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        context: ContextKind = "mean_field",
+        params: GenerationParams | None = None,
+        show_shares: bool = False,
+        share_labels: Sequence[str] | None = None,
+        score_references: bool = False,
+        max_action_chars: int = ACTION_CHARS,
+        language: str | None = None,
+    ) -> None:
+        if context not in CONTEXT_KINDS:
+            raise ValueError(f"context must be one of {CONTEXT_KINDS}, got {context!r}")
+        if show_shares and not share_labels:
+            raise ValueError("show_shares needs share_labels (the label names of the shares)")
+        if max_action_chars < 1:
+            raise ValueError(f"max_action_chars must be >= 1, got {max_action_chars}")
+        self.backend = backend
+        self.context: ContextKind = context
+        self.params = params or GenerationParams()
+        self.show_shares = show_shares
+        self.share_labels = tuple(share_labels or ())
+        self.score_references = score_references
+        self.max_action_chars = max_action_chars
+        self.language = language
+        self.usage: Counter[str] = Counter()
+        self._rng = np.random.default_rng(0)
+
+    def reset(self, seed: int | None = None) -> None:
+        self._rng = np.random.default_rng(seed)
+
+    def prompt(self, observation: Mapping[str, Any]) -> list[dict[str, str]]:
+        """The prompt for one observation (the same builder training uses)."""
+        event = str(observation["event"])
+        shares_text = (
+            format_shares(self.share_labels, observation["shares"]) if self.show_shares else ""
+        )
+        return policy_messages(
+            event,
+            str(observation["state"]),
+            context_kind=self.context,
+            context=str(observation.get("mean_field", "")),
+            shares_text=shares_text,
+            language=self.language or detect_language(event),
+        )
+
+    def act(
+        self,
+        observations: Mapping[str, Mapping[str, Any]],
+        references: Mapping[str, str] | None = None,
+    ) -> dict[str, AnnotatedText]:
+        agents = list(observations)
+        if not agents:
+            return {}
+        prompts = [self.prompt(observations[agent]) for agent in agents]
+        params = dataclasses.replace(self.params, seed=int(self._rng.integers(2**31 - 1)))
+        started = time.perf_counter()
+        completions = self.backend.generate(prompts, params)
+        self.usage["generate_seconds"] += time.perf_counter() - started
+        if len(completions) != len(agents):
+            raise BackendError(
+                f"backend {self.backend.name} returned {len(completions)} completions for "
+                f"{len(agents)} prompts"
+            )
+        infos: list[dict[str, Any]] = []
+        for completion in completions:
+            info: dict[str, Any] = {
+                "prompt_tokens": completion.prompt_tokens,
+                "completion_tokens": completion.completion_tokens,
+            }
+            if completion.error:
+                info["error"] = completion.error
+                self.usage["errors"] += 1
+            self.usage["prompt_tokens"] += completion.prompt_tokens
+            self.usage["completion_tokens"] += completion.completion_tokens
+            infos.append(info)
+        self.usage["calls"] += 1
+        self.usage["actions"] += len(agents)
+        if self.score_references and references is not None:
+            self._score(agents, prompts, references, infos)
+        return {
+            agent: AnnotatedText(
+                "" if completion.error else clean_action(completion.text, self.max_action_chars),
+                info,
+            )
+            for agent, completion, info in zip(agents, completions, infos, strict=True)
+        }
+
+    def _score(
+        self,
+        agents: list[str],
+        prompts: list[list[dict[str, str]]],
+        references: Mapping[str, str],
+        infos: list[dict[str, Any]],
+    ) -> None:
+        """Add ``nll``/``nll_tokens`` of each agent's real reaction to its info."""
+        texts = [" ".join(str(references.get(a, "")).split())[:REFERENCE_CHARS] for a in agents]
+        started = time.perf_counter()
+        try:
+            scores = self.backend.score(prompts, texts)
+        except BackendError as error:
+            self.usage["score_errors"] += 1
+            for info in infos:
+                info["score_error"] = str(error)[:200]
+            return
+        finally:
+            self.usage["score_seconds"] += time.perf_counter() - started
+        for info, score in zip(infos, scores, strict=True):
+            if score.tokens:
+                info["nll"] = -score.logprob
+                info["nll_tokens"] = score.tokens

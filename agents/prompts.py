@@ -1,0 +1,231 @@
+"""The one prompt builder: every policy variant, every mean-field model, and training.
+
+Simulation and training import these functions; no prompt text exists anywhere else (the
+reference implementation's training and simulation prompts drifted apart; ours cannot).
+
+A prompt is a list of chat messages; the backend applies the model's chat template.
+English and Chinese wordings are chosen by the scenario's language (``"en"``, ``"zh"``);
+:func:`detect_language` guesses it from the event text when the caller does not know it.
+
+Policy prompts have four parts: the event, the agent's state, a context and the
+instruction. The context depends on the variant (METHOD.md section 1):
+
+- ``"none"``: State (and SFT), no context;
+- ``"mean_field"``: MF, the mean-field text, optionally with the numeric shares;
+- ``"recent"``: Recent(k), the last k reactions
+  (from :class:`~mfllm_env.mean_field.RecentReactions`);
+- ``"popular"``: Popular(k), the reactions of the k most-followed authors
+  (from :class:`~mfllm_env.mean_field.PopularReactions`).
+
+Completions become actions through :func:`clean_action`, the single place where model
+output is cut to the environment's rules.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from typing import Literal
+
+from agents.backends.base import Message
+
+ContextKind = Literal["none", "mean_field", "recent", "popular"]
+CONTEXT_KINDS: tuple[ContextKind, ...] = ("none", "mean_field", "recent", "popular")
+
+_TEXT = {
+    "en": {
+        "policy_system": (
+            "You are a social media user. You read a post and write your own reply to it, "
+            "in your own voice. Write only the reply: one short line, no explanations."
+        ),
+        "event": "The post:\n{event}",
+        "state": "About you: {state}",
+        "context": {
+            "mean_field": "How other users are reacting so far:\n{context}",
+            "recent": "The most recent replies:\n{context}",
+            "popular": "Replies from the most-followed users:\n{context}",
+        },
+        "shares": "Stance shares so far: {shares}.",
+        "instruction": "Your reply:",
+        "mf_system": (
+            "You summarise how a population of social media users is reacting to a post. "
+            "Be factual and brief."
+        ),
+        "mf_previous": "Summary so far:\n{previous}",
+        "mf_no_previous": "Summary so far: none yet.",
+        "mf_batch": "Newest replies:\n{batch}",
+        "mf_instruction": (
+            "Rewrite the summary in at most three sentences, covering: the mix of stances "
+            "(support, deny, question, comment), the main viewpoints, the emotions, belief "
+            "versus doubt, and what people intend to do (share, counter, ask). Write only "
+            "the summary."
+        ),
+        "cos_frames": "Statistics of the last {n} steps, oldest first:\n{frames}",
+        "cos_instruction": (
+            "In at most two sentences, describe how the population's reaction is changing "
+            "over these steps: which stances grow or fade, and where it is heading. "
+            "Write only the description."
+        ),
+    },
+    "zh": {
+        "policy_system": (
+            "你是一名微博用户。阅读一条微博后，用你自己的口吻写一条回复。"
+            "只写回复本身：简短的一句话，不要解释。"
+        ),
+        "event": "原微博：\n{event}",
+        "state": "关于你：{state}",
+        "context": {
+            "mean_field": "其他用户目前的反应：\n{context}",
+            "recent": "最新的回复：\n{context}",
+            "popular": "粉丝最多的用户的回复：\n{context}",
+        },
+        "shares": "目前的立场占比：{shares}。",
+        "instruction": "你的回复：",
+        "mf_system": "你负责概括一群微博用户对一条微博的反应。请客观、简洁。",
+        "mf_previous": "目前的概括：\n{previous}",
+        "mf_no_previous": "目前的概括：暂无。",
+        "mf_batch": "最新的回复：\n{batch}",
+        "mf_instruction": (
+            "用不超过三句话重写概括，包括：立场构成（支持、否认、质疑、评论）、主要观点、"
+            "情绪、相信还是怀疑，以及大家的意图（转发、反驳、提问）。只写概括。"
+        ),
+        "cos_frames": "最近{n}步的统计（从早到晚）：\n{frames}",
+        "cos_instruction": (
+            "用不超过两句话描述群体反应在这几步中如何变化：哪些立场在增加或减少，趋势如何。"
+            "只写描述。"
+        ),
+    },
+}
+
+_CJK = re.compile(r"[\u3400-\u9fff]")
+ACTION_CHARS = 280
+"""Default cap on an action's length (a tweet)."""
+BATCH_POST_CHARS = 200
+BATCH_STATE_CHARS = 120
+
+
+def detect_language(text: str) -> str:
+    """``"zh"`` when at least a fifth of the letters are CJK ideographs, else ``"en"``."""
+    letters = sum(1 for ch in text if ch.isalpha())
+    cjk = len(_CJK.findall(text))
+    return "zh" if letters and cjk / letters >= 0.2 else "en"
+
+
+def _wording(language: str) -> dict:
+    return _TEXT.get(language, _TEXT["en"])
+
+
+def format_shares(labels: Sequence[str], shares: Sequence[float]) -> str:
+    """``"support 20%, deny 5%, ..."``: numeric shares as text."""
+    return ", ".join(
+        f"{name} {round(100 * float(s))}%" for name, s in zip(labels, shares, strict=True)
+    )
+
+
+def policy_messages(
+    event: str,
+    state: str,
+    *,
+    context_kind: ContextKind = "none",
+    context: str = "",
+    shares_text: str = "",
+    language: str = "en",
+) -> list[Message]:
+    """The policy prompt: event, context, the agent's state, the instruction.
+
+    ``context`` is the observation's ``mean_field`` text (ignored when ``context_kind`` is
+    ``"none"``); ``shares_text`` (see :func:`format_shares`) is appended to it when given.
+    """
+    if context_kind not in CONTEXT_KINDS:
+        raise ValueError(f"context_kind must be one of {CONTEXT_KINDS}, got {context_kind!r}")
+    w = _wording(language)
+    # What all agents of a step share comes first (event, context), the agent's own state
+    # last: a backend can then compute the shared prefix once for the whole step.
+    parts = [w["event"].format(event=event.strip())]
+    if context_kind != "none":
+        body = context.strip()
+        if shares_text:
+            body = (body + "\n" if body else "") + w["shares"].format(shares=shares_text)
+        parts.append(w["context"][context_kind].format(context=body))
+    parts += [w["state"].format(state=state.strip()), w["instruction"]]
+    return [
+        {"role": "system", "content": w["policy_system"]},
+        {"role": "user", "content": "\n\n".join(parts)},
+    ]
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def mean_field_messages(
+    event: str,
+    previous: str,
+    states: Sequence[str],
+    actions: Sequence[str],
+    *,
+    language: str = "en",
+) -> list[Message]:
+    """The mean-field model's prompt: rewrite ``previous`` (empty at the start) given the
+    newest batch of (state, action) pairs. Each state and action is clipped so that one
+    batch of 16 stays within about a thousand tokens."""
+    w = _wording(language)
+    batch = "\n".join(
+        f"- {_clip(state, BATCH_STATE_CHARS)}: {_clip(action, BATCH_POST_CHARS)}"
+        for state, action in zip(states, actions, strict=True)
+    )
+    previous = previous.strip()
+    parts = [
+        w["event"].format(event=event.strip()),
+        w["mf_previous"].format(previous=previous) if previous else w["mf_no_previous"],
+        w["mf_batch"].format(batch=batch),
+        w["mf_instruction"],
+    ]
+    return [
+        {"role": "system", "content": w["mf_system"]},
+        {"role": "user", "content": "\n\n".join(parts)},
+    ]
+
+
+def chain_summary_messages(
+    event: str, frames: Sequence[str], *, language: str = "en"
+) -> list[Message]:
+    """Chain of Summarization's multi-frame prompt over the last rule-rendered frames."""
+    w = _wording(language)
+    listed = "\n".join(f"{i + 1}. {frame}" for i, frame in enumerate(frames))
+    parts = [
+        w["event"].format(event=event.strip()),
+        w["cos_frames"].format(n=len(frames), frames=listed),
+        w["cos_instruction"],
+    ]
+    return [
+        {"role": "system", "content": w["mf_system"]},
+        {"role": "user", "content": "\n\n".join(parts)},
+    ]
+
+
+_PREFIX = re.compile(r"^(?:reply|your reply|response|answer|回复|你的回复)\s*[:：]\s*", re.I)
+_QUOTES = "\"'“”‘’「」"
+
+
+def clean_action(text: str, max_chars: int = ACTION_CHARS) -> str:
+    """Model output -> an action: the single place where completions are cut to the rules.
+
+    1. Control and format characters are dropped (the environment takes any printable
+       string; a stray escape code would corrupt logs).
+    2. The first non-empty line is kept (models often add explanations after it).
+    3. A leading ``Reply:``-style label and wrapping quotes are removed.
+    4. The text is cut to ``max_chars`` characters.
+
+    An empty result stays empty: the environment counts it as an empty action.
+    """
+    text = "".join(
+        ch for ch in text if ch in "\n\t" or not unicodedata.category(ch).startswith("C")
+    )
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = _PREFIX.sub("", line).strip()
+    if len(line) >= 2 and line[0] in _QUOTES and line[-1] in _QUOTES:
+        line = line[1:-1].strip()
+    return line[:max_chars]

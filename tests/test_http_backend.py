@@ -1,0 +1,494 @@
+"""The OpenAI-compatible HTTP backend, against a real llama.cpp server and tiny stdlib ones.
+
+The real server (``llama_cpp.server`` serving the default model's GGUF file, one for the
+module) checks generation and that scores match the same model run locally with
+transformers. Small ``http.server`` servers in a thread check what a real server cannot
+be made to do on demand: fail, hang, or read the API key.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from agents.backends.base import BackendError, GenerationParams
+from agents.backends.default_model import gguf_path, model_dir
+from agents.backends.http import OpenAIBackend
+from agents.backends.llama_server import LlamaServer
+
+PROMPTS = [
+    [{"role": "user", "content": "Name a colour."}],
+    [
+        {"role": "system", "content": "You answer in one short sentence."},
+        {"role": "user", "content": "What is the capital of France?"},
+    ],
+    [{"role": "user", "content": "A rumour says the bridge collapsed. Do you believe it?"}],
+]
+CONTINUATIONS = [
+    "Blue.",
+    "The capital of France is Paris.",
+    "I doubt it; I have seen no official report yet.",
+]
+
+# Largest mean absolute difference per token allowed between llama.cpp's and transformers'
+# log-probabilities. The HF folder is the exact de-quantisation of the Q4_1 GGUF file, so
+# the weights agree; what differs is arithmetic: llama.cpp quantises activations to 8 bits
+# for its Q4_1 x Q8_1 dot products and sums in another order, transformers runs fp32.
+# Measured on a 2-core x86 CPU: 0.05 to 0.09 nats per token (max 0.43 on one token) over
+# the prompts used here. Errors this test must catch are far larger: reading the log-probs
+# one token off gave 4.4 nats per token, and rendering a different prompt (SmolLM2's
+# default system message instead of the one sent) 0.52. 0.2 sits between, with 2x margin
+# over the measurement for other CPUs and llama.cpp versions.
+SCORE_TOLERANCE = 0.2
+
+
+# -- the real llama.cpp server ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[LlamaServer]:
+    pytest.importorskip(
+        "llama_cpp",
+        reason="llama-cpp-python is not installed: pip install 'llama-cpp-python[server]' "
+        "to test the HTTP backend against a real llama.cpp server",
+    )
+    # One thread: llama.cpp's threads spin while they wait for each other, so on a small
+    # machine shared with other work (the test process, parallel jobs) two threads on two
+    # cores ran 5x slower than one.
+    with LlamaServer(gguf_path(), n_ctx=2048, n_threads=1, startup_timeout=120) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir()))
+
+
+@pytest.fixture(scope="module")
+def completions_backend(llama_server, tokenizer) -> Iterator[OpenAIBackend]:
+    """Prompts rendered here with the tokenizer's template, sent to ``/completions``."""
+    with OpenAIBackend(llama_server.base_url, tokenizer=tokenizer, max_concurrency=3) as backend:
+        yield backend
+
+
+@pytest.fixture(scope="module")
+def chat_backend(llama_server) -> Iterator[OpenAIBackend]:
+    """No tokenizer: messages sent to ``/chat/completions``, the server's template."""
+    with OpenAIBackend(llama_server.base_url, max_concurrency=3) as backend:
+        yield backend
+
+
+@pytest.fixture(params=["completions", "chat"])
+def real_backend(request) -> OpenAIBackend:
+    """Both modes. The seed tests below use one: llama-cpp-python samples both through
+    the same ``create_completion``, and each request costs time on two cores."""
+    return request.getfixturevalue(f"{request.param}_backend")
+
+
+def test_generate_three_prompts(real_backend):
+    params = GenerationParams(max_new_tokens=8, temperature=0.7, seed=3)
+    out = real_backend.generate(PROMPTS, params)
+    assert len(out) == 3
+    for completion in out:
+        assert completion.error is None
+        assert completion.text.strip()
+        assert completion.prompt_tokens > 0
+        assert 0 < completion.completion_tokens <= 8
+    assert real_backend.stats["failures"] == 0
+
+
+def test_same_seed_same_texts(completions_backend):
+    params = GenerationParams(max_new_tokens=8, temperature=0.7, seed=11)
+    first = [c.text for c in completions_backend.generate(PROMPTS, params)]
+    second = [c.text for c in completions_backend.generate(PROMPTS, params)]
+    assert first == second
+
+
+def test_greedy_is_deterministic(completions_backend):
+    params = GenerationParams(max_new_tokens=8, temperature=0.0)
+    first = [c.text for c in completions_backend.generate(PROMPTS, params)]
+    second = [c.text for c in completions_backend.generate(PROMPTS[::-1], params)][::-1]
+    assert first == second
+
+
+def test_identical_prompts_get_different_samples(completions_backend):
+    # Seeds params.seed + i: the same prompt three times is sampled three ways.
+    prompt = [{"role": "user", "content": "Write one sentence about the sea."}]
+    params = GenerationParams(max_new_tokens=8, temperature=1.0, seed=5)
+    texts = [c.text for c in completions_backend.generate([prompt] * 3, params)]
+    assert len(set(texts)) > 1, texts
+
+
+def test_chat_and_completions_agree_greedily(completions_backend, chat_backend):
+    # The server's chat template (from the GGUF file) and the tokenizer's render the same
+    # text, so greedy answers agree; the prompt token counts agree too.
+    params = GenerationParams(max_new_tokens=8, temperature=0.0)
+    (ours,) = completions_backend.generate(PROMPTS[:1], params)
+    (theirs,) = chat_backend.generate(PROMPTS[:1], params)
+    assert ours.text == theirs.text
+    assert ours.prompt_tokens == theirs.prompt_tokens
+
+
+def test_name_and_model(real_backend, llama_server):
+    assert real_backend.model  # the first id from GET /models
+    assert real_backend.name == f"http:{real_backend.model}@{llama_server.base_url}"
+
+
+def _transformers_logprobs(model, tokenizer, messages, continuation) -> list[float]:
+    """Reference scores: the rendered prompt and the continuation are tokenized
+    separately (no special tokens added: the template already has them) and the ids
+    concatenated; the log-probability of token ``t`` is read from the logits at ``t-1``.
+    For SmolLM2's template (ending in a newline) this equals tokenizing the joined text,
+    which is what the server does."""
+    import torch
+
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    prompt_ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    cont_ids = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt_ids + cont_ids])
+    with torch.no_grad():
+        logits = model(ids).logits[0].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    n = len(prompt_ids)
+    return [float(logprobs[n + j - 1, tok]) for j, tok in enumerate(cont_ids)]
+
+
+def test_score_matches_transformers(llama_server, tokenizer):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    # Short system messages replace SmolLM2's long default one: llama-cpp-python spends
+    # about 0.1 s of Python per echoed token (it sorts the whole vocabulary for each), and
+    # it echoes the prompt's tokens too.
+    system = {"role": "system", "content": "Be brief."}
+    prompts = [
+        [system, {"role": "user", "content": "Name a colour."}],
+        [system, {"role": "user", "content": "What is the capital of France?"}],
+        [system, {"role": "user", "content": "这条微博是真的吗？"}],
+        [system, {"role": "user", "content": "What is the capital of France?"}],
+    ]
+    continuations = [
+        "Blue.",
+        "The capital of France is Paris.",
+        "我不相信，这是谣言。",
+        "Banana purple seven.",
+    ]
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir()), dtype="float32").eval()
+    # One torch thread: on two cores shared with the server (and other jobs), torch's
+    # spinning OpenMP threads made these four short forward passes take 16 s instead of 2.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference = [
+            _transformers_logprobs(model, tokenizer, p, c)
+            for p, c in zip(prompts, continuations, strict=True)
+        ]
+    finally:
+        torch.set_num_threads(threads)
+    with OpenAIBackend(llama_server.base_url, tokenizer=tokenizer) as backend:
+        scores = backend.score(prompts, continuations)
+    diffs = []
+    for score, ref in zip(scores, reference, strict=True):
+        assert score.tokens == len(ref)
+        diffs.extend(abs(a - b) for a, b in zip(score.token_logprobs, ref, strict=True))
+    mean_diff = sum(diffs) / len(diffs)
+    print(
+        f"llama.cpp vs transformers: mean |diff| {mean_diff:.4f} nats/token, "
+        f"max {max(diffs):.4f}, over {len(diffs)} tokens"
+    )
+    assert mean_diff < SCORE_TOLERANCE
+    # Sanity: the right answer is likelier per token than nonsense to the same question.
+    sense, nonsense = scores[1], scores[3]
+    assert sense.logprob / sense.tokens > nonsense.logprob / nonsense.tokens
+
+
+def test_score_without_tokenizer_raises(llama_server):
+    with OpenAIBackend(llama_server.base_url) as backend, pytest.raises(BackendError) as err:
+        backend.score(PROMPTS[:1], CONTINUATIONS[:1])
+    assert "tokenizer" in str(err.value)
+
+
+def test_empty_continuation_scores_nothing(llama_server, tokenizer):
+    with OpenAIBackend(llama_server.base_url, tokenizer=tokenizer) as backend:
+        (score,) = backend.score(PROMPTS[:1], [""])
+    assert score.tokens == 0 and score.logprob == 0.0
+
+
+# -- tiny stdlib servers ----------------------------------------------------------------
+
+
+def _completion_json(text: str = "ok") -> dict[str, Any]:
+    return {
+        "id": "cmpl-1",
+        "object": "text_completion",
+        "model": "fake-model",
+        "choices": [
+            {
+                "index": 0,
+                "text": text,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+    }
+
+
+class FakeServer:
+    """An OpenAI-like server: lists one model; the first ``fail_first`` completion
+    requests answer ``status``, then valid completions (after ``delay`` seconds each).
+    Records every request's body and Authorization header. ``echo_auth`` puts the
+    received Authorization header into error bodies (to check it is redacted)."""
+
+    def __init__(
+        self,
+        *,
+        fail_first: int = 0,
+        status: int = 500,
+        delay: float = 0.0,
+        echo_auth: bool = False,
+    ) -> None:
+        self.fail_first = fail_first
+        self.status = status
+        self.delay = delay
+        self.echo_auth = echo_auth
+        self.bodies: list[dict[str, Any]] = []
+        self.auth: list[str | None] = []
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def _send(self, status: int, payload: Any) -> None:
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client gave up (timeout test)
+                    pass
+
+            def do_GET(self) -> None:
+                fake.auth.append(self.headers.get("Authorization"))
+                if self.path == "/v1/models":
+                    self._send(200, {"object": "list", "data": [{"id": "fake-model"}]})
+                else:
+                    self._send(404, {"error": "not found"})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                auth = self.headers.get("Authorization")
+                with fake._lock:
+                    fake.bodies.append(body)
+                    fake.auth.append(auth)
+                    n = len(fake.bodies)
+                if n <= fake.fail_first:
+                    message = f"boom (you sent {auth})" if fake.echo_auth else "boom"
+                    self._send(fake.status, {"error": {"message": message}})
+                    return
+                time.sleep(fake.delay)
+                self._send(200, _completion_json(f"answer {n}"))
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+FAST = {"backoff": 0.01, "timeout": 5.0}
+
+
+def test_retries_then_success():
+    with FakeServer(fail_first=2) as server, OpenAIBackend(server.base_url, **FAST) as backend:
+        (completion,) = backend.generate(PROMPTS[:1], GenerationParams())
+    assert completion.error is None
+    assert completion.text == "answer 3"
+    assert (completion.prompt_tokens, completion.completion_tokens) == (5, 1)
+    assert backend.stats == {"requests": 3, "retries": 2, "failures": 0}
+    assert backend.model == "fake-model"
+
+
+def test_always_500_gives_error_completions():
+    with (
+        FakeServer(fail_first=10**6) as server,
+        OpenAIBackend(server.base_url, retries=2, **FAST) as backend,
+    ):
+        out = backend.generate(PROMPTS[:2], GenerationParams())
+    assert [c.text for c in out] == ["", ""]
+    assert all(c.error and "HTTP 500" in c.error for c in out)
+    assert all(c.prompt_tokens == c.completion_tokens == 0 for c in out)
+    assert backend.stats == {"requests": 6, "retries": 4, "failures": 2}
+
+
+def test_client_error_is_not_retried():
+    with (
+        FakeServer(fail_first=10**6, status=400) as server,
+        OpenAIBackend(server.base_url, **FAST) as backend,
+    ):
+        (completion,) = backend.generate(PROMPTS[:1], GenerationParams())
+    assert completion.error and "HTTP 400" in completion.error
+    assert backend.stats == {"requests": 1, "retries": 0, "failures": 1}
+
+
+def test_429_is_retried():
+    with (
+        FakeServer(fail_first=1, status=429) as server,
+        OpenAIBackend(server.base_url, **FAST) as backend,
+    ):
+        (completion,) = backend.generate(PROMPTS[:1], GenerationParams())
+    assert completion.error is None
+    assert backend.stats["retries"] == 1
+
+
+def test_timeout_gives_error_completion():
+    with (
+        FakeServer(delay=2.0) as server,
+        OpenAIBackend(server.base_url, timeout=0.3, retries=1, backoff=0.01) as backend,
+    ):
+        start = time.monotonic()
+        (completion,) = backend.generate(PROMPTS[:1], GenerationParams())
+        elapsed = time.monotonic() - start
+    assert completion.text == "" and completion.error
+    assert "timed out" in completion.error
+    assert backend.stats == {"requests": 2, "retries": 1, "failures": 1}
+    assert elapsed < 1.5  # two attempts of 0.3 s, not the server's 2 s
+
+
+def test_request_fields_and_per_prompt_seeds():
+    params = GenerationParams(max_new_tokens=7, temperature=0.5, top_p=0.9, seed=40, stop=("\n",))
+    with FakeServer() as server, OpenAIBackend(server.base_url, **FAST) as backend:
+        out = backend.generate(PROMPTS, params)
+    assert all(c.error is None for c in out)
+    assert sorted(b["seed"] for b in server.bodies) == [40, 41, 42]
+    for body in server.bodies:
+        assert body["model"] == "fake-model"
+        assert body["messages"] in PROMPTS  # no tokenizer: the chat endpoint
+        assert (body["temperature"], body["top_p"], body["max_tokens"]) == (0.5, 0.9, 7)
+        assert body["stop"] == ["\n"]
+    # Answers come back in prompt order whatever order the requests were served in.
+    by_seed = {b["seed"]: b["messages"] for b in server.bodies}
+    assert [by_seed[40 + i] for i in range(3)] == PROMPTS
+
+
+def test_score_needs_prompt_logprobs_from_server(tokenizer):
+    with (
+        FakeServer() as server,
+        OpenAIBackend(server.base_url, tokenizer=tokenizer, **FAST) as backend,
+        pytest.raises(BackendError, match="does not return prompt log-probabilities"),
+    ):
+        backend.score(PROMPTS[:1], CONTINUATIONS[:1])
+    body = server.bodies[0]
+    assert body["echo"] is True and body["logprobs"] == 1 and body["max_tokens"] == 1
+    assert body["prompt"].endswith("<|im_start|>assistant\n" + CONTINUATIONS[0])
+
+
+def test_score_failure_raises(tokenizer):
+    with (
+        FakeServer(fail_first=10**6) as server,
+        OpenAIBackend(server.base_url, tokenizer=tokenizer, retries=1, **FAST) as backend,
+        pytest.raises(BackendError, match="HTTP 500"),
+    ):
+        backend.score(PROMPTS[:1], CONTINUATIONS[:1])
+
+
+def test_score_rejected_request_hints_at_echo(tokenizer):
+    with (
+        FakeServer(fail_first=10**6, status=400) as server,
+        OpenAIBackend(server.base_url, tokenizer=tokenizer, **FAST) as backend,
+        pytest.raises(BackendError, match=r"HTTP 400.*echo=true"),
+    ):
+        backend.score(PROMPTS[:1], CONTINUATIONS[:1])
+    assert backend.stats["requests"] == 1
+
+
+def _unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_unreachable_url_raises_at_construction():
+    url = f"http://127.0.0.1:{_unused_port()}/v1"
+    with pytest.raises(BackendError) as err:
+        OpenAIBackend(url, timeout=2.0)
+    assert f"{url}/models" in str(err.value)
+
+
+def test_api_key_sent_and_never_shown(monkeypatch):
+    secret = "sk-test-very-secret-123"
+    monkeypatch.setenv("MFLLM_TEST_API_KEY", secret)
+    with (
+        FakeServer(fail_first=10**6, echo_auth=True) as server,
+        OpenAIBackend(
+            server.base_url, api_key_env="MFLLM_TEST_API_KEY", retries=0, **FAST
+        ) as backend,
+    ):
+        (completion,) = backend.generate(PROMPTS[:1], GenerationParams())
+    assert server.auth and all(a == f"Bearer {secret}" for a in server.auth)
+    assert completion.error and "boom" in completion.error
+    assert secret not in completion.error  # the server echoed it; the backend redacted it
+    assert secret not in repr(backend) and secret not in backend.name
+
+
+def test_no_key_no_header(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with FakeServer() as server, OpenAIBackend(server.base_url, **FAST) as backend:
+        backend.generate(PROMPTS[:1], GenerationParams())
+    assert server.auth == [None, None]
+
+
+# -- LlamaServer's own failures ---------------------------------------------------------
+
+
+def test_llama_server_missing_model(tmp_path):
+    with pytest.raises(BackendError, match="not found"):
+        LlamaServer(tmp_path / "missing.gguf").start()
+
+
+def test_llama_server_without_llama_cpp(monkeypatch, tmp_path):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llama_cpp" else real_find_spec(name, *a),
+    )
+    model = tmp_path / "model.gguf"
+    model.write_text("")
+    with pytest.raises(BackendError, match=r"pip install 'llama-cpp-python\[server\]'"):
+        LlamaServer(model).start()
+
+
+def test_llama_server_reports_early_exit(tmp_path):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_text("not a model")
+    server = LlamaServer(bogus, startup_timeout=60)
+    with pytest.raises(BackendError, match="exited with code") as err:
+        server.start()
+    assert "output ends with" in str(err.value)
+    assert not server.running

@@ -1,0 +1,269 @@
+"""LLM policies and mean-field models in the environment, on the tiny config-built model;
+and one end-to-end run of the real default model (SmolLM2)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from agents.backends.base import Completion, GenerationParams, Prompt
+from agents.mean_field import ChainOfSummarization, LLMMeanField
+from agents.policies import LLMPolicy
+from mfllm_cli.main import main
+from mfllm_env import PopulationEnv, synthetic_scenario
+from mfllm_env.mean_field import PopularReactions, RecentReactions
+from mfllm_env.scenario import Author, Reaction, Scenario
+from mfllm_env.simulation import play_episodes, simulate
+from mfllm_env.spaces import AnnotatedText
+
+FAST = GenerationParams(max_new_tokens=6, temperature=1.0)
+
+
+class CountingBackend:
+    """The tiny backend, recording the size of every ``generate`` call."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.calls: list[int] = []
+
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[Completion]:
+        self.calls.append(len(prompts))
+        return self.inner.generate(prompts, params)
+
+    def score(self, prompts, continuations):
+        return self.inner.score(prompts, continuations)
+
+
+class FlakyBackend(CountingBackend):
+    """Fails every other prompt the way the HTTP backend reports a failed request (an
+    error completion), and returns an empty text for every third: bad output on demand."""
+
+    def generate(self, prompts, params):
+        completions = super().generate(prompts, params)
+        return [
+            Completion("", 0, 0, error="HTTP 500")
+            if i % 2
+            else Completion("", c.prompt_tokens, 0)
+            if i % 3 == 0
+            else c
+            for i, c in enumerate(completions)
+        ]
+
+
+def _env(seed=0, n=48, mean_field=None, warmup=16):
+    return PopulationEnv(
+        synthetic_scenario(seed=seed, n_reactions=n), warmup=warmup, mean_field=mean_field
+    )
+
+
+def test_policy_acts_for_all_agents_in_one_call(tiny_backend):
+    backend = CountingBackend(tiny_backend)
+    env = _env()
+    observations, _ = env.reset(seed=0)
+    policy = LLMPolicy(backend, params=FAST)
+    policy.reset(0)
+    actions = policy.act({agent: observations[agent] for agent in env.agents})
+    assert backend.calls == [16]
+    assert set(actions) == set(env.agents)
+    assert all(isinstance(a, AnnotatedText) for a in actions.values())
+    assert all(a.info["prompt_tokens"] > 0 for a in actions.values())
+    *_, infos = env.step(actions)
+    acted = [info for info in infos.values() if "sim_label" in info]
+    assert len(acted) == 16
+    assert all(info["policy"]["completion_tokens"] <= 6 for info in acted)
+    assert policy.usage["actions"] == 16 and policy.usage["calls"] == 1
+
+
+def test_episodes_stepped_together_share_one_call_per_round(tiny_backend):
+    """Three episodes of 48, 32 and 64 reactions: each round makes one policy call and
+    one mean-field call serving every running episode."""
+    backend = CountingBackend(tiny_backend)
+    sizes = [48, 32, 64]
+    episodes = [
+        (_env(seed=s, n=n, mean_field=LLMMeanField(backend, params=FAST)), s)
+        for s, n in enumerate(sizes)
+    ]
+    policy = LLMPolicy(backend, params=FAST)
+    results = list(play_episodes(episodes, policy, parallel=3))
+    assert sorted(r.index for r in results) == [0, 1, 2]
+    # Rounds: 4 (the longest episode has 64 / 16 steps); active agents per round:
+    policy_batches = [48, 48, 32, 16]
+    assert backend.calls == [b for size in policy_batches for b in (size, size // 16)]
+    for result in results:
+        metrics = result.metrics
+        steps = sizes[result.index] // 16
+        assert metrics["mean_field_calls"] == steps
+        assert metrics["completion_tokens"] > 0 and metrics["prompt_tokens"] > 0
+
+
+def test_parallel_one_result_does_not_depend_on_neighbours(tiny_backend):
+    """With parallel=1 an episode depends only on its seed: alone or after another
+    episode, the same labels come out."""
+    policy = LLMPolicy(tiny_backend, params=FAST)
+    (alone,) = play_episodes([(_env(seed=5), 5)], policy)
+    after = list(play_episodes([(_env(seed=4), 4), (_env(seed=5), 5)], policy))
+    assert np.array_equal(after[1].env.sim_label_ids, alone.env.sim_label_ids)
+
+
+def test_same_seed_same_trajectory(tiny_backend, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        simulate(
+            [synthetic_scenario(seed=s, n_reactions=48) for s in range(2)],
+            lambda s: PopulationEnv(
+                s, warmup=16, mean_field=LLMMeanField(tiny_backend, params=FAST)
+            ),
+            LLMPolicy(tiny_backend, params=FAST),
+            tmp_path / name,
+            seed=3,
+            parallel=2,
+            progress=False,
+        )
+        runs.append((tmp_path / name / "trajectory.jsonl").read_text())
+    assert runs[0] == runs[1]
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert metrics["throughput"]["completion_tokens"] > 0
+    assert metrics["metrics"]["mean_field_calls"]["mean"] == 3
+
+
+def test_nll_of_the_real_reactions_is_scored(tiny_backend):
+    policy = LLMPolicy(tiny_backend, params=FAST, score_references=True)
+    (result,) = play_episodes([(_env(), 0)], policy)
+    metrics = result.metrics
+    assert np.isfinite(metrics["nll_per_token"]) and metrics["nll_per_token"] > 0
+    assert metrics["nll_per_reaction"] > metrics["nll_per_token"]
+
+
+def test_bad_backend_output_is_counted_not_fatal(tiny_backend):
+    backend = FlakyBackend(tiny_backend)
+    model = LLMMeanField(backend, params=FAST)
+    env = _env(mean_field=model)
+    (result,) = play_episodes([(env, 0)], LLMPolicy(backend, params=FAST))
+    metrics = result.metrics
+    # 16 agents a step: the 8 odd rows fail; rows 0, 6, 12 come back empty.
+    assert metrics["backend_errors"] == 3 * 8
+    assert metrics["empty_actions"] >= 3 * 3
+    assert metrics["fallbacks"] >= 3 * 8 + 3 * 3
+    # The mean field's one-row calls are row 0: empty every time, counted, never raised.
+    assert model.usage["failures"] == 3 and model.last_failure == "empty summary"
+
+
+def test_mean_field_text_comes_from_the_model_and_shares_from_labels(tiny_backend):
+    model = LLMMeanField(tiny_backend, params=FAST, with_statistics=True)
+    env = _env(mean_field=model)
+    env.reset(seed=0)
+    env.step(dict.fromkeys(env.agents, "I do not believe it."))
+    shares = env.mean_field.shares
+    labels = env.world_label_ids[:16]
+    assert np.allclose(shares, np.bincount(labels, minlength=env.scheme.size) / 16)
+    assert env.mean_field.text.endswith(env.mean_field.text.split("\n")[-1])
+    assert "16 reactions so far" in env.mean_field.text  # the appended statistics
+
+
+def test_chain_of_summarization_calls_the_llm_every_k_steps(tiny_backend):
+    backend = CountingBackend(tiny_backend)
+    model = ChainOfSummarization(backend, every=2, frames=3, params=FAST)
+    env = _env(n=96, mean_field=model)
+    env.reset(seed=0)
+    texts = []
+    while env.agents:
+        env.step(dict.fromkeys(env.agents, "Is this true?"))
+        texts.append(env.mean_field.text)
+    assert backend.calls == [1, 1, 1]  # steps 2, 4, 6 of 6
+    assert model.usage["calls"] == 3
+    assert "reactions so far" in texts[0] and texts[1] != texts[0]
+
+
+def _author(name, followers=None):
+    profile = {"name": name} if followers is None else {"name": name, "followers": followers}
+    return Author(name, profile)
+
+
+def _scenario(followers):
+    reactions = tuple(
+        Reaction(f"r{i}", _author(f"u{i}", f), f"post {i}", float(i), "src", {})
+        for i, f in enumerate(followers)
+    )
+    source = Reaction("src", _author("src", 10), "Event", -1.0, None, {})
+    return Scenario("toy", source, reactions, language="en")
+
+
+def test_recent_and_popular_contexts():
+    followers = [5, None, 500, 50, 500, 1]
+    recent = PopulationEnv(
+        _scenario(followers), agents_per_step=3, warmup=6, mean_field=RecentReactions(k=2)
+    )
+    popular = PopulationEnv(
+        _scenario(followers), agents_per_step=3, warmup=6, mean_field=PopularReactions(k=3)
+    )
+    for env in (recent, popular):
+        env.reset(seed=0)
+        while env.agents:
+            env.step(dict.fromkeys(env.agents, "ignored in warm-up"))
+    assert recent.mean_field.text == "- u4: post 4\n- u5: post 5"
+    # Most-followed first; the tie at 500 goes to the newer post; no count ranks last.
+    assert popular.mean_field.text == "- u4: post 4\n- u2: post 2\n- u3: post 3"
+    assert np.allclose(recent.mean_field.shares, popular.mean_field.shares)
+    with pytest.raises(ValueError, match="k must be"):
+        RecentReactions(k=0)
+
+
+def test_cli_runs_an_llm_policy_from_a_model_folder(tmp_path, capsys):
+    from tests.conftest import build_tiny_model_and_tokenizer
+
+    model, tokenizer = build_tiny_model_and_tokenizer()
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    out = tmp_path / "run"
+    argv = ["simulate", "--scenario", "synthetic:0-1", "--policy", "popular", "--model"]
+    argv += [str(tmp_path / "model"), "--max-reactions", "48", "--warmup", "16"]
+    argv += ["--max-new-tokens", "4", "--threads", "1", "--nll", "--no-progress"]
+    assert main([*argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "generated tokens/s" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["episodes"] == 2
+    assert metrics["metrics"]["nll_per_token"]["n"] == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["mean_field"] == "popular" and config["parallel"] == 8
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--policy", "sft"], "pass --adapter"),
+        (["--policy", "recent", "--mean-field", "llm"], "drop --mean-field"),
+        (["--policy", "herding", "--mean-field", "cos"], "needs an LLM policy"),
+        (["--policy", "mf", "--model", "nobody/nothing-here"], "cannot load model"),
+        (["--policy", "mf", "--model", "http://127.0.0.1:9/v1"], "127.0.0.1:9"),
+        (["--policy", "state", "--k", "0"], "--k must be >= 1"),
+    ],
+)
+def test_cli_reports_bad_llm_options(tmp_path, capsys, extra, message):
+    assert main(["simulate", *extra, "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_smollm2_end_to_end(tmp_path):
+    """The real default model, offline: a short synthetic episode with the MF policy and
+    the LLM mean field, through the command line."""
+    pytest.importorskip("transformers")
+    from agents.backends.default_model import gguf_path
+
+    gguf_path()  # the set-up installs it: fail loudly, never skip, if it is missing
+    out = tmp_path / "run"
+    argv = ["simulate", "--policy", "mf", "--mean-field", "llm", "--model", "smollm2"]
+    argv += ["--max-reactions", "32", "--warmup", "16", "--max-new-tokens", "12"]
+    argv += ["--summary-tokens", "24", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    steps = [json.loads(line) for line in (out / "trajectory.jsonl").read_text().splitlines()]
+    assert len(steps) == 2
+    assert all(s["mean_field"] for s in steps)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["metrics"]["backend_errors"]["mean"] == 0
+    assert metrics["metrics"]["mean_field_calls"]["mean"] == 2
+    assert metrics["throughput"]["completion_tokens"] > 0

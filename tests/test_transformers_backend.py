@@ -1,0 +1,135 @@
+"""The local transformers backend, on a tiny config-built Llama (milliseconds per call)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.backends.base import GenerationParams
+from agents.backends.transformers_backend import TransformersBackend, prefix_groups
+
+SHARED = (
+    "The police confirmed the report. I do not believe it. Is this true? "
+    "User followers verified Bio Location reply post summary shares."
+)
+PROMPTS = [
+    [{"role": "system", "content": SHARED}, {"role": "user", "content": "Is this true?"}],
+    [{"role": "system", "content": SHARED}, {"role": "user", "content": "Lol. Support."}],
+    [{"role": "user", "content": "谣言 不信 真的吗"}],
+]
+
+
+def test_one_completion_per_prompt_with_token_counts(tiny_backend):
+    completions = tiny_backend.generate(PROMPTS, GenerationParams(max_new_tokens=7))
+    assert len(completions) == len(PROMPTS)
+    rendered = [tiny_backend.render(p) for p in PROMPTS]
+    for completion, text in zip(completions, rendered, strict=True):
+        assert completion.error is None
+        assert completion.prompt_tokens == len(tiny_backend.tokenizer(text)["input_ids"])
+        assert 0 <= completion.completion_tokens <= 7
+
+
+def test_same_seed_same_samples_other_seed_other_samples(tiny_backend):
+    params = GenerationParams(max_new_tokens=12, temperature=1.0, seed=3)
+    first = [c.text for c in tiny_backend.generate(PROMPTS, params)]
+    again = [c.text for c in tiny_backend.generate(PROMPTS, params)]
+    other = [
+        c.text
+        for c in tiny_backend.generate(PROMPTS, GenerationParams(12, temperature=1.0, seed=4))
+    ]
+    assert first == again
+    assert first != other
+
+
+def test_shared_prefixes_give_the_same_greedy_tokens(tiny_backend):
+    params = GenerationParams(max_new_tokens=10, temperature=0)
+    prompts = PROMPTS * 3
+    tiny_backend.share_prefixes = False
+    try:
+        plain = tiny_backend.generate(prompts, params)
+    finally:
+        tiny_backend.share_prefixes = True
+    shared = tiny_backend.generate(prompts, params)
+    assert [c.text for c in shared] == [c.text for c in plain]
+    assert [c.completion_tokens for c in shared] == [c.completion_tokens for c in plain]
+
+
+def test_prefix_groups_split_episodes_and_keep_a_token_per_row():
+    episode_a = list(range(100, 140))
+    episode_b = list(range(200, 240))
+    rows = [
+        [*episode_a, 1, 2],
+        [*episode_b, 3],
+        [*episode_a, 4],
+        [*episode_b, 5, 6],
+        [*episode_a],
+    ]
+    groups = prefix_groups(rows)
+    assert groups is not None
+    grouped = {tuple(sorted(g)): length for length, g in groups}
+    assert grouped == {(0, 2, 4): 39, (1, 3): 40}  # row 4 keeps its last token
+    assert prefix_groups([[1, 2, 3], [4, 5, 6]]) is None  # nothing worth sharing
+
+
+def test_stop_string_cuts_the_completion(tiny_backend):
+    params = GenerationParams(max_new_tokens=20, temperature=0)
+    (free,) = tiny_backend.generate(PROMPTS[:1], params)
+    assert len(free.text) > 4
+    stop = free.text[3:5]
+    (stopped,) = tiny_backend.generate(
+        PROMPTS[:1], GenerationParams(max_new_tokens=20, temperature=0, stop=(stop,))
+    )
+    assert stopped.text == free.text.split(stop, 1)[0]
+
+
+def test_scores_do_not_depend_on_the_batch(tiny_backend):
+    continuations = ["I do not believe it.", "Lol", "不信"]
+    batched = tiny_backend.score(PROMPTS, continuations)
+    for prompt, text, score in zip(PROMPTS, continuations, batched, strict=True):
+        (alone,) = tiny_backend.score([prompt], [text])
+        assert alone.tokens == score.tokens > 0
+        assert alone.logprob == pytest.approx(score.logprob, abs=1e-4)
+        assert all(lp <= 0 for lp in score.token_logprobs)
+    (empty,) = tiny_backend.score(PROMPTS[:1], [""])
+    assert empty.tokens == 0 and empty.logprob == 0.0
+    with pytest.raises(ValueError, match="continuations"):
+        tiny_backend.score(PROMPTS, ["one"])
+
+
+def test_model_folder_and_adapter(tmp_path):
+    """A saved folder loads by path; a PEFT adapter changes the model's scores."""
+    from peft import LoraConfig, get_peft_model
+
+    from tests.conftest import build_tiny_model_and_tokenizer
+
+    model, tokenizer = build_tiny_model_and_tokenizer()
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(model, lora).save_pretrained(tmp_path / "adapter")
+
+    base = TransformersBackend(tmp_path / "model", threads=1)
+    tuned = TransformersBackend(tmp_path / "model", adapter=tmp_path / "adapter", threads=1)
+    assert tuned.name.endswith("+adapter")
+    (plain,) = base.score(PROMPTS[:1], ["I do not believe it."])
+    (adapted,) = tuned.score(PROMPTS[:1], ["I do not believe it."])
+    assert plain.logprob != pytest.approx(adapted.logprob, abs=1e-3)
+    with pytest.raises(FileNotFoundError, match="not a PEFT adapter"):
+        TransformersBackend(tmp_path / "model", adapter=tmp_path / "model")
+
+
+def test_unknown_hub_id_says_it_needs_the_network(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match="HF_HUB_OFFLINE"):
+        TransformersBackend("no-such-org/no-such-model-anywhere")
+
+
+def test_bad_arguments():
+    from tests.conftest import build_tiny_model_and_tokenizer
+
+    model, tokenizer = build_tiny_model_and_tokenizer()
+    with pytest.raises(ValueError, match="tokenizer"):
+        TransformersBackend(model)
+    with pytest.raises(ValueError, match="batch_size"):
+        TransformersBackend(model, tokenizer=tokenizer, batch_size=0)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        GenerationParams(max_new_tokens=0)

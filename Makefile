@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/mfllm simulate --scenario synthetic --policy mf-classifier --out $(RUN_DIR)
+	$(BIN)/mfllm simulate --policy mf --mean-field llm --model smollm2 --out $(RUN_DIR)
 
 test: setup
 	$(BIN)/ruff check .

@@ -40,6 +40,7 @@ from agents.backends.base import (
     Prompt,
     Score,
 )
+from agents.backends.chat import render_chat
 
 T = TypeVar("T")
 
@@ -303,10 +304,7 @@ class OpenAIBackend:
             ) from None
 
     def _render(self, prompt: Prompt) -> str:
-        assert self.tokenizer is not None
-        return self.tokenizer.apply_chat_template(
-            [dict(m) for m in prompt], tokenize=False, add_generation_prompt=True
-        )
+        return render_chat(self.tokenizer, prompt)
 
     def _map(self, fn: Callable[[int], T], indices: range) -> list[T]:
         if self._pool is None:

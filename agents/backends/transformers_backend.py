@@ -28,20 +28,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from agents.backends.base import Completion, GenerationParams, Prompt, Score
-
-FALLBACK_TEMPLATE = "{role}: {content}\n"
-"""Rendering for tokenizers without a chat template (tiny test models): one line per
-message, then ``assistant:``."""
-
-
-def render_chat(tokenizer: PreTrainedTokenizerBase, messages: Prompt) -> str:
-    """The prompt text the model sees: the chat template with the assistant's turn opened."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
-            list(messages), tokenize=False, add_generation_prompt=True
-        )
-    text = "".join(FALLBACK_TEMPLATE.format(**message) for message in messages)
-    return text + "assistant:"
+from agents.backends.chat import render_chat
 
 
 def _offline() -> bool:

@@ -34,12 +34,13 @@ gave the :class:`~mfllm_env.mean_field.HistogramMeanField` something to say. Sam
    transformers batched, and llama.cpp, which reuses the previous request's prefix cache).
 
 Sizes are the constants ``FULL`` (and ``QUICK``, ``--quick``, a smoke test of about 2
-minutes) below: 32 new tokens per policy completion, 48 per summary; section 2 plays 48
-reactions at 16 agents per step (warm-up 16), section 3 plays episodes of 32 reactions (one
-warm-up step, one free step). The full run should take roughly 10-15 minutes on 2 quiet
-cores (estimated from measured per-token rates: section 3 about half of it, sections 1 and 2
-about a fifth each); prompts are about 170 tokens, summary prompts about 1,000, so prompt
-evaluation is a large part of every figure.
+minutes) below: the simulation's defaults, 48 new tokens per policy completion and 96 per
+summary; section 2 plays 48 reactions at 16 agents per step (warm-up 16), section 3 plays
+episodes of 32 reactions (one warm-up step, one free step). The full run took 20 minutes
+on 2 cores with 32 and 48 tokens; expect about half as much again with the defaults
+(section 3 is about half of it). Prompts are about 170 tokens, summary prompts about
+1,000, so prompt evaluation is a large part of every figure. ``--sections 1,5`` runs
+only the chosen sections.
 
 Torch threads come from ``--threads`` (default: torch's default); llama.cpp gets the same
 number. On a shared machine the wall clock also counts other processes' turns: the CPU time
@@ -67,7 +68,7 @@ import torch
 from agents.backends import Backend, Completion, GenerationParams, Prompt, Score, load_backend
 from agents.backends.default_model import gguf_path, model_dir
 from agents.backends.transformers_backend import TransformersBackend, prefix_groups
-from agents.mean_field import LLMMeanField
+from agents.mean_field import SUMMARY_PARAMS, LLMMeanField
 from agents.policies import LLMPolicy
 from mfllm_env.mean_field import HistogramMeanField, MeanFieldModel
 from mfllm_env.population_env import PopulationEnv
@@ -97,8 +98,9 @@ class Settings:
 
 FULL = Settings(
     batch_sizes=(16, 32),
-    max_new_tokens=32,
-    summary_tokens=48,
+    # The simulation's own defaults (``mfllm simulate --max-new-tokens``/``--summary-tokens``).
+    max_new_tokens=GenerationParams().max_new_tokens,
+    summary_tokens=SUMMARY_PARAMS.max_new_tokens,
     loop_reactions=48,
     loop_agents=16,
     loop_warmup=16,
@@ -477,7 +479,7 @@ def section_http(
     report.line(f"4. llama.cpp over HTTP vs transformers ({len(prompts)} policy prompts)")
     reason = ""
     if skip:
-        reason = "--skip-http"
+        reason = "--skip-http, or section 4 not in --sections"
     elif importlib.util.find_spec("llama_cpp") is None:
         reason = "llama_cpp is not installed (pip install 'llama-cpp-python[server]')"
     if reason:
@@ -610,7 +612,18 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     parser.add_argument("--threads", type=int, default=None, help="torch (and llama.cpp) threads")
     parser.add_argument("--skip-http", action="store_true", help="skip the llama.cpp section")
+    parser.add_argument(
+        "--sections",
+        default="1,2,3,4,5",
+        help="comma-separated sections to run (default: all; 5 uses what 1 and 4 measured)",
+    )
     args = parser.parse_args()
+    try:
+        sections = {int(part) for part in args.sections.split(",")}
+    except ValueError:
+        parser.error(f"--sections takes numbers 1-5 separated by commas, got {args.sections!r}")
+    if not sections <= {1, 2, 3, 4, 5}:
+        parser.error(f"--sections takes numbers 1-5, got {args.sections!r}")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     s = QUICK if args.quick else FULL
@@ -636,16 +649,20 @@ def main() -> int:
     prompts = simulation_prompts(backend, max(max(s.batch_sizes), s.http_prompts))
     backend.generate(prompts[:1], dataclasses.replace(policy_params(s), max_new_tokens=2))
 
-    batched = section_batched(report, backend, prompts, s)
-    section_loop(report, backend, s)
-    section_vector(report, backend, s)
-    http = section_http(report, backend, prompts[: s.http_prompts], s, threads, args.skip_http)
+    batched = section_batched(report, backend, prompts, s) if 1 in sections else {}
+    if 2 in sections:
+        section_loop(report, backend, s)
+    if 3 in sections:
+        section_vector(report, backend, s)
+    skip_http = args.skip_http or 4 not in sections
+    http = section_http(report, backend, prompts[: s.http_prompts], s, threads, skip_http)
     runs: dict[str, Run] = {}
     for n, pair in batched.items():
         runs[f"transformers batched, {n} agents"] = pair["batched"]
         runs[f"transformers one at a time, {n} agents"] = pair["one_at_a_time"]
     runs.update({f"{name}, {s.http_prompts} agents": run for name, run in http.items()})
-    section_limit(report, backend, runs, s)
+    if 5 in sections:
+        section_limit(report, backend, runs, s)
 
     report.figures["total_seconds"] = time.perf_counter() - started
     report.line(f"total: {report.figures['total_seconds']:.0f} s")

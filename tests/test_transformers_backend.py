@@ -133,3 +133,21 @@ def test_bad_arguments():
         TransformersBackend(model, tokenizer=tokenizer, batch_size=0)
     with pytest.raises(ValueError, match="max_new_tokens"):
         GenerationParams(max_new_tokens=0)
+
+
+def test_sampler_keeps_to_top_k_and_top_p():
+    import torch
+
+    from agents.backends.transformers_backend import TopKTopPSampler
+
+    torch.manual_seed(0)
+    scores = torch.log(torch.tensor([[0.05, 0.6, 0.3, 0.05] + [1e-6] * 60]))
+    draws = lambda sampler: {  # noqa: E731
+        int(sampler(None, scores.clone()).argmax()) for _ in range(200)
+    }
+    assert draws(TopKTopPSampler(1.0, top_p=0.5)) == {1}  # 0.6 alone reaches 0.5
+    assert draws(TopKTopPSampler(1.0, top_p=0.85)) == {1, 2}
+    assert draws(TopKTopPSampler(1.0, top_p=1.0, top_k=1)) == {1}
+    assert draws(TopKTopPSampler(1.0, top_p=1.0, top_k=4)) == {0, 1, 2, 3}
+    out = TopKTopPSampler(0.7, top_p=0.95)(None, scores.clone())
+    assert torch.isfinite(out).sum() == 1  # one-hot: generation picks the sampled token

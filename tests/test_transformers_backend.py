@@ -144,10 +144,20 @@ def test_sampler_keeps_to_top_k_and_top_p():
     scores = torch.log(torch.tensor([[0.05, 0.6, 0.3, 0.05] + [1e-6] * 60]))
     draws = lambda sampler: {  # noqa: E731
         int(sampler(None, scores.clone()).argmax()) for _ in range(200)
-    }
-    assert draws(TopKTopPSampler(1.0, top_p=0.5)) == {1}  # 0.6 alone reaches 0.5
-    assert draws(TopKTopPSampler(1.0, top_p=0.85)) == {1, 2}
-    assert draws(TopKTopPSampler(1.0, top_p=1.0, top_k=1)) == {1}
-    assert draws(TopKTopPSampler(1.0, top_p=1.0, top_k=4)) == {0, 1, 2, 3}
-    out = TopKTopPSampler(0.7, top_p=0.95)(None, scores.clone())
+    }  # one sampler, 200 draws from its generator
+    assert draws(TopKTopPSampler(1.0, top_p=0.5, seeds=[0])) == {1}  # 0.6 alone reaches 0.5
+    assert draws(TopKTopPSampler(1.0, top_p=0.85, seeds=[0])) == {1, 2}
+    assert draws(TopKTopPSampler(1.0, top_p=1.0, top_k=1, seeds=[0])) == {1}
+    assert draws(TopKTopPSampler(1.0, top_p=1.0, top_k=4, seeds=[0])) == {0, 1, 2, 3}
+    out = TopKTopPSampler(0.7, top_p=0.95, seeds=[0])(None, scores.clone())
     assert torch.isfinite(out).sum() == 1  # one-hot: generation picks the sampled token
+
+
+def test_a_prompt_samples_the_same_alone_or_in_a_batch(tiny_backend):
+    params = GenerationParams(max_new_tokens=12, temperature=1.0, seed=9)
+    batch = tiny_backend.generate(PROMPTS, params)
+    for prompt, completion in zip(PROMPTS, batch, strict=True):
+        (alone,) = tiny_backend.generate([prompt], params)
+        assert alone.text == completion.text
+    twice = tiny_backend.generate([PROMPTS[0], PROMPTS[0]], params)
+    assert twice[0].text == batch[0].text and twice[1].text != twice[0].text

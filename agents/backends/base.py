@@ -32,7 +32,9 @@ class GenerationParams:
     """How to sample. ``temperature=0`` is greedy decoding.
 
     ``seed`` makes sampling reproducible: the same prompts, parameters and seed give the
-    same completions (for a local model: on the same machine and batch composition).
+    same completions. The local backend draws each prompt from its own generator (seeded
+    by the call's seed and the prompt), so a prompt gets the same completion alone or in
+    any batch, up to float rounding.
     Generation stops at ``max_new_tokens``, at the end-of-turn token, or at the first of
     ``stop`` (the stop string is cut from the text).
     """

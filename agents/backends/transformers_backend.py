@@ -20,6 +20,8 @@ reads the continuation's token log-probabilities.
 from __future__ import annotations
 
 import os
+import zlib
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -138,14 +140,15 @@ class TransformersBackend:
 
     def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[Completion]:
         encoded = self._encode_prompts(prompts)
+        seeds = row_seeds(encoded, params.seed)
         completions: list[Completion] = []
         for start in range(0, len(encoded), self.batch_size):
-            chunk = encoded[start : start + self.batch_size]
-            completions.extend(self._generate_batch(chunk, params, params.seed + start))
+            stop = start + self.batch_size
+            completions.extend(self._generate_batch(encoded[start:stop], params, seeds[start:stop]))
         return completions
 
     def _generate_batch(
-        self, encoded: list[list[int]], params: GenerationParams, seed: int
+        self, encoded: list[list[int]], params: GenerationParams, seeds: list[int]
     ) -> list[Completion]:
         pad = self.tokenizer.pad_token_id
         groups = prefix_groups(encoded) if self.share_prefixes else None
@@ -164,13 +167,11 @@ class TransformersBackend:
             "eos_token_id": sorted(self._end_ids),
         }
         if params.temperature > 0:
-            sampler = TopKTopPSampler(params.temperature, params.top_p)
+            sampler = TopKTopPSampler(params.temperature, params.top_p, seeds=seeds)
             options["logits_processor"] = LogitsProcessorList([sampler])
         if params.stop:
             options.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
-        # Sample under the call's own seed without disturbing the caller's global RNG.
-        with torch.random.fork_rng(devices=[]), torch.inference_mode():
-            torch.manual_seed(seed)
+        with torch.inference_mode():
             output = self.model.generate(
                 input_ids=input_ids, attention_mask=attention, past_key_values=cache, **options
             )
@@ -261,20 +262,39 @@ class TransformersBackend:
         return scores
 
 
+def row_seeds(encoded: Sequence[Sequence[int]], seed: int) -> list[int]:
+    """One sampling seed per prompt, from the call's seed and the prompt's tokens (and, for
+    repeated prompts, which repeat it is), never from its row: a prompt samples the same
+    completion alone or in any batch (up to float rounding), and identical prompts in one
+    call still draw different samples."""
+    seen: dict[bytes, int] = {}
+    seeds = []
+    for ids in encoded:
+        key = array("l", ids).tobytes()
+        repeat = seen[key] = seen.get(key, -1) + 1
+        seeds.append(zlib.crc32(key, zlib.crc32(f"{seed}:{repeat}".encode())))
+    return seeds
+
+
 class TopKTopPSampler(LogitsProcessor):
     """Samples the next token itself and hands generation a one-hot score row.
 
     Top-k (``top_k``, 50 as in transformers' default), then temperature, then top-p
-    within those k, then one draw per row from the torch RNG (seeded per call). Done here
-    because transformers' own top-p sorts the whole 49k-token vocabulary and its sampler
-    scans it, every step: 20% of a 16-agent generation's time on this CPU. Generation runs
-    greedily over the returned scores, so it picks exactly the sampled token.
+    within those k, then one draw per row from that row's own generator (seeded by
+    :func:`row_seeds`). Done here because transformers' own top-p sorts the whole
+    49k-token vocabulary and its sampler scans it, every step (20% of a 16-agent
+    generation's time on this CPU), and because its one global generator makes a row's
+    sample depend on the rest of the batch. Generation runs greedily over the returned
+    scores, so it picks exactly the sampled token.
     """
 
-    def __init__(self, temperature: float, top_p: float, top_k: int = 50) -> None:
+    def __init__(
+        self, temperature: float, top_p: float, *, seeds: Sequence[int], top_k: int = 50
+    ) -> None:
         self.temperature = temperature
         self.top_p = top_p
         self.top_k = top_k
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         values, indices = torch.topk(scores, min(self.top_k, scores.shape[-1]), dim=-1)
@@ -283,9 +303,14 @@ class TopKTopPSampler(LogitsProcessor):
             # Keep the smallest set of top tokens whose mass reaches top_p (at least one).
             before = probs.cumsum(dim=-1) - probs
             probs = probs.masked_fill(before >= self.top_p, 0.0)
-        choice = indices.gather(-1, torch.multinomial(probs, 1))
+        picks = torch.stack(
+            [
+                torch.multinomial(row, 1, generator=g)
+                for row, g in zip(probs, self.generators, strict=True)
+            ]
+        )
         out = torch.full_like(scores, float("-inf"))
-        return out.scatter_(-1, choice, 0.0)
+        return out.scatter_(-1, indices.gather(-1, picks), 0.0)
 
 
 MIN_SHARED_TOKENS = 16

@@ -172,9 +172,7 @@ class Run:
 def distinct_prompt_tokens(backend: TransformersBackend, prompts: Sequence[Prompt]) -> int:
     """Prompt tokens when each group's shared prefix is counted once (the grouping the
     transformers backend uses, :func:`prefix_groups`)."""
-    texts = [backend.render(p) for p in prompts]
-    encoded = backend.tokenizer(texts, add_special_tokens=False)["input_ids"]
-    encoded = [ids[-backend.max_prompt_tokens :] for ids in encoded]
+    encoded = backend.encode_prompts(prompts)
     groups = prefix_groups(encoded)
     if groups is None:
         return sum(len(ids) for ids in encoded)

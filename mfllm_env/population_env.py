@@ -98,7 +98,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 from gymnasium import spaces
@@ -151,6 +151,21 @@ class LabelMatchReward:
 
 
 RewardFn = Callable[[StepOutcome], np.ndarray]
+
+
+class _PendingStep(NamedTuple):
+    """What :meth:`PopulationEnv.begin_step` leaves for :meth:`PopulationEnv.end_step`;
+    the mean-field update carries the world's texts and label ids of the step."""
+
+    update: MeanFieldUpdate
+    sim_ids: np.ndarray
+    fallback: list[bool]
+    empty: list[bool]
+    invalid: list[bool]
+    n_warm: int
+    policy_infos: list[dict[str, Any] | None]
+
+
 StepResult = tuple[
     dict[str, dict[str, Any]],  # observations
     dict[str, float],  # rewards
@@ -373,7 +388,7 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
         self._history: dict[str, deque[str]] = {}
         self.stats = {"actions": 0, "fallback": 0, "empty_action": 0, "invalid_action": 0}
         self._last_outcome: StepOutcome | None = None
-        self._pending: tuple | None = None
+        self._pending: _PendingStep | None = None
 
     # -- PettingZoo API ---------------------------------------------------------------
 
@@ -516,32 +531,25 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
             action.info if isinstance(action := actions.get(agent), AnnotatedText) else None
             for agent in acted
         ]
-        self._pending = (
-            sim_ids,
-            fallback,
-            empty,
-            invalid,
-            n_warm,
-            world_ids,
-            world_texts,
-            policy_infos,
-        )
-        return MeanFieldUpdate(
+        update = MeanFieldUpdate(
             self._mean_field,
             [self._observations[agent]["state"] for agent in acted],
             world_texts,
             world_ids,
             [r.author for r in self._reactions[start : start + count]],
         )
+        self._pending = _PendingStep(
+            update, sim_ids, fallback, empty, invalid, n_warm, policy_infos
+        )
+        return update
 
     def end_step(self, mean_field: MeanField) -> StepResult:
         """Second half of :meth:`step` (see :meth:`begin_step`); returns what ``step``
         returns."""
         if self._pending is None:
             raise RuntimeError("end_step() called without begin_step()")
-        (sim_ids, fallback, empty, invalid, n_warm, world_ids, world_texts, policy_infos) = (
-            self._pending
-        )
+        update, sim_ids, fallback, empty, invalid, n_warm, policy_infos = self._pending
+        world_ids, world_texts = update.labels, update.actions
         self._pending = None
         acted = self.agents
         count = len(acted)

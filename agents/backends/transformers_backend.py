@@ -130,7 +130,7 @@ class TransformersBackend:
     def render(self, messages: Prompt) -> str:
         return render_chat(self.tokenizer, messages)
 
-    def _encode_prompts(self, prompts: Sequence[Prompt]) -> list[list[int]]:
+    def encode_prompts(self, prompts: Sequence[Prompt]) -> list[list[int]]:
         encoded = self.tokenizer([self.render(p) for p in prompts], add_special_tokens=False)[
             "input_ids"
         ]
@@ -139,7 +139,7 @@ class TransformersBackend:
     # -- generation ------------------------------------------------------------------
 
     def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[Completion]:
-        encoded = self._encode_prompts(prompts)
+        encoded = self.encode_prompts(prompts)
         seeds = row_seeds(encoded, params.seed)
         completions: list[Completion] = []
         for start in range(0, len(encoded), self.batch_size):
@@ -233,7 +233,7 @@ class TransformersBackend:
             raise ValueError(
                 f"{len(prompts)} prompts but {len(continuations)} continuations to score"
             )
-        encoded = self._encode_prompts(prompts)
+        encoded = self.encode_prompts(prompts)
         targets = self.tokenizer(list(continuations), add_special_tokens=False)["input_ids"]
         scores: list[Score] = []
         for start in range(0, len(encoded), self.batch_size):

@@ -30,6 +30,12 @@ SUMMARY_PARAMS = GenerationParams(max_new_tokens=96, temperature=0.7)
 CHAIN_PARAMS = GenerationParams(max_new_tokens=64, temperature=0.7)
 
 
+def summary_text(completion: str) -> str:
+    """A generated summary as agents see it: whitespace runs collapsed to single spaces
+    (IB-Tune scores sampled summaries in this same form)."""
+    return " ".join(completion.split())
+
+
 class _LLMRewriter:
     """What both models share: a histogram for the shares, a backend, a seeded generator,
     usage counters, and a batched rewrite over several instances."""
@@ -113,7 +119,7 @@ class _LLMRewriter:
                     continue
                 model.usage["prompt_tokens"] += completion.prompt_tokens
                 model.usage["completion_tokens"] += completion.completion_tokens
-                model._summary = " ".join(completion.text.split())
+                model._summary = summary_text(completion.text)
         return [
             MeanField(model._compose(stats), stats.shares, stats.count)
             for model, stats in zip(models, statistics, strict=True)
@@ -139,10 +145,14 @@ class LLMMeanField(_LLMRewriter):
         super().__init__(backend, params, seed)
         self.with_statistics = with_statistics
 
-    def _request(self, update: MeanFieldUpdate, statistics: MeanField) -> Prompt | None:
+    def next_prompt(self, update: MeanFieldUpdate) -> Prompt:
+        """The prompt the rewrite for ``update`` sends (what IB-Tune trains mu on)."""
         return mean_field_messages(
             self._event, self._summary, update.states, update.actions, language=self._language
         )
+
+    def _request(self, update: MeanFieldUpdate, statistics: MeanField) -> Prompt | None:
+        return self.next_prompt(update)
 
     def _compose(self, statistics: MeanField) -> str:
         summary = self._summary or statistics.text

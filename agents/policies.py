@@ -46,6 +46,37 @@ REFERENCE_CHARS = 1000
 """Characters of a real reaction scored for its likelihood (longer ones are cut)."""
 
 
+def reference_text(text: str) -> str:
+    """A real reaction as a policy is scored on it and trained toward: whitespace runs
+    collapsed to single spaces, cut to :data:`REFERENCE_CHARS` characters."""
+    return " ".join(str(text).split())[:REFERENCE_CHARS]
+
+
+def policy_prompt(
+    observation: Mapping[str, Any],
+    *,
+    context: ContextKind = "mean_field",
+    share_labels: Sequence[str] | None = None,
+    language: str | None = None,
+) -> list[dict[str, str]]:
+    """The policy prompt for one environment observation: what :class:`LLMPolicy` sends
+    and what the training data builders (:mod:`training.datasets`) train on.
+
+    ``share_labels`` names the observation's numeric shares and adds them to the context
+    (``None``: no shares). ``language``: ``"en"``/``"zh"``, or ``None`` to detect it from
+    the event text.
+    """
+    event = str(observation["event"])
+    return policy_messages(
+        event,
+        str(observation["state"]),
+        context_kind=context,
+        context=str(observation.get("mean_field", "")),
+        shares_text=format_shares(share_labels, observation["shares"]) if share_labels else "",
+        language=language or detect_language(event),
+    )
+
+
 class LLMPolicy:
     """A language model acting for every active agent (see the module docstring).
 
@@ -99,17 +130,11 @@ class LLMPolicy:
 
     def prompt(self, observation: Mapping[str, Any]) -> list[dict[str, str]]:
         """The prompt for one observation (the same builder training uses)."""
-        event = str(observation["event"])
-        shares_text = (
-            format_shares(self.share_labels, observation["shares"]) if self.show_shares else ""
-        )
-        return policy_messages(
-            event,
-            str(observation["state"]),
-            context_kind=self.context,
-            context=str(observation.get("mean_field", "")),
-            shares_text=shares_text,
-            language=self.language or detect_language(event),
+        return policy_prompt(
+            observation,
+            context=self.context,
+            share_labels=self.share_labels if self.show_shares else None,
+            language=self.language,
         )
 
     def act(
@@ -162,7 +187,7 @@ class LLMPolicy:
         infos: list[dict[str, Any]],
     ) -> None:
         """Add ``nll``/``nll_tokens`` of each agent's real reaction to its info."""
-        texts = [" ".join(str(references.get(a, "")).split())[:REFERENCE_CHARS] for a in agents]
+        texts = [reference_text(references.get(a, "")) for a in agents]
         started = time.perf_counter()
         try:
             scores = self.backend.score(prompts, texts)

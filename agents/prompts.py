@@ -189,6 +189,18 @@ def mean_field_messages(
     ]
 
 
+def mean_field_prior_messages(event: str, *, language: str = "en") -> list[Message]:
+    """The mean-field prompt without the history (no summary so far, no replies): IB-Tune's
+    prior r(m), against which the compression term measures how much a summary depends on
+    the history it was written from."""
+    w = _wording(language)
+    parts = [w["event"].format(event=event.strip()), w["mf_instruction"]]
+    return [
+        {"role": "system", "content": w["mf_system"]},
+        {"role": "user", "content": "\n\n".join(parts)},
+    ]
+
+
 def chain_summary_messages(
     event: str, frames: Sequence[str], *, language: str = "en"
 ) -> list[Message]:

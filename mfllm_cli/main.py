@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "mfllm_cli.scenarios_cmd",
     "mfllm_cli.label_eval_cmd",
     "mfllm_cli.simulate_cmd",
+    "mfllm_cli.train_cmd",
 )
 
 

@@ -71,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     llm.add_argument("--adapter", type=Path, help="PEFT adapter folder for the policy's model")
     llm.add_argument(
+        "--mean-field-adapter",
+        type=Path,
+        help="PEFT adapter folder for the llm/cos mean field's model (e.g. from mfllm train "
+        "ib-tune); default: the policy's model",
+    )
+    llm.add_argument(
         "--tokenizer",
         help="with an http --model: tokenizer that renders prompts client-side (smollm2, a "
         "folder or a hub id); needed for --nll",
@@ -165,6 +171,14 @@ def llm_parts(
     backend = load_backend(
         args.model, adapter=args.adapter, threads=args.threads, tokenizer=args.tokenizer
     )
+    kind = mean_field_choice(args)
+    mean_field_backend = backend
+    if args.mean_field_adapter is not None:
+        if kind not in ("llm", "cos"):
+            raise ValueError("--mean-field-adapter needs an LLM mean field: --mean-field llm|cos")
+        mean_field_backend = load_backend(
+            args.model, adapter=args.mean_field_adapter, threads=args.threads
+        )
     policy = LLMPolicy(
         backend,
         context=CONTEXT_OF_POLICY.get(args.policy, args.policy),
@@ -173,7 +187,6 @@ def llm_parts(
         share_labels=scheme.names(language),
         score_references=args.nll,
     )
-    kind = mean_field_choice(args)
     summary_params = GenerationParams(
         max_new_tokens=args.summary_tokens, temperature=args.temperature
     )
@@ -181,10 +194,10 @@ def llm_parts(
         "histogram": HistogramMeanField,
         "recent": partial(RecentReactions, args.k),
         "popular": partial(PopularReactions, args.k),
-        "llm": partial(LLMMeanField, backend, params=summary_params, seed=args.seed),
+        "llm": partial(LLMMeanField, mean_field_backend, params=summary_params, seed=args.seed),
         "cos": partial(
             ChainOfSummarization,
-            backend,
+            mean_field_backend,
             every=args.cos_every,
             params=summary_params,
             seed=args.seed,
@@ -226,6 +239,8 @@ def run(args: argparse.Namespace) -> int:
     if args.policy in LLM_POLICIES:
         policy, new_mean_field = llm_parts(args, scheme, evaluated[0].language)
     else:
+        if args.mean_field_adapter is not None:
+            raise ValueError(f"--mean-field-adapter needs an LLM policy ({LLM_POLICIES})")
         if args.mean_field in ("llm", "cos"):
             raise ValueError(f"--mean-field {args.mean_field} needs an LLM policy ({LLM_POLICIES})")
         policy, new_mean_field = build_policy(args, scheme, env_options, evaluated), None
@@ -245,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
         "func": None,
         "out": str(args.out),
         "adapter": str(args.adapter) if args.adapter else None,
+        "mean_field_adapter": str(args.mean_field_adapter) if args.mean_field_adapter else None,
         "label_scheme": scheme.name,
         "mean_field": mean_field,
     }

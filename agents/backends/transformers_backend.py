@@ -235,31 +235,67 @@ class TransformersBackend:
             )
         encoded = self.encode_prompts(prompts)
         targets = self.tokenizer(list(continuations), add_special_tokens=False)["input_ids"]
-        scores: list[Score] = []
-        for start in range(0, len(encoded), self.batch_size):
-            stop = start + self.batch_size
-            scores.extend(self._score_batch(encoded[start:stop], targets[start:stop]))
-        return scores
-
-    def _score_batch(self, prompts: list[list[int]], targets: list[list[int]]) -> list[Score]:
-        rows = [p + t for p, t in zip(prompts, targets, strict=True)]
-        width = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-        attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
         with torch.inference_mode():
-            logits = self.model(input_ids=input_ids, attention_mask=attention).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        scores = []
-        for i, (prompt, target) in enumerate(zip(prompts, targets, strict=True)):
-            if not target:
-                scores.append(Score(()))
-                continue
-            # The token at position p is predicted by the logits at position p - 1.
-            positions = torch.arange(len(prompt) - 1, len(prompt) + len(target) - 1)
-            picked = logprobs[i, positions, torch.tensor(target)]
-            scores.append(Score(tuple(picked.tolist())))
-        return scores
+            picked = continuation_logprobs(
+                self.model, encoded, targets, self.tokenizer.pad_token_id, max_rows=self.batch_size
+            )
+        return [Score(tuple(row.tolist())) for row in picked]
+
+
+SCORE_TOKEN_BUDGET = 8192
+"""Padded tokens per scoring forward pass (bounds the activations' memory)."""
+
+
+def continuation_logprobs(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]],
+    pad_id: int,
+    *,
+    max_rows: int = 64,
+    token_budget: int = SCORE_TOKEN_BUDGET,
+) -> list[torch.Tensor]:
+    """Log-probability of each target token after its prompt, one 1-d tensor per row.
+
+    Runs in chunks of at most ``max_rows`` rows and about ``token_budget`` padded tokens.
+    The output layer and the softmax run only at the target positions (the vocabulary is
+    49k tokens wide for SmolLM2: over all positions that was most of the memory). Gradients
+    flow when called outside ``torch.no_grad`` (IB-Tune's compression term needs none, but
+    the function does not decide that).
+    """
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    results: list[torch.Tensor] = []
+    start = 0
+    while start < len(prompts):
+        stop, width = start, 0
+        while stop < len(prompts) and stop - start < max_rows:
+            row_width = max(width, len(prompts[stop]) + len(targets[stop]))
+            if stop > start and row_width * (stop - start + 1) > token_budget:
+                break
+            width, stop = row_width, stop + 1
+        rows = [
+            list(p) + list(t) for p, t in zip(prompts[start:stop], targets[start:stop], strict=True)
+        ]
+        input_ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows])
+        attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        hidden = decoder(input_ids=input_ids, attention_mask=attention).last_hidden_state
+        # The token at position p is predicted by the hidden state at position p - 1.
+        row_index, positions, token_ids, lengths = [], [], [], []
+        for i, (prompt, target) in enumerate(
+            zip(prompts[start:stop], targets[start:stop], strict=True)
+        ):
+            row_index += [i] * len(target)
+            positions += range(len(prompt) - 1, len(prompt) + len(target) - 1)
+            token_ids += target
+            lengths.append(len(target))
+        if token_ids:
+            logits = head(hidden[torch.tensor(row_index), torch.tensor(positions)]).float()
+            picked = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(token_ids)[:, None])
+            results.extend(torch.split(picked[:, 0], lengths))
+        else:
+            results.extend(torch.zeros(0) for _ in lengths)
+        start = stop
+    return results
 
 
 def row_seeds(encoded: Sequence[Sequence[int]], seed: int) -> list[int]:

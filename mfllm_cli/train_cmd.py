@@ -1,0 +1,322 @@
+"""``mfllm train sft|ib-tune``: fine-tune the policy (SFT) or the mean-field model and the
+policy (IB-Tune) on real reactions, into a run folder (see :mod:`training.run_folder`)."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mfllm_cli.specs import iter_spec
+from mfllm_env.scenario import Scenario
+
+MEAN_FIELD_CONTEXTS = ("histogram", "llm")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="fine-tune policies (sft) or the mean-field model and policy (ib-tune)",
+        description="Fine-tune with TRL and LoRA on real reactions. Writes config.json, "
+        "data/*.jsonl, checkpoints, the adapters, log.jsonl, report.png and summary.json "
+        "into --out; an interrupted run continues with --resume.",
+    )
+    methods = parser.add_subparsers(dest="method", required=True, metavar="METHOD")
+    sft = methods.add_parser("sft", help="supervised fine-tuning of a policy (State or MF)")
+    _common_arguments(sft)
+    sft.add_argument(
+        "--context",
+        choices=("none", "mean_field"),
+        default="none",
+        help="none: the State-SFT baseline; mean_field: the MF policy (default: none)",
+    )
+    sft.add_argument(
+        "--mean-field",
+        choices=MEAN_FIELD_CONTEXTS,
+        default="llm",
+        help="with --context mean_field: the model that writes the contexts over the real "
+        "history (default: llm, the untuned MF-LLM summariser)",
+    )
+    sft.add_argument(
+        "--mean-field-adapter", type=Path, help="adapter of the llm mean field (e.g. IB-Tuned)"
+    )
+    sft.add_argument(
+        "--sampling-prob",
+        type=float,
+        default=0.0,
+        help="scheduled sampling: probability that a step's actions are the untuned "
+        "policy's own generations instead of the real reactions (default 0)",
+    )
+    sft.add_argument("--batch-size", type=int, default=4)
+    sft.add_argument("--learning-rate", type=float, default=2e-4)
+    sft.set_defaults(func=run_sft, max_steps_default=100)
+
+    ib = methods.add_parser(
+        "ib-tune", help="IB-Tune: the mean-field model by GRPO, then the MF policy by SFT"
+    )
+    _common_arguments(ib)
+    ib.add_argument("--policy-steps", type=int, default=50, help="SFT steps of the policy")
+    ib.add_argument("--rounds", type=int, default=1, help="alternations of the two stages")
+    ib.add_argument("--beta", type=float, default=0.02, help="weight of the compression term")
+    ib.add_argument("--relevance-weight", type=float, default=1.0)
+    ib.add_argument("--generations", type=int, default=4, help="G: summaries per history")
+    ib.add_argument("--max-targets", type=int, default=8, help="next reactions scored per history")
+    ib.add_argument("--summary-tokens", type=int, default=64)
+    ib.add_argument("--prior", choices=("base", "none"), default="base")
+    ib.add_argument("--learning-rate", type=float, default=5e-5, help="GRPO learning rate")
+    ib.add_argument("--policy-learning-rate", type=float, default=2e-4)
+    ib.add_argument("--batch-size", type=int, default=4, help="policy SFT batch size")
+    ib.set_defaults(func=run_ib_tune, max_steps_default=20)
+
+
+def _common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scenarios",
+        required=True,
+        help="training scenarios: rumoureval:PATH:train | synthetic:FIRST-LAST | ced:PATH | ...",
+    )
+    parser.add_argument(
+        "--dev-scenarios",
+        help="dev scenarios (default: --dev-fraction of the training events, split by event)",
+    )
+    parser.add_argument("--dev-fraction", type=float, default=0.2)
+    parser.add_argument(
+        "--dev-examples", type=int, default=64, help="dev reactions scored before and after SFT"
+    )
+    parser.add_argument("--model", default="smollm2", help="smollm2 | a model folder | a hub id")
+    parser.add_argument("--out", required=True, type=Path, help="run folder")
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        help="optimiser steps (sft: default 100; ib-tune: GRPO steps of mu, default 20)",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    parser.add_argument("--save-steps", type=int, help="checkpoint every N steps")
+    parser.add_argument("--max-reactions", type=int, default=64, help="per event, for data")
+    parser.add_argument("--agents-per-step", type=int, default=16)
+    parser.add_argument("--lora-r", type=int, default=16)
+    parser.add_argument("--lora-alpha", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch threads")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _scenarios(args: argparse.Namespace) -> tuple[list[Scenario], list[Scenario]]:
+    from training.datasets import check_disjoint, split_by_event
+
+    train = list(iter_spec(args.scenarios))
+    if args.dev_scenarios:
+        dev = list(iter_spec(args.dev_scenarios))
+    else:
+        train, dev = split_by_event(train, args.dev_fraction, seed=args.seed)
+    check_disjoint(train, dev)
+    print(
+        f"{len(train)} training and {len(dev)} dev scenario(s) "
+        f"({sum(len(s) for s in train)} and {sum(len(s) for s in dev)} reactions)",
+        file=sys.stderr,
+    )
+    return train, dev
+
+
+def _checked(args: argparse.Namespace) -> None:
+    if args.max_steps is None:
+        args.max_steps = args.max_steps_default
+    for name in (
+        "max_steps",
+        "max_reactions",
+        "agents_per_step",
+        "lora_r",
+        "lora_alpha",
+        "batch_size",
+    ):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.dev_examples < 0:
+        raise ValueError("--dev-examples must be >= 0")
+    if args.no_progress:
+        import datasets
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+        datasets.disable_progress_bars()
+    if args.save_steps is not None and args.save_steps < 1:
+        raise ValueError("--save-steps must be >= 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError("--threads must be >= 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _config(args: argparse.Namespace) -> dict[str, Any]:
+    skip = {"func", "max_steps_default", "resume", "no_progress"}
+    return {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in skip
+    }
+
+
+def _finish(out: Path, summary: dict[str, Any]) -> None:
+    from training.report import plot_training_report
+
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    report = plot_training_report(out / "log.jsonl", out / "report.png")
+    print(json.dumps(summary, indent=2, default=str))
+    print(f"wrote {out}/ (adapters, log.jsonl, summary.json{', report.png' if report else ''})")
+
+
+def run_sft(args: argparse.Namespace) -> int:
+    from agents.backends import GenerationParams, load_backend
+    from agents.mean_field import LLMMeanField
+    from agents.policies import LLMPolicy
+    from mfllm_env.mean_field import HistogramMeanField
+    from training.datasets import policy_examples, replay
+    from training.run_folder import (
+        LoraSettings,
+        cached_examples,
+        load_trainable,
+        prepare_run_folder,
+    )
+    from training.sft import PolicySFTConfig, train_policy_sft
+
+    _checked(args)
+    if not 0 <= args.sampling_prob <= 1:
+        raise ValueError("--sampling-prob must be in [0, 1]")
+    if args.context == "none" and (args.sampling_prob or args.mean_field_adapter):
+        raise ValueError("--sampling-prob and --mean-field-adapter need --context mean_field")
+    train, dev = _scenarios(args)
+    prepare_run_folder(args.out, _config(args), resume=args.resume)
+    config = PolicySFTConfig(
+        context=args.context,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        max_dev_examples=args.dev_examples,
+        save_steps=args.save_steps or 25,
+        seed=args.seed,
+        lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha),
+    )
+    uses_llm = args.context == "mean_field" and args.mean_field == "llm"
+    backend = (
+        load_backend(args.model, threads=args.threads) if uses_llm or args.sampling_prob else None
+    )
+    if uses_llm:
+        mf_backend = (
+            load_backend(args.model, adapter=args.mean_field_adapter, threads=args.threads)
+            if args.mean_field_adapter
+            else backend
+        )
+        new_mean_field: Any = partial(LLMMeanField, mf_backend, seed=args.seed)
+    else:
+        new_mean_field = HistogramMeanField
+    policy = (
+        LLMPolicy(backend, context=args.context, params=GenerationParams())
+        if args.sampling_prob
+        else None
+    )
+
+    def build(scenarios: list[Scenario], count: int) -> list[dict[str, Any]]:
+        order = [scenarios[i] for i in np.random.default_rng(args.seed).permutation(len(scenarios))]
+        steps = replay(
+            order,
+            new_mean_field,
+            agents_per_step=args.agents_per_step,
+            max_reactions=args.max_reactions,
+            policy=policy,
+            sampling_prob=args.sampling_prob,
+            parallel=8,
+            seed=args.seed,
+        )
+        return list(itertools.islice(policy_examples(steps, context=args.context), count))
+
+    examples = cached_examples(
+        args.out / "data" / "train.jsonl", partial(build, train, args.max_steps * args.batch_size)
+    )
+    dev_examples = cached_examples(
+        args.out / "data" / "dev.jsonl", partial(build, dev, config.max_dev_examples)
+    )
+    model, tokenizer = load_trainable(args.model)
+    summary = train_policy_sft(
+        examples,
+        dev_examples,
+        config,
+        args.out / "policy",
+        model=model,
+        tokenizer=tokenizer,
+        log_path=args.out / "log.jsonl",
+        stage="policy",
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    _finish(args.out, summary)
+    print(
+        f"simulate with: mfllm simulate --policy {'sft' if args.context == 'none' else 'mf'} "
+        f"--adapter {args.out / 'policy' / 'adapter'} ..."
+    )
+    return 0
+
+
+def run_ib_tune(args: argparse.Namespace) -> int:
+    from agents.backends import load_backend
+    from training.ib_tune import IBTuneConfig
+    from training.ib_tune import run_ib_tune as run
+    from training.run_folder import LoraSettings, load_trainable, prepare_run_folder
+    from training.sft import PolicySFTConfig
+
+    _checked(args)
+    if args.policy_steps < 1 or args.rounds < 1 or args.max_targets < 1 or args.summary_tokens < 1:
+        raise ValueError("--policy-steps, --rounds, --max-targets, --summary-tokens must be >= 1")
+    train, dev = _scenarios(args)
+    prepare_run_folder(args.out, _config(args), resume=args.resume)
+    lora = LoraSettings(r=args.lora_r, alpha=args.lora_alpha)
+    config = IBTuneConfig(
+        rounds=args.rounds,
+        beta=args.beta,
+        relevance_weight=args.relevance_weight,
+        num_generations=args.generations,
+        max_targets=args.max_targets,
+        summary_tokens=args.summary_tokens,
+        prior=args.prior,
+        mu_steps=args.max_steps,
+        mu_learning_rate=args.learning_rate,
+        policy=PolicySFTConfig(
+            context="mean_field",
+            max_steps=args.policy_steps,
+            batch_size=args.batch_size,
+            learning_rate=args.policy_learning_rate,
+            max_dev_examples=args.dev_examples,
+            save_steps=args.save_steps or 25,
+            seed=args.seed,
+            lora=lora,
+        ),
+        agents_per_step=args.agents_per_step,
+        max_reactions=args.max_reactions,
+        save_steps=args.save_steps or 5,
+        seed=args.seed,
+        lora=lora,
+    )
+    summary = run(
+        train,
+        dev,
+        config,
+        args.out,
+        load_model=partial(load_trainable, args.model),
+        load_backend=lambda adapter: load_backend(
+            args.model, adapter=adapter, threads=args.threads
+        ),
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    _finish(args.out, summary)
+    adapters = args.out / "adapters"
+    print(
+        f"simulate with: mfllm simulate --policy mf --mean-field llm --adapter "
+        f"{adapters / 'policy'} --mean-field-adapter {adapters / 'mean_field'} ..."
+    )
+    return 0

@@ -1,0 +1,282 @@
+"""Training data from scenarios, built with the simulation's own prompt builder.
+
+Every prompt here comes from :func:`agents.policies.policy_prompt` or
+:meth:`agents.mean_field.LLMMeanField.next_prompt` applied to observations of a real
+:class:`~mfllm_env.population_env.PopulationEnv` run, so a model is trained on exactly the
+prompts the simulation will send it.
+
+**Replay.** :func:`replay` steps each scenario's environment with the *real* reactions as
+the actions (teacher forcing, ``warmup=0`` so that actions drive the world): the agents'
+states and the mean field evolve as they would under a perfect policy. With
+``sampling_prob > 0`` a step's actions come instead, with that probability, from a policy's
+own generations (scheduled sampling), so the mean field seen in training carries the
+model's own errors as it will in a free rollout.
+
+**Examples.**
+
+- :func:`policy_examples`: (event, agent state, context) -> the real reaction, for any
+  policy variant (``context`` as in :data:`agents.prompts.CONTEXT_KINDS`);
+- :func:`mean_field_examples`: the mean-field model's prompt at step t (its summary so far
+  and step t's (state, action) pairs: the history X) together with the states and real
+  reactions of step t+1 (the Y whose likelihood IB-Tune's relevance term measures).
+
+**Splits.** :func:`split_by_event` keeps all of an event's scenarios on one side;
+:func:`check_disjoint` refuses a train and dev set that share a reaction.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agents.backends.base import Prompt
+from agents.policies import LLMPolicy, policy_prompt, reference_text
+from agents.prompts import ContextKind
+from mfllm_env.labels import ActionLabeler
+from mfllm_env.mean_field import MeanFieldModel, update_mean_fields
+from mfllm_env.population_env import PopulationEnv
+from mfllm_env.scenario import Scenario
+
+
+def event_key(scenario: Scenario) -> str:
+    """What groups scenarios into one event: the ``event`` metadata where a loader sets it
+    (RumourEval threads of one event), else the scenario id."""
+    return str(scenario.metadata.get("event") or scenario.scenario_id)
+
+
+def split_by_event(
+    scenarios: Sequence[Scenario], dev_fraction: float = 0.2, *, seed: int = 0
+) -> tuple[list[Scenario], list[Scenario]]:
+    """Train and dev scenarios, with every event entirely on one side.
+
+    Events are shuffled with ``seed`` and about ``dev_fraction`` of them (at least one, and
+    never all) go to dev. Raises ``ValueError`` when there are fewer than two events.
+    """
+    if not 0 < dev_fraction < 1:
+        raise ValueError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
+    events = sorted({event_key(s) for s in scenarios})
+    if len(events) < 2:
+        raise ValueError(f"a train/dev split by event needs two events or more, got {events}")
+    order = np.random.default_rng(seed).permutation(len(events))
+    n_dev = min(max(1, round(dev_fraction * len(events))), len(events) - 1)
+    dev_events = {events[i] for i in order[:n_dev]}
+    train = [s for s in scenarios if event_key(s) not in dev_events]
+    dev = [s for s in scenarios if event_key(s) in dev_events]
+    return train, dev
+
+
+def check_disjoint(train: Sequence[Scenario], dev: Sequence[Scenario]) -> None:
+    """Raise ``ValueError`` if a reaction (or a source post) appears in both sets."""
+    seen = {r.reaction_id for s in train for r in (s.source, *s.reactions)}
+    shared = [
+        (s.scenario_id, r.reaction_id)
+        for s in dev
+        for r in (s.source, *s.reactions)
+        if r.reaction_id in seen and r is not s.source
+    ]
+    if shared:
+        scenario_id, reaction_id = shared[0]
+        raise ValueError(
+            f"train and dev share {len(shared)} reaction(s), e.g. {reaction_id!r} of "
+            f"{scenario_id!r}: split by event (split_by_event) so no event leaks across"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayStep:
+    """One step of a replayed scenario.
+
+    ``observations``: the acting agents' observations (what a policy is prompted with);
+    ``real_texts``: their real reactions; ``mean_field_prompt``: what the mean-field model
+    was asked after this step (``None`` for a model without ``next_prompt``, or when the
+    step was the last); ``sampled``: the step's actions were the policy's (scheduled
+    sampling), not the real reactions.
+    """
+
+    scenario: Scenario
+    step: int
+    observations: dict[str, dict[str, Any]]
+    real_texts: dict[str, str]
+    mean_field_prompt: Prompt | None
+    sampled: bool
+
+
+def replay(
+    scenarios: Iterable[Scenario],
+    mean_field_factory: Callable[[], MeanFieldModel],
+    *,
+    agents_per_step: int = 16,
+    max_reactions: int | None = None,
+    labeler: ActionLabeler | None = None,
+    policy: LLMPolicy | None = None,
+    sampling_prob: float = 0.0,
+    parallel: int = 8,
+    seed: int = 0,
+) -> Iterator[ReplayStep]:
+    """Replay scenarios step by step (see the module docstring), ``parallel`` at a time so
+    that LLM mean fields and the sampling policy make one batched call per round.
+
+    Deterministic for a given ``seed``: which steps are sampled is drawn per scenario from
+    ``seed`` and the scenario id.
+    """
+    if not 0 <= sampling_prob <= 1:
+        raise ValueError(f"sampling_prob must be in [0, 1], got {sampling_prob}")
+    if sampling_prob > 0 and policy is None:
+        raise ValueError("scheduled sampling (sampling_prob > 0) needs a policy")
+    if parallel < 1:
+        raise ValueError(f"parallel must be >= 1, got {parallel}")
+    if policy is not None:
+        policy.reset(seed)
+    pending = iter(scenarios)
+    while True:
+        batch = [s for _, s in zip(range(parallel), pending, strict=False)]
+        if not batch:
+            return
+        yield from _replay_batch(
+            batch,
+            mean_field_factory,
+            agents_per_step=agents_per_step,
+            max_reactions=max_reactions,
+            labeler=labeler,
+            policy=policy,
+            sampling_prob=sampling_prob,
+            seed=seed,
+        )
+
+
+def _replay_batch(
+    scenarios: list[Scenario],
+    mean_field_factory: Callable[[], MeanFieldModel],
+    *,
+    agents_per_step: int,
+    max_reactions: int | None,
+    labeler: ActionLabeler | None,
+    policy: LLMPolicy | None,
+    sampling_prob: float,
+    seed: int,
+) -> Iterator[ReplayStep]:
+    envs = [
+        PopulationEnv(
+            scenario,
+            agents_per_step=agents_per_step,
+            warmup=0,
+            max_reactions=max_reactions,
+            labeler=labeler,
+            mean_field=mean_field_factory(),
+        )
+        for scenario in scenarios
+    ]
+    if labeler is None and envs:  # load the default labeller once, not once per env
+        for env in envs[1:]:
+            env.labeler = envs[0].labeler
+    rngs = [np.random.default_rng([seed, zlib.crc32(s.scenario_id.encode())]) for s in scenarios]
+    observations = [env.reset(seed=seed)[0] for env in envs]
+    step = 0
+    while True:
+        active = [i for i, env in enumerate(envs) if env.agents]
+        if not active:
+            return
+        real = {i: envs[i].reference_texts() for i in active}
+        current = {i: {a: observations[i][a] for a in envs[i].agents} for i in active}
+        sampled = {i for i in active if sampling_prob and rngs[i].random() < sampling_prob}
+        actions = {i: dict(real[i]) for i in active}
+        if sampled:
+            assert policy is not None
+            keyed = {f"{i}/{a}": obs for i in sorted(sampled) for a, obs in current[i].items()}
+            for key, action in policy.act(keyed).items():
+                i, agent = key.split("/", 1)
+                actions[int(i)][agent] = str(action)
+        updates = [envs[i].begin_step(actions[i]) for i in active]
+        # A scenario's last step needs no new mean field (nothing acts on it): skip its call.
+        last = {i for i in active if step == envs[i].num_steps - 1}
+        for i, update in zip(active, updates, strict=True):
+            model = envs[i].mean_field_model
+            asks = i not in last and hasattr(model, "next_prompt")
+            prompt = model.next_prompt(update) if asks else None
+            yield ReplayStep(envs[i].scenario, step, current[i], real[i], prompt, i in sampled)
+        stepping = [(i, u) for i, u in zip(active, updates, strict=True) if i not in last]
+        fields = update_mean_fields(
+            [envs[i].mean_field_model for i, _ in stepping], [u for _, u in stepping]
+        )
+        for i, mean_field in zip([i for i, _ in stepping], fields, strict=True):
+            observations[i] = envs[i].end_step(mean_field)[0]
+        for i, update in zip(active, updates, strict=True):
+            if i in last:
+                envs[i].end_step(update.previous)
+        step += 1
+
+
+def policy_examples(
+    steps: Iterable[ReplayStep],
+    *,
+    context: ContextKind,
+    share_labels: Sequence[str] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """One example per agent and step, yielded as the steps come (lazily): ``prompt``
+    (chat messages, exactly what :class:`~agents.policies.LLMPolicy` with this ``context``
+    sends), ``completion`` (the real reaction, as :func:`agents.policies.reference_text`
+    normalises it), and where it came from (``scenario_id``, ``step``, ``agent``,
+    ``sampled``). Empty reactions are skipped."""
+    for step in steps:
+        for agent, observation in step.observations.items():
+            completion = reference_text(step.real_texts[agent])
+            if not completion:
+                continue
+            yield (
+                {
+                    "prompt": policy_prompt(
+                        observation,
+                        context=context,
+                        share_labels=share_labels,
+                        language=step.scenario.language,
+                    ),
+                    "completion": completion,
+                    "scenario_id": step.scenario.scenario_id,
+                    "step": step.step,
+                    "agent": agent,
+                    "sampled": step.sampled,
+                }
+            )
+
+
+def mean_field_examples(
+    steps: Iterable[ReplayStep], *, max_targets: int = 8
+) -> Iterator[dict[str, Any]]:
+    """IB-Tune's examples, yielded lazily: for each step t that has a next step,
+    ``prompt`` (the mean-field model's prompt at t: the history X), and the first
+    ``max_targets`` agents of step t+1 with a non-empty reaction: their ``target_states``
+    and ``target_texts`` (Y). ``event`` and ``language`` let the reward build the policy
+    prompts for Y around a sampled summary. Steps must come in order within each
+    scenario (as :func:`replay` yields them)."""
+    if max_targets < 1:
+        raise ValueError(f"max_targets must be >= 1, got {max_targets}")
+    previous: dict[str, ReplayStep] = {}
+    for step in steps:
+        key = step.scenario.scenario_id
+        before = previous.get(key)
+        previous[key] = step
+        if before is None or before.mean_field_prompt is None:
+            continue
+        targets = [
+            (observation["state"], reference_text(step.real_texts[agent]))
+            for agent, observation in step.observations.items()
+            if reference_text(step.real_texts[agent])
+        ][:max_targets]
+        if not targets:
+            continue
+        first = next(iter(step.observations.values()))
+        yield (
+            {
+                "prompt": before.mean_field_prompt,
+                "event": first["event"],
+                "language": step.scenario.language,
+                "target_states": [state for state, _ in targets],
+                "target_texts": [text for _, text in targets],
+                "scenario_id": key,
+                "step": before.step,
+            }
+        )

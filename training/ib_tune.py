@@ -1,0 +1,485 @@
+"""IB-Tune: information-bottleneck tuning of the mean-field model, then of the policy.
+
+The mean-field model mu writes a summary m of the history X (its previous summary and the
+newest (state, action) pairs). IB-Tune asks m to keep what predicts the population's next
+reactions Y and to drop the rest of X (METHOD.md section 2):
+
+    reward(m) = relevance_weight * relevance(m) - beta * compression(m)
+    relevance(m)   = mean over the next real reactions a* of log pi(a* | s, m)
+                     under the *frozen* policy pi (batched ``Backend.score``), nats per
+                     reaction;
+    compression(m) = log q_mu(m | X) - log r(m), nats per summary: a one-sample estimate
+                     of KL(q_mu(. | X) || r), with r the prior, by default the untuned
+                     model prompted with the event but without the history.
+
+m is sampled text, so the relevance term has no gradient path into mu (the trap of the
+reference implementation, which added the policy's loss to mu's loss anyway): it is a
+*reward*, and mu is optimised with TRL's GRPO, G summaries per history. The two terms are
+two GRPO reward functions, weighted by ``reward_weights``, so TRL logs each of them
+(``rewards/relevance/mean``, ``rewards/compression/mean``) at every logging step.
+
+Then the policy is fine-tuned (SFT, :mod:`training.sft`) on (state, m from the tuned mu)
+-> real reaction. ``rounds > 1`` alternates the two stages: round r's mu is rewarded by
+round r-1's policy and continues round r-1's adapter.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.backends.base import Backend, GenerationParams
+from agents.backends.chat import render_chat
+from agents.mean_field import LLMMeanField, summary_text
+from agents.policies import policy_prompt
+from agents.prompts import mean_field_prior_messages
+from mfllm_env.scenario import Scenario
+from training.datasets import mean_field_examples, policy_examples, replay
+from training.run_folder import (
+    JsonlLogCallback,
+    LoraSettings,
+    cached_examples,
+    last_checkpoint,
+    trainer_arguments,
+)
+from training.sft import PolicySFTConfig, train_policy_sft
+
+
+@dataclass
+class IBTuneConfig:
+    """Settings of an IB-Tune run (TRL style: every field has help text)."""
+
+    rounds: int = field(default=1, metadata={"help": "Alternations of mu-GRPO then policy-SFT."})
+    beta: float = field(
+        default=0.02, metadata={"help": "Weight of the compression term (nats per summary)."}
+    )
+    relevance_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the relevance term (nats per reaction)."}
+    )
+    num_generations: int = field(
+        default=4, metadata={"help": "G: summaries sampled per history (a GRPO group)."}
+    )
+    histories_per_step: int = field(default=1, metadata={"help": "Histories per GRPO step."})
+    max_targets: int = field(
+        default=8, metadata={"help": "Next real reactions scored per history (relevance)."}
+    )
+    summary_tokens: int = field(default=64, metadata={"help": "Longest sampled summary."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of mu."})
+    prior: str = field(
+        default="base",
+        metadata={
+            "help": "r(m): 'base' (the untuned model, prompted without the history) or "
+            "'none' (no compression term)."
+        },
+    )
+    mu_steps: int = field(default=20, metadata={"help": "GRPO steps for mu per round."})
+    mu_learning_rate: float = field(default=5e-5, metadata={"help": "GRPO learning rate."})
+    policy: PolicySFTConfig = field(
+        default_factory=lambda: PolicySFTConfig(context="mean_field", max_steps=50),
+        metadata={"help": "The policy's SFT stage (its context must be 'mean_field')."},
+    )
+    agents_per_step: int = field(
+        default=16, metadata={"help": "Reactions per step (as simulated)."}
+    )
+    max_reactions: int | None = field(
+        default=64, metadata={"help": "Reactions of each event replayed for training data."}
+    )
+    save_steps: int = field(default=5, metadata={"help": "GRPO checkpoint every N steps."})
+    logging_steps: int = field(default=1, metadata={"help": "Log rewards every N steps."})
+    seed: int = field(default=0, metadata={"help": "Seed of sampling, data order and LoRA."})
+    lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA."})
+
+    def __post_init__(self) -> None:
+        if self.prior not in ("base", "none"):
+            raise ValueError(f"prior must be 'base' or 'none', got {self.prior!r}")
+        if self.num_generations < 2:
+            raise ValueError("num_generations must be >= 2 (GRPO compares summaries in a group)")
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        if self.policy.context != "mean_field":
+            raise ValueError("IB-Tune's policy stage trains the MF policy: context='mean_field'")
+
+
+# -- the reward -----------------------------------------------------------------------
+
+
+class RelevanceReward:
+    """Mean log-likelihood (nats per reaction) of the next real reactions under the frozen
+    policy ``backend``, each prompted with its agent's state and the sampled summary as
+    the mean-field context: exactly the prompt the MF policy gets in simulation."""
+
+    __name__ = "relevance"
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.seconds = 0.0
+
+    def __call__(
+        self,
+        completions: Sequence[str],
+        event: Sequence[str],
+        language: Sequence[str],
+        target_states: Sequence[Sequence[str]],
+        target_texts: Sequence[Sequence[str]],
+        **_: Any,
+    ) -> list[float]:
+        started = time.perf_counter()
+        prompts, texts, owner = [], [], []
+        for i, completion in enumerate(completions):
+            context = summary_text(completion)
+            for state, text in zip(target_states[i], target_texts[i], strict=True):
+                observation = {"event": event[i], "state": state, "mean_field": context}
+                prompts.append(
+                    policy_prompt(observation, context="mean_field", language=language[i])
+                )
+                texts.append(text)
+                owner.append(i)
+        scores = self.backend.score(prompts, texts)
+        totals = np.zeros(len(completions))
+        counts = np.zeros(len(completions))
+        for i, score in zip(owner, scores, strict=True):
+            totals[i] += score.logprob
+            counts[i] += 1
+        self.seconds += time.perf_counter() - started
+        return (totals / np.maximum(counts, 1)).tolist()
+
+
+class CompressionReward:
+    """``log q_mu(m | X) - log r(m)`` in nats per summary, with q_mu the model being
+    trained (set :attr:`model` to the trainer's PEFT model) and r the same model with its
+    adapter disabled, prompted with the event only (:func:`mean_field_prior_messages`).
+    Both are scored on the sampled token ids, without gradients and without dropout."""
+
+    __name__ = "compression"
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.model: Any = None
+        self.seconds = 0.0
+
+    def __call__(
+        self,
+        prompts: Sequence[str],
+        completion_ids: Sequence[Sequence[int]],
+        event: Sequence[str],
+        language: Sequence[str],
+        **_: Any,
+    ) -> list[float]:
+        import torch
+
+        if self.model is None:
+            raise RuntimeError("CompressionReward.model is not set (the trainer's model)")
+        started = time.perf_counter()
+        # Tokenised as GRPO tokenises its prompts, so q is scored on what was sampled from.
+        prompt_ids = self.tokenizer(text=list(prompts))["input_ids"]
+        prior_texts = [
+            render_chat(self.tokenizer, mean_field_prior_messages(e, language=lang))
+            for e, lang in zip(event, language, strict=True)
+        ]
+        prior_ids = self.tokenizer(text=prior_texts)["input_ids"]
+        targets = [list(ids) for ids in completion_ids]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                q = shared_prompt_logprobs(self.model, prompt_ids, targets)
+                with self.model.disable_adapter():
+                    r = shared_prompt_logprobs(self.model, prior_ids, targets)
+        finally:
+            self.model.train(was_training)
+        self.seconds += time.perf_counter() - started
+        return [float(a.sum() - b.sum()) for a, b in zip(q, r, strict=True)]
+
+
+def shared_prompt_logprobs(
+    model: Any, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]
+) -> list[Any]:
+    """Log-probability of each target token after its prompt (one 1-d tensor per row),
+    running each distinct prompt through the model once: the G summaries of a GRPO group
+    share their history, so their prompt's key/value cache is computed once and repeated
+    for the group's rows (about G times less work than scoring each row on its own)."""
+    import torch
+
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for row, prompt in enumerate(prompts):
+        groups.setdefault(tuple(prompt), []).append(row)
+    results: list[Any] = [None] * len(prompts)
+    for prompt, rows in groups.items():
+        prefix = model(input_ids=torch.tensor([prompt]), use_cache=True, logits_to_keep=1)
+        cache = prefix.past_key_values
+        cache.batch_repeat_interleave(len(rows))
+        lengths = [len(targets[row]) for row in rows]
+        width = max(max(lengths), 1)
+        ids = torch.zeros((len(rows), width), dtype=torch.long)
+        mask = torch.zeros((len(rows), len(prompt) + width), dtype=torch.long)
+        mask[:, : len(prompt)] = 1
+        for i, row in enumerate(rows):
+            ids[i, : lengths[i]] = torch.tensor(targets[row], dtype=torch.long)
+            mask[i, len(prompt) : len(prompt) + lengths[i]] = 1
+        logits = model(input_ids=ids, attention_mask=mask, past_key_values=cache).logits
+        # Target token k is predicted by the prompt's last position (k = 0) or by target
+        # position k - 1.
+        first = prefix.logits[:, -1:].expand(len(rows), 1, -1)
+        logprobs = torch.log_softmax(torch.cat([first, logits[:, :-1]], dim=1).float(), dim=-1)
+        picked = logprobs.gather(2, ids[:, :, None])[:, :, 0]
+        for i, row in enumerate(rows):
+            results[row] = picked[i, : lengths[i]]
+    return results
+
+
+# -- the stages -----------------------------------------------------------------------
+
+
+def replayed_examples(
+    scenarios: Sequence[Scenario],
+    backend: Backend,
+    config: IBTuneConfig,
+    build: Callable[..., Iterator[dict[str, Any]]],
+    count: int,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """The first ``count`` examples ``build`` makes from replaying ``scenarios`` with an
+    LLM mean field on ``backend``. Replay is lazy: it stops generating summaries as soon
+    as enough examples were made."""
+    params = GenerationParams(max_new_tokens=config.summary_tokens, temperature=config.temperature)
+    steps = replay(
+        scenarios,
+        lambda: LLMMeanField(backend, params=params, seed=config.seed),
+        agents_per_step=config.agents_per_step,
+        max_reactions=config.max_reactions,
+        parallel=4,
+        seed=config.seed,
+    )
+    return list(itertools.islice(build(steps, **options), count))
+
+
+def train_mean_field(
+    examples: list[dict[str, Any]],
+    config: IBTuneConfig,
+    stage_dir: Path,
+    *,
+    model: Any,
+    tokenizer: Any,
+    policy_backend: Backend,
+    log_path: Path,
+    stage: str,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """GRPO on mu with the IB reward; the adapter goes to ``stage_dir/adapter``.
+
+    ``model`` is the base model (a fresh LoRA adapter is added) or a PEFT model with a
+    trainable adapter; ``policy_backend`` is the frozen policy that scores relevance;
+    ``callbacks`` are extra ``transformers.TrainerCallback``s."""
+    from datasets import Dataset
+    from peft import PeftModel
+    from trl import GRPOConfig, GRPOTrainer
+
+    if not examples:
+        raise ValueError(
+            "no mean-field examples: IB-Tune needs events with more than one step of "
+            f"reactions (> {config.agents_per_step})"
+        )
+    rows = [
+        {
+            "prompt": render_chat(tokenizer, e["prompt"]),
+            "event": e["event"],
+            "language": e["language"],
+            "target_states": e["target_states"],
+            "target_texts": e["target_texts"],
+        }
+        for e in examples
+    ]
+    relevance = RelevanceReward(policy_backend)
+    compression = CompressionReward(tokenizer)
+    funcs: list[Any] = [relevance]
+    weights = [config.relevance_weight]
+    if config.prior != "none":
+        funcs.append(compression)
+        weights.append(-config.beta)
+    args = GRPOConfig(
+        **trainer_arguments(
+            output_dir=stage_dir / "checkpoints",
+            max_steps=config.mu_steps,
+            batch_size=config.num_generations * config.histories_per_step,
+            learning_rate=config.mu_learning_rate,
+            save_steps=config.save_steps,
+            logging_steps=config.logging_steps,
+            seed=config.seed,
+            progress=progress,
+        ),
+        num_generations=config.num_generations,
+        max_completion_length=config.summary_tokens,
+        temperature=config.temperature,
+        top_k=50,
+        top_p=0.95,
+        reward_weights=weights,
+        beta=0.0,  # no reference model: the compression term is the regulariser
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=funcs,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=None if isinstance(model, PeftModel) else config.lora.peft_config(),
+        callbacks=[JsonlLogCallback(log_path, stage), *callbacks],
+    )
+    compression.model = trainer.model
+    checkpoint = last_checkpoint(stage_dir / "checkpoints") if resume else None
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = time.perf_counter() - started
+    trainer.save_model(str(stage_dir / "adapter"))
+    logged = [e for e in trainer.state.log_history if "rewards/relevance/mean" in e]
+    summary = {
+        "stage": stage,
+        "histories": len(rows),
+        "steps": trainer.state.global_step,
+        "summaries_sampled": trainer.state.global_step * args.per_device_train_batch_size,
+        "train_seconds": seconds,
+        "relevance_seconds": relevance.seconds,
+        "compression_seconds": compression.seconds,
+        "resumed_from": checkpoint.name if checkpoint else None,
+    }
+    for key in ("reward", "rewards/relevance/mean", "rewards/compression/mean"):
+        values = [e[key] for e in logged if key in e]
+        if values:
+            summary[f"{key} first"] = values[0]
+            summary[f"{key} last"] = values[-1]
+    (stage_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def run_ib_tune(
+    train_scenarios: Sequence[Scenario],
+    dev_scenarios: Sequence[Scenario],
+    config: IBTuneConfig,
+    out: Path,
+    *,
+    load_model: Callable[[], tuple[Any, Any]],
+    load_backend: Callable[[Path | None], Backend],
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """All rounds of IB-Tune into the run folder ``out`` (see :mod:`training.run_folder`).
+
+    ``load_model()`` gives a fresh trainable base model and its tokenizer;
+    ``load_backend(adapter)`` a frozen backend on the base model with ``adapter`` merged
+    (``None``: the untuned model). A stage whose adapter exists is skipped on resume; a
+    stage with checkpoints continues from the newest. The final adapters are copied to
+    ``out/adapters/mean_field`` and ``out/adapters/policy``.
+    """
+    from peft import PeftModel
+
+    log_path = out / "log.jsonl"
+    rng = np.random.default_rng(config.seed)
+    order = [train_scenarios[i] for i in rng.permutation(len(train_scenarios))]
+    summaries: list[dict[str, Any]] = []
+    mu_adapter: Path | None = None
+    policy_adapter: Path | None = None
+    for round_index in range(1, config.rounds + 1):
+        round_dir = out / f"round_{round_index}"
+        # Stage 1: mu by GRPO, rewarded by the frozen policy of the previous round.
+        mu_dir = round_dir / "mean_field"
+        if (mu_dir / "adapter").exists():
+            summaries.append(json.loads((mu_dir / "summary.json").read_text()))
+        else:
+            history_backend = load_backend(mu_adapter)
+            examples = cached_examples(
+                out / "data" / f"round_{round_index}_mean_field.jsonl",
+                partial(
+                    replayed_examples,
+                    order,
+                    history_backend,
+                    config,
+                    mean_field_examples,
+                    config.mu_steps * config.histories_per_step,
+                    max_targets=config.max_targets,
+                ),
+            )
+            del history_backend
+            model, tokenizer = load_model()
+            if mu_adapter is not None:
+                model = PeftModel.from_pretrained(model, str(mu_adapter), is_trainable=True)
+            summaries.append(
+                train_mean_field(
+                    examples,
+                    config,
+                    mu_dir,
+                    model=model,
+                    tokenizer=tokenizer,
+                    policy_backend=load_backend(policy_adapter),
+                    log_path=log_path,
+                    stage=f"round_{round_index}/mean_field",
+                    resume=resume,
+                    progress=progress,
+                )
+            )
+        mu_adapter = mu_dir / "adapter"
+        # Stage 2: the MF policy by SFT on summaries written by the tuned mu.
+        policy_dir = round_dir / "policy"
+        if (policy_dir / "adapter").exists():
+            summaries.append(json.loads((policy_dir / "summary.json").read_text()))
+        else:
+            mu_backend = load_backend(mu_adapter)
+            sft = config.policy
+            examples = cached_examples(
+                out / "data" / f"round_{round_index}_policy_train.jsonl",
+                partial(
+                    replayed_examples,
+                    order,
+                    mu_backend,
+                    config,
+                    policy_examples,
+                    sft.max_steps * sft.batch_size,
+                    context="mean_field",
+                ),
+            )
+            dev = cached_examples(
+                out / "data" / f"round_{round_index}_policy_dev.jsonl",
+                partial(
+                    replayed_examples,
+                    dev_scenarios,
+                    mu_backend,
+                    config,
+                    policy_examples,
+                    sft.max_dev_examples,
+                    context="mean_field",
+                ),
+            )
+            del mu_backend
+            model, tokenizer = load_model()
+            if policy_adapter is not None:
+                model = PeftModel.from_pretrained(model, str(policy_adapter), is_trainable=True)
+            summaries.append(
+                train_policy_sft(
+                    examples,
+                    dev,
+                    sft,
+                    policy_dir,
+                    model=model,
+                    tokenizer=tokenizer,
+                    log_path=log_path,
+                    stage=f"round_{round_index}/policy",
+                    resume=resume,
+                    progress=progress,
+                )
+            )
+        policy_adapter = policy_dir / "adapter"
+    for name, adapter in (("mean_field", mu_adapter), ("policy", policy_adapter)):
+        target = out / "adapters" / name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(adapter, target)
+    return {"stages": summaries}

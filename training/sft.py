@@ -1,0 +1,158 @@
+"""Supervised fine-tuning of a policy on real reactions (TRL ``SFTTrainer`` with LoRA).
+
+Trains the State-SFT baseline (``context="none"``) and the MF policy
+(``context="mean_field"``, on contexts made by a mean-field model over the real history,
+see :mod:`training.datasets`). Prompts are rendered with the model's chat template exactly
+as the simulation's backend renders them, and the loss is on the completion (the real
+reaction) only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.backends.chat import render_chat
+from training.run_folder import (
+    JsonlLogCallback,
+    LoraSettings,
+    last_checkpoint,
+    trainer_arguments,
+)
+
+
+@dataclass
+class PolicySFTConfig:
+    """Settings of one SFT stage (TRL style: every field has help text)."""
+
+    context: str = field(
+        default="none",
+        metadata={"help": "Policy context: 'none' (State-SFT) or 'mean_field' (MF policy)."},
+    )
+    max_steps: int = field(default=100, metadata={"help": "Optimiser steps."})
+    batch_size: int = field(default=4, metadata={"help": "Examples per optimiser step."})
+    learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate (LoRA)."})
+    max_length: int = field(
+        default=1024,
+        metadata={
+            "help": "Longest prompt + reaction in tokens; longer examples are dropped (and "
+            "counted), never cut, so no reaction loses its end."
+        },
+    )
+    max_dev_examples: int = field(
+        default=64, metadata={"help": "Dev examples scored before and after training."}
+    )
+    save_steps: int = field(default=25, metadata={"help": "Checkpoint every N steps."})
+    logging_steps: int = field(default=1, metadata={"help": "Log the loss every N steps."})
+    seed: int = field(default=0, metadata={"help": "Seed of data order, LoRA init, dropout."})
+    lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA."})
+
+
+def to_dataset(examples: list[dict[str, Any]], tokenizer: Any, max_length: int) -> tuple[Any, int]:
+    """A ``datasets.Dataset`` of rendered ``prompt`` / ``completion`` strings, and how many
+    examples were dropped for being longer than ``max_length`` tokens."""
+    from datasets import Dataset
+
+    rows, dropped = [], 0
+    for example in examples:
+        prompt = render_chat(tokenizer, example["prompt"])
+        length = len(tokenizer(prompt + example["completion"], add_special_tokens=False).input_ids)
+        if length + 1 > max_length:  # + the end-of-turn token SFTTrainer appends
+            dropped += 1
+            continue
+        rows.append({"prompt": prompt, "completion": example["completion"]})
+    return Dataset.from_list(rows), dropped
+
+
+def train_policy_sft(
+    examples: list[dict[str, Any]],
+    dev_examples: list[dict[str, Any]],
+    config: PolicySFTConfig,
+    stage_dir: Path,
+    *,
+    model: Any,
+    tokenizer: Any,
+    log_path: Path,
+    stage: str = "sft",
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """Run one SFT stage into ``stage_dir`` and return its summary.
+
+    ``model`` is the base model (a fresh LoRA adapter is added) or a PEFT model whose
+    adapter is trainable (training continues it). The adapter is saved to
+    ``stage_dir/adapter``; ``resume`` continues from the newest checkpoint. The mean
+    per-token NLL of the dev reactions is measured before (unless resuming mid-stage) and
+    after training. ``callbacks`` are extra ``transformers.TrainerCallback``s.
+    """
+    from peft import PeftModel
+    from trl import SFTConfig, SFTTrainer
+
+    train_set, dropped = to_dataset(examples, tokenizer, config.max_length)
+    dev_set, dev_dropped = to_dataset(
+        dev_examples[: config.max_dev_examples], tokenizer, config.max_length
+    )
+    if len(train_set) == 0:
+        raise ValueError(
+            f"no training examples left ({len(examples)} built, {dropped} longer than "
+            f"max_length {config.max_length})"
+        )
+    args = SFTConfig(
+        **trainer_arguments(
+            output_dir=stage_dir / "checkpoints",
+            max_steps=config.max_steps,
+            batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            save_steps=config.save_steps,
+            logging_steps=config.logging_steps,
+            seed=config.seed,
+            progress=progress,
+        ),
+        max_length=config.max_length,
+        completion_only_loss=True,
+        per_device_eval_batch_size=config.batch_size,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=dev_set if len(dev_set) else None,
+        processing_class=tokenizer,
+        peft_config=None if isinstance(model, PeftModel) else config.lora.peft_config(),
+        callbacks=[JsonlLogCallback(log_path, stage), *callbacks],
+    )
+    checkpoint = last_checkpoint(stage_dir / "checkpoints") if resume else None
+    summary: dict[str, Any] = {
+        "stage": stage,
+        "train_examples": len(train_set),
+        "dropped_too_long": dropped,
+        "dev_examples": len(dev_set),
+        "dev_dropped_too_long": dev_dropped,
+        "resumed_from": checkpoint.name if checkpoint else None,
+    }
+    if len(dev_set) and checkpoint is None:
+        summary["dev_nll_per_token_before"] = trainer.evaluate()["eval_loss"]
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    summary["train_seconds"] = time.perf_counter() - started
+    summary["steps"] = trainer.state.global_step
+    summary["train_loss"] = result.training_loss
+    summary["tokens_seen"] = _tokens_seen(trainer)
+    if len(dev_set):
+        summary["dev_nll_per_token_after"] = trainer.evaluate()["eval_loss"]
+    trainer.save_model(str(stage_dir / "adapter"))
+    (stage_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _tokens_seen(trainer: Any) -> int | None:
+    """Tokens the trainer has processed (``num_tokens``, which TRL logs), if logged."""
+    for entry in reversed(trainer.state.log_history):
+        if "num_tokens" in entry:
+            return int(entry["num_tokens"])
+    return None

@@ -32,10 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common_arguments(sft)
     sft.add_argument(
         "--context",
-        choices=("none", "mean_field"),
+        choices=("none", "mean_field", "recent", "popular"),
         default="none",
-        help="none: the State-SFT baseline; mean_field: the MF policy (default: none)",
+        help="none: the State-SFT baseline; mean_field: the MF policy; recent, popular: the "
+        "Recent(k) and Popular(k) policies (default: none)",
     )
+    sft.add_argument("--k", type=int, default=5, help="recent and popular: reactions shown")
     sft.add_argument(
         "--mean-field",
         choices=MEAN_FIELD_CONTEXTS,
@@ -67,7 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ib.add_argument("--relevance-weight", type=float, default=1.0)
     ib.add_argument("--generations", type=int, default=4, help="G: summaries per history")
     ib.add_argument("--max-targets", type=int, default=8, help="next reactions scored per history")
-    ib.add_argument("--summary-tokens", type=int, default=64)
+    ib.add_argument(
+        "--summary-tokens", type=int, default=96, help="longest summary (as simulate's default)"
+    )
     ib.add_argument("--prior", choices=("base", "none"), default="base")
     ib.add_argument("--learning-rate", type=float, default=5e-5, help="GRPO learning rate")
     ib.add_argument("--policy-learning-rate", type=float, default=2e-4)
@@ -175,8 +179,8 @@ def run_sft(args: argparse.Namespace) -> int:
     from agents.backends import GenerationParams, load_backend
     from agents.mean_field import LLMMeanField
     from agents.policies import LLMPolicy
-    from mfllm_env.mean_field import HistogramMeanField
-    from training.datasets import policy_examples, replay
+    from mfllm_env.mean_field import HistogramMeanField, PopularReactions, RecentReactions
+    from training.datasets import policy_examples, replay, sample_examples
     from training.run_folder import (
         LoraSettings,
         cached_examples,
@@ -188,8 +192,12 @@ def run_sft(args: argparse.Namespace) -> int:
     _checked(args)
     if not 0 <= args.sampling_prob <= 1:
         raise ValueError("--sampling-prob must be in [0, 1]")
-    if args.context == "none" and (args.sampling_prob or args.mean_field_adapter):
+    if args.context != "mean_field" and (args.sampling_prob or args.mean_field_adapter):
         raise ValueError("--sampling-prob and --mean-field-adapter need --context mean_field")
+    if args.mean_field_adapter and args.mean_field != "llm":
+        raise ValueError("--mean-field-adapter needs --mean-field llm")
+    if args.k < 1:
+        raise ValueError("--k must be >= 1")
     train, dev = _scenarios(args)
     prepare_run_folder(args.out, _config(args), resume=args.resume)
     config = PolicySFTConfig(
@@ -213,6 +221,9 @@ def run_sft(args: argparse.Namespace) -> int:
             else backend
         )
         new_mean_field: Any = partial(LLMMeanField, mf_backend, seed=args.seed)
+    elif args.context in ("recent", "popular"):
+        model_class = RecentReactions if args.context == "recent" else PopularReactions
+        new_mean_field = partial(model_class, args.k)
     else:
         new_mean_field = HistogramMeanField
     policy = (
@@ -233,7 +244,10 @@ def run_sft(args: argparse.Namespace) -> int:
             parallel=8,
             seed=args.seed,
         )
-        return list(itertools.islice(policy_examples(steps, context=args.context), count))
+        examples = policy_examples(steps, context=args.context)
+        if uses_llm:  # summaries cost generation: stop early (see replayed_examples)
+            examples = itertools.islice(examples, 2 * count)
+        return sample_examples(examples, count, seed=args.seed)
 
     examples = cached_examples(
         args.out / "data" / "train.jsonl", partial(build, train, args.max_steps * args.batch_size)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -54,15 +55,20 @@ def _parameters(model):
 
 
 def _changed(before, model):
-    """Names of trainable (LoRA) and frozen parameters whose values changed."""
+    """LoRA B matrices that moved away from zero (PEFT initialises them to zero, so a
+    trained adapter has some), and frozen weights that changed (compared by name with
+    the weights before PEFT wrapped the model)."""
     lora, frozen = [], []
     for name, p in model.named_parameters():
-        key = name.replace("base_model.model.", "").replace(".base_layer", "")
-        old = before.get(name, before.get(key))
-        if "lora_" in name:
-            if old is None or not np.allclose(old.numpy(), p.detach().numpy()):
+        if "lora_B" in name:
+            if p.detach().abs().max() > 0:
                 lora.append(name)
-        elif old is not None and not np.array_equal(old.numpy(), p.detach().numpy()):
+            continue
+        if "lora_" in name:
+            continue
+        key = name.replace("base_model.model.", "").replace(".base_layer", "")
+        old = before[key]
+        if not np.array_equal(old.numpy(), p.detach().numpy()):
             frozen.append(name)
     return lora, frozen
 
@@ -200,7 +206,7 @@ def _read_summaries(model, tokenizer, pairs, steps=150):
         loss.backward()
         optimiser.step()
     model.eval()
-    return float(loss)
+    return float(loss.detach())
 
 
 def test_relevance_rewards_the_summary_that_states_the_right_shares():
@@ -214,8 +220,7 @@ def test_relevance_rewards_the_summary_that_states_the_right_shares():
     for truth, wrong in ((deny, support), (support, deny)):
         rewards = relevance(
             completions=[truth[0], wrong[0]],
-            event=["The minister resigned."] * 2,
-            language=["en"] * 2,
+            observed_event=["The minister resigned."] * 2,
             target_states=[states, states],
             target_texts=[[truth[1]] * 2, [truth[1]] * 2],
         )
@@ -340,13 +345,22 @@ def test_cli_ib_tune_writes_both_adapters_for_simulate(tmp_path, tiny_model_dir)
     out = tmp_path / "ib"
     argv = _train_argv(tiny_model_dir, out, "ib-tune")
     argv += ["--max-steps", "2", "--policy-steps", "2", "--summary-tokens", "8"]
-    argv += ["--generations", "2", "--max-targets", "2"]
+    argv += ["--generations", "2", "--max-targets", "2", "--save-steps", "1"]
     assert main(argv) == 0
     adapters = out / "adapters"
     assert (adapters / "mean_field" / "adapter_config.json").is_file()
     assert (adapters / "policy" / "adapter_config.json").is_file()
     stages = json.loads((out / "summary.json").read_text())["stages"]
     assert [s["stage"] for s in stages] == ["round_1/mean_field", "round_1/policy"]
+    # Resume as if the run had died after the policy stage's first checkpoint: mu is not
+    # retrained, the policy stage continues from that checkpoint.
+    (out / "round_1" / "policy" / "summary.json").unlink()
+    shutil.rmtree(out / "round_1" / "policy" / "adapter")
+    shutil.rmtree(out / "round_1" / "policy" / "checkpoints" / "checkpoint-2")
+    assert main([*argv, "--resume"]) == 0
+    again = json.loads((out / "summary.json").read_text())["stages"]
+    assert again[0] == stages[0]
+    assert again[1]["resumed_from"] == "checkpoint-1" and again[1]["steps"] == 2
     sim = tmp_path / "sim"
     argv = ["simulate", "--scenario", "synthetic:5", "--policy", "mf", "--mean-field", "llm"]
     argv += ["--model", str(tiny_model_dir), "--adapter", str(adapters / "policy")]
@@ -393,3 +407,23 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, tiny_model_d
     assert summary["resumed_from"] == f"checkpoint-{done[-1]}"
     assert summary["steps"] == 40
     assert (out / "policy" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_shared_prompt_scoring_matches_scoring_each_row():
+    """The compression term runs a GRPO group's common history once: the log-probs are
+    those of scoring every row on its own."""
+    import torch
+
+    from agents.backends.transformers_backend import continuation_logprobs
+    from training.ib_tune import shared_prompt_logprobs
+
+    model, _ = build_tiny_model_and_tokenizer()
+    model.eval()
+    prompts = [[5, 6, 7, 8, 9]] * 3 + [[10, 11, 12]]
+    targets = [[20, 21, 22], [23], [24, 25, 26, 27], [30, 31]]
+    with torch.no_grad():
+        shared = shared_prompt_logprobs(model, prompts, targets)
+        alone = continuation_logprobs(model, prompts, targets, pad_id=0)
+    for a, b, target in zip(shared, alone, targets, strict=True):
+        assert a.shape == (len(target),)
+        assert torch.allclose(a, b, atol=1e-5)

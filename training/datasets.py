@@ -26,6 +26,7 @@ model's own errors as it will in a free rollout.
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -69,20 +70,30 @@ def split_by_event(
     return train, dev
 
 
+class SharedEventWarning(UserWarning):
+    """Train and dev hold different threads of one event (RumourEval's official split
+    does): no reaction leaks, but the topic does."""
+
+
 def check_disjoint(train: Sequence[Scenario], dev: Sequence[Scenario]) -> None:
-    """Raise ``ValueError`` if a reaction (or a source post) appears in both sets."""
-    seen = {r.reaction_id for s in train for r in (s.source, *s.reactions)}
+    """Raise ``ValueError`` if a reaction appears in both sets; warn
+    (:class:`SharedEventWarning`) if an event does, naming it."""
+    seen = {r.reaction_id for s in train for r in s.reactions}
     shared = [
-        (s.scenario_id, r.reaction_id)
-        for s in dev
-        for r in (s.source, *s.reactions)
-        if r.reaction_id in seen and r is not s.source
+        (s.scenario_id, r.reaction_id) for s in dev for r in s.reactions if r.reaction_id in seen
     ]
     if shared:
         scenario_id, reaction_id = shared[0]
         raise ValueError(
             f"train and dev share {len(shared)} reaction(s), e.g. {reaction_id!r} of "
             f"{scenario_id!r}: split by event (split_by_event) so no event leaks across"
+        )
+    events = sorted({event_key(s) for s in train} & {event_key(s) for s in dev})
+    if events:
+        warnings.warn(
+            f"train and dev share no reaction but {len(events)} event(s): {', '.join(events)}",
+            SharedEventWarning,
+            stacklevel=2,
         )
 
 
@@ -215,13 +226,18 @@ def policy_examples(
     *,
     context: ContextKind,
     share_labels: Sequence[str] | None = None,
+    min_step: int = 0,
 ) -> Iterator[dict[str, Any]]:
     """One example per agent and step, yielded as the steps come (lazily): ``prompt``
     (chat messages, exactly what :class:`~agents.policies.LLMPolicy` with this ``context``
     sends), ``completion`` (the real reaction, as :func:`agents.policies.reference_text`
     normalises it), and where it came from (``scenario_id``, ``step``, ``agent``,
-    ``sampled``). Empty reactions are skipped."""
+    ``sampled``). Empty reactions, and steps before ``min_step``, are skipped. The prompt's
+    language is detected from the event text, as :class:`~agents.policies.LLMPolicy`
+    does in simulation."""
     for step in steps:
+        if step.step < min_step:
+            continue
         for agent, observation in step.observations.items():
             completion = reference_text(step.real_texts[agent])
             if not completion:
@@ -232,7 +248,6 @@ def policy_examples(
                         observation,
                         context=context,
                         share_labels=share_labels,
-                        language=step.scenario.language,
                     ),
                     "completion": completion,
                     "scenario_id": step.scenario.scenario_id,
@@ -243,14 +258,27 @@ def policy_examples(
             )
 
 
+def sample_examples(
+    examples: Iterable[dict[str, Any]], count: int, *, seed: int = 0
+) -> list[dict[str, Any]]:
+    """``count`` examples drawn without replacement (all of them if there are fewer), in
+    their original order: spread over every event and step rather than the first ones."""
+    pool = list(examples)
+    if count >= len(pool):
+        return pool
+    chosen = np.random.default_rng(seed).choice(len(pool), size=count, replace=False)
+    return [pool[i] for i in sorted(chosen.tolist())]
+
+
 def mean_field_examples(
     steps: Iterable[ReplayStep], *, max_targets: int = 8
 ) -> Iterator[dict[str, Any]]:
     """IB-Tune's examples, yielded lazily: for each step t that has a next step,
     ``prompt`` (the mean-field model's prompt at t: the history X), and the first
     ``max_targets`` agents of step t+1 with a non-empty reaction: their ``target_states``
-    and ``target_texts`` (Y). ``event`` and ``language`` let the reward build the policy
-    prompts for Y around a sampled summary. Steps must come in order within each
+    and ``target_texts`` (Y). ``observed_event`` (the event as agents see it) lets the
+    reward build the policy prompts for Y around a sampled summary; ``event`` and
+    ``language`` (as mu sees them) build the prior's prompt. Steps must come in order within each
     scenario (as :func:`replay` yields them)."""
     if max_targets < 1:
         raise ValueError(f"max_targets must be >= 1, got {max_targets}")
@@ -272,7 +300,8 @@ def mean_field_examples(
         yield (
             {
                 "prompt": before.mean_field_prompt,
-                "event": first["event"],
+                "event": step.scenario.event_text,
+                "observed_event": first["event"],
                 "language": step.scenario.language,
                 "target_states": [state for state, _ in targets],
                 "target_texts": [text for _, text in targets],

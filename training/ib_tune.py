@@ -39,17 +39,18 @@ import numpy as np
 
 from agents.backends.base import Backend, GenerationParams
 from agents.backends.chat import render_chat
-from agents.mean_field import LLMMeanField, summary_text
+from agents.mean_field import SUMMARY_PARAMS, LLMMeanField, summary_text
 from agents.policies import policy_prompt
 from agents.prompts import mean_field_prior_messages
 from mfllm_env.scenario import Scenario
-from training.datasets import mean_field_examples, policy_examples, replay
+from training.datasets import mean_field_examples, policy_examples, replay, sample_examples
 from training.run_folder import (
     JsonlLogCallback,
     LoraSettings,
     cached_examples,
     last_checkpoint,
     trainer_arguments,
+    write_json,
 )
 from training.sft import PolicySFTConfig, train_policy_sft
 
@@ -72,7 +73,10 @@ class IBTuneConfig:
     max_targets: int = field(
         default=8, metadata={"help": "Next real reactions scored per history (relevance)."}
     )
-    summary_tokens: int = field(default=64, metadata={"help": "Longest sampled summary."})
+    summary_tokens: int = field(
+        default=SUMMARY_PARAMS.max_new_tokens,
+        metadata={"help": "Longest sampled summary (simulate with the same --summary-tokens)."},
+    )
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of mu."})
     prior: str = field(
         default="base",
@@ -126,8 +130,7 @@ class RelevanceReward:
     def __call__(
         self,
         completions: Sequence[str],
-        event: Sequence[str],
-        language: Sequence[str],
+        observed_event: Sequence[str],
         target_states: Sequence[Sequence[str]],
         target_texts: Sequence[Sequence[str]],
         **_: Any,
@@ -137,10 +140,8 @@ class RelevanceReward:
         for i, completion in enumerate(completions):
             context = summary_text(completion)
             for state, text in zip(target_states[i], target_texts[i], strict=True):
-                observation = {"event": event[i], "state": state, "mean_field": context}
-                prompts.append(
-                    policy_prompt(observation, context="mean_field", language=language[i])
-                )
+                observation = {"event": observed_event[i], "state": state, "mean_field": context}
+                prompts.append(policy_prompt(observation, context="mean_field"))
                 texts.append(text)
                 owner.append(i)
         scores = self.backend.score(prompts, texts)
@@ -247,19 +248,24 @@ def replayed_examples(
     count: int,
     **options: Any,
 ) -> list[dict[str, Any]]:
-    """The first ``count`` examples ``build`` makes from replaying ``scenarios`` with an
-    LLM mean field on ``backend``. Replay is lazy: it stops generating summaries as soon
-    as enough examples were made."""
+    """``count`` examples that ``build`` makes from replaying ``scenarios`` (each up to
+    ``max_reactions``) with an LLM mean field on ``backend``.
+
+    Summaries cost generation, so replay is lazy: eight scenarios step in lockstep and
+    replay stops once ``2 * count`` examples exist; ``count`` of them are then drawn with
+    the config's seed, so the examples spread over those events and their steps rather
+    than being the first ones."""
     params = GenerationParams(max_new_tokens=config.summary_tokens, temperature=config.temperature)
     steps = replay(
         scenarios,
         lambda: LLMMeanField(backend, params=params, seed=config.seed),
         agents_per_step=config.agents_per_step,
         max_reactions=config.max_reactions,
-        parallel=4,
+        parallel=8,
         seed=config.seed,
     )
-    return list(itertools.islice(build(steps, **options), count))
+    pool = itertools.islice(build(steps, **options), 2 * count)
+    return sample_examples(pool, count, seed=config.seed)
 
 
 def train_mean_field(
@@ -294,6 +300,7 @@ def train_mean_field(
         {
             "prompt": render_chat(tokenizer, e["prompt"]),
             "event": e["event"],
+            "observed_event": e["observed_event"],
             "language": e["language"],
             "target_states": e["target_states"],
             "target_texts": e["target_texts"],
@@ -357,7 +364,7 @@ def train_mean_field(
         if values:
             summary[f"{key} first"] = values[0]
             summary[f"{key} last"] = values[-1]
-    (stage_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(stage_dir / "summary.json", summary)  # written last: the stage is done
     return summary
 
 
@@ -392,7 +399,7 @@ def run_ib_tune(
         round_dir = out / f"round_{round_index}"
         # Stage 1: mu by GRPO, rewarded by the frozen policy of the previous round.
         mu_dir = round_dir / "mean_field"
-        if (mu_dir / "adapter").exists():
+        if (mu_dir / "summary.json").exists():
             summaries.append(json.loads((mu_dir / "summary.json").read_text()))
         else:
             history_backend = load_backend(mu_adapter)
@@ -429,7 +436,7 @@ def run_ib_tune(
         mu_adapter = mu_dir / "adapter"
         # Stage 2: the MF policy by SFT on summaries written by the tuned mu.
         policy_dir = round_dir / "policy"
-        if (policy_dir / "adapter").exists():
+        if (policy_dir / "summary.json").exists():
             summaries.append(json.loads((policy_dir / "summary.json").read_text()))
         else:
             mu_backend = load_backend(mu_adapter)
@@ -444,6 +451,7 @@ def run_ib_tune(
                     policy_examples,
                     sft.max_steps * sft.batch_size,
                     context="mean_field",
+                    min_step=1,
                 ),
             )
             dev = cached_examples(
@@ -456,6 +464,7 @@ def run_ib_tune(
                     policy_examples,
                     sft.max_dev_examples,
                     context="mean_field",
+                    min_step=1,
                 ),
             )
             del mu_backend

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,7 @@ def prepare_run_folder(out: Path, config: dict[str, Any], *, resume: bool) -> No
     path.write_text(json.dumps(config, indent=2, default=str) + "\n")
 
 
-RESUMABLE_CHANGES = frozenset({"resume", "progress", "threads"})
+RESUMABLE_CHANGES = frozenset({"threads"})
 """Configuration keys a resumed run may change."""
 
 
@@ -146,8 +146,14 @@ class JsonlLogCallback(TrainerCallback):
 
 
 def last_checkpoint(folder: Path) -> Path | None:
-    """The newest ``checkpoint-N`` under ``folder`` (``None`` when there is none)."""
-    checkpoints = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    """The newest complete ``checkpoint-N`` under ``folder`` (``None`` when there is none).
+    The trainer writes ``trainer_state.json`` last: a checkpoint without it was cut short
+    by a crash and is passed over."""
+    checkpoints = [
+        p
+        for p in folder.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
     return max(checkpoints, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
@@ -200,5 +206,8 @@ def trainer_arguments(
     }
 
 
-def as_dict(config: Any) -> dict[str, Any]:
-    return asdict(config)
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON atomically (a crash leaves the old file or none)."""
+    partial = path.with_suffix(path.suffix + ".partial")
+    partial.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    partial.replace(path)

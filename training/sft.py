@@ -22,6 +22,7 @@ from training.run_folder import (
     LoraSettings,
     last_checkpoint,
     trainer_arguments,
+    write_json,
 )
 
 
@@ -135,18 +136,21 @@ def train_policy_sft(
         "dev_dropped_too_long": dev_dropped,
         "resumed_from": checkpoint.name if checkpoint else None,
     }
-    if len(dev_set) and checkpoint is None:
-        summary["dev_nll_per_token_before"] = trainer.evaluate()["eval_loss"]
+    before = stage_dir / "dev_before.json"  # kept for a resumed run's summary
+    if len(dev_set) and (checkpoint is None or not before.exists()):
+        write_json(before, {"dev_nll_per_token_before": trainer.evaluate()["eval_loss"]})
+    if len(dev_set):
+        summary.update(json.loads(before.read_text()))
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     summary["train_seconds"] = time.perf_counter() - started
     summary["steps"] = trainer.state.global_step
-    summary["train_loss"] = result.training_loss
+    summary["train_loss_of_this_run"] = result.training_loss
     summary["tokens_seen"] = _tokens_seen(trainer)
     if len(dev_set):
         summary["dev_nll_per_token_after"] = trainer.evaluate()["eval_loss"]
     trainer.save_model(str(stage_dir / "adapter"))
-    (stage_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(stage_dir / "summary.json", summary)  # written last: the stage is done
     return summary
 
 

@@ -98,8 +98,9 @@ def prepare_run_folder(out: Path, config: dict[str, Any], *, resume: bool) -> No
     path.write_text(json.dumps(config, indent=2, default=str) + "\n")
 
 
-RESUMABLE_CHANGES = frozenset({"threads"})
-"""Configuration keys a resumed run may change."""
+RESUMABLE_CHANGES = frozenset({"threads", "max_steps", "policy_steps"})
+"""Configuration keys a resumed run may change: threads, and how long to train (to stop
+a run early or extend it; the learning-rate schedule follows the new length)."""
 
 
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:

@@ -260,8 +260,10 @@ def continuation_logprobs(
     Runs in chunks of at most ``max_rows`` rows and about ``token_budget`` padded tokens.
     The output layer and the softmax run only at the target positions (the vocabulary is
     49k tokens wide for SmolLM2: over all positions that was most of the memory). Gradients
-    flow when called outside ``torch.no_grad`` (IB-Tune's compression term needs none, but
-    the function does not decide that).
+    flow when called outside ``torch.no_grad``. It applies the decoder and the output
+    layer itself, so a model that post-processes its logits in ``forward`` (Gemma's logit
+    soft-capping, for one) would be scored without that step; Llama-family models such as
+    SmolLM2 have none.
     """
     decoder, head = model.get_decoder(), model.get_output_embeddings()
     results: list[torch.Tensor] = []

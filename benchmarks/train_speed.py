@@ -17,6 +17,7 @@ the loss's forward and backward pass).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import tempfile
 import time
@@ -25,7 +26,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from agents.backends import load_backend
+from agents.backends import GenerationParams, load_backend
 from agents.mean_field import LLMMeanField
 from mfllm_cli.specs import iter_spec
 from mfllm_env.mean_field import HistogramMeanField
@@ -71,7 +72,8 @@ class StepClock(TrainerCallback):
 
 def sft_speed(args: argparse.Namespace, scenarios: list) -> dict[str, Any]:
     steps = args.sft_steps + 1
-    examples = list(policy_examples(replay(scenarios, HistogramMeanField), context="none"))
+    steps = replay(scenarios, HistogramMeanField, max_reactions=64)
+    examples = list(policy_examples(steps, context="none"))
     model, tokenizer = load_trainable(args.model)
     clock = StepClock()
     with tempfile.TemporaryDirectory() as folder:
@@ -102,8 +104,16 @@ def grpo_speed(args: argparse.Namespace, scenarios: list) -> dict[str, Any]:
         summary_tokens=args.summary_tokens, save_steps=args.grpo_steps,
     )  # fmt: skip
     backend = load_backend(args.model, threads=args.threads)
-    steps = replay(scenarios, lambda: LLMMeanField(backend, seed=0), parallel=4)
-    examples = list(mean_field_examples(steps, max_targets=args.targets))[: args.grpo_steps]
+    params = GenerationParams(max_new_tokens=args.summary_tokens, temperature=0.7)
+    steps = replay(
+        scenarios,
+        lambda: LLMMeanField(backend, params=params, seed=0),
+        max_reactions=48,
+        parallel=args.grpo_steps,
+    )
+    examples = list(
+        itertools.islice(mean_field_examples(steps, max_targets=args.targets), args.grpo_steps)
+    )
     model, tokenizer = load_trainable(args.model)
     clock = StepClock()
     with tempfile.TemporaryDirectory() as folder:

@@ -56,9 +56,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/eval"))
     parser.add_argument("--warmup", type=int, default=16)
     parser.add_argument("--max-reactions", type=int, default=32)
-    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--summary-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--limit", type=int, help="only the first N dev events (the loader lists Twitter first)"
+    )
+    parser.add_argument("--nll", action="store_true", help="also score the real reactions")
+    parser.add_argument(
+        "--configs", help="comma-separated subset of the configurations (default: all four)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     common = [
@@ -66,10 +73,20 @@ def main() -> None:
         "--warmup", str(args.warmup), "--max-reactions", str(args.max_reactions),
         "--max-new-tokens", str(args.max_new_tokens),
         "--summary-tokens", str(args.summary_tokens),
-        "--nll", "--threads", str(args.threads), "--no-progress",
+        "--threads", str(args.threads), "--no-progress",
     ]  # fmt: skip
+    if args.nll:
+        common.append("--nll")
+    if args.limit:
+        common += ["--limit", str(args.limit)]
+    chosen = configurations(args)
+    if args.configs:
+        unknown = set(args.configs.split(",")) - set(chosen)
+        if unknown:
+            parser.error(f"unknown configurations {sorted(unknown)}; choose from {list(chosen)}")
+        chosen = {k: v for k, v in chosen.items() if k in args.configs.split(",")}
     results = {}
-    for name, extra in configurations(args).items():
+    for name, extra in chosen.items():
         out = args.out / name
         if not (out / "metrics.json").exists():
             code = mfllm([*common, *extra, "--out", str(out)])

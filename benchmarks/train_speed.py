@@ -72,8 +72,8 @@ class StepClock(TrainerCallback):
 
 def sft_speed(args: argparse.Namespace, scenarios: list) -> dict[str, Any]:
     steps = args.sft_steps + 1
-    steps = replay(scenarios, HistogramMeanField, max_reactions=64)
-    examples = list(policy_examples(steps, context="none"))
+    replayed = replay(scenarios, HistogramMeanField, max_reactions=64)
+    examples = list(policy_examples(replayed, context="none"))
     model, tokenizer = load_trainable(args.model)
     clock = StepClock()
     with tempfile.TemporaryDirectory() as folder:

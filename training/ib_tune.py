@@ -48,6 +48,7 @@ from training.run_folder import (
     JsonlLogCallback,
     LoraSettings,
     cached_examples,
+    drop_log_printer,
     last_checkpoint,
     trainer_arguments,
     write_json,
@@ -342,6 +343,7 @@ def train_mean_field(
         peft_config=None if isinstance(model, PeftModel) else config.lora.peft_config(),
         callbacks=[JsonlLogCallback(log_path, stage), *callbacks],
     )
+    drop_log_printer(trainer, progress)
     compression.model = trainer.model
     checkpoint = last_checkpoint(stage_dir / "checkpoints") if resume else None
     started = time.perf_counter()

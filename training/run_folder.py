@@ -146,6 +146,15 @@ class JsonlLogCallback(TrainerCallback):
             handle.write(json.dumps(row) + "\n")
 
 
+def drop_log_printer(trainer: Any, progress: bool) -> None:
+    """Without progress bars the trainer would print every log dict on stdout instead;
+    they are in ``log.jsonl`` already, so drop that printer."""
+    if not progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+
+
 def last_checkpoint(folder: Path) -> Path | None:
     """The newest complete ``checkpoint-N`` under ``folder`` (``None`` when there is none).
     The trainer writes ``trainer_state.json`` last: a checkpoint without it was cut short

@@ -20,6 +20,7 @@ from agents.backends.chat import render_chat
 from training.run_folder import (
     JsonlLogCallback,
     LoraSettings,
+    drop_log_printer,
     last_checkpoint,
     trainer_arguments,
     write_json,
@@ -127,6 +128,7 @@ def train_policy_sft(
         peft_config=None if isinstance(model, PeftModel) else config.lora.peft_config(),
         callbacks=[JsonlLogCallback(log_path, stage), *callbacks],
     )
+    drop_log_printer(trainer, progress)
     checkpoint = last_checkpoint(stage_dir / "checkpoints") if resume else None
     summary: dict[str, Any] = {
         "stage": stage,

@@ -1,6 +1,6 @@
-"""Before/after fine-tuning on RumourEval dev events: the policy's NLL of the real
-reactions and the macro KL between simulated and real SDQC shares, for State vs MF,
-untuned vs tuned.
+"""Before/after fine-tuning on RumourEval dev events: the macro KL between simulated and
+real SDQC shares (and, with ``--nll``, the policy's NLL of the real reactions), for State
+vs MF, untuned vs tuned.
 
 Runs ``mfllm simulate`` four times (a run whose ``metrics.json`` exists is not redone):
 
@@ -11,11 +11,11 @@ mf                 MF policy + LLM mean field, both untuned
 mf-ib-tune         MF policy + LLM mean field, both from ``mfllm train ib-tune``
 =================  ==========================================================
 
-and prints a table (``--json``: the numbers as JSON). Usage::
+and prints a table (``--json``: the numbers as JSON). The README's run::
 
     python benchmarks/training_fidelity.py --data PATH/rumoureval-2019-training-data \\
         --sft-adapter runs/train/state-sft/policy/adapter \\
-        --ib-tune runs/train/ib-tune --out runs/eval
+        --ib-tune runs/train/ib-tune --out runs/eval --threads 1 --limit 3
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ policy (IB-Tune) on real reactions, into a run folder (see :mod:`training.run_fo
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 from functools import partial
@@ -166,6 +165,26 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _policy_config(
+    args: argparse.Namespace, context: str, max_steps: int, learning_rate: float
+) -> Any:
+    """The policy's SFT settings from the command line (``mfllm train sft``, and the policy
+    stage of ``mfllm train ib-tune``)."""
+    from training.run_folder import LoraSettings
+    from training.sft import PolicySFTConfig
+
+    return PolicySFTConfig(
+        context=context,
+        max_steps=max_steps,
+        batch_size=args.batch_size,
+        learning_rate=learning_rate,
+        max_dev_examples=args.dev_examples,
+        save_steps=args.save_steps or 25,
+        seed=args.seed,
+        lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha),
+    )
+
+
 def _finish(out: Path, summary: dict[str, Any]) -> None:
     from training.report import plot_training_report
 
@@ -180,14 +199,13 @@ def run_sft(args: argparse.Namespace) -> int:
     from agents.mean_field import LLMMeanField
     from agents.policies import LLMPolicy
     from mfllm_env.mean_field import HistogramMeanField, PopularReactions, RecentReactions
-    from training.datasets import policy_examples, replay, sample_examples
+    from training.datasets import draw_examples, policy_examples
     from training.run_folder import (
-        LoraSettings,
         cached_examples,
         load_trainable,
         prepare_run_folder,
     )
-    from training.sft import PolicySFTConfig, train_policy_sft
+    from training.sft import train_policy_sft
 
     _checked(args)
     if not 0 <= args.sampling_prob <= 1:
@@ -200,16 +218,7 @@ def run_sft(args: argparse.Namespace) -> int:
         raise ValueError("--k must be >= 1")
     train, dev = _scenarios(args)
     prepare_run_folder(args.out, _config(args), resume=args.resume)
-    config = PolicySFTConfig(
-        context=args.context,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        max_dev_examples=args.dev_examples,
-        save_steps=args.save_steps or 25,
-        seed=args.seed,
-        lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha),
-    )
+    config = _policy_config(args, args.context, args.max_steps, args.learning_rate)
     uses_llm = args.context == "mean_field" and args.mean_field == "llm"
     backend = (
         load_backend(args.model, threads=args.threads) if uses_llm or args.sampling_prob else None
@@ -234,20 +243,19 @@ def run_sft(args: argparse.Namespace) -> int:
 
     def build(scenarios: list[Scenario], count: int) -> list[dict[str, Any]]:
         order = [scenarios[i] for i in np.random.default_rng(args.seed).permutation(len(scenarios))]
-        steps = replay(
+        return draw_examples(
             order,
             new_mean_field,
+            policy_examples,
+            count,
             agents_per_step=args.agents_per_step,
             max_reactions=args.max_reactions,
             policy=policy,
             sampling_prob=args.sampling_prob,
-            parallel=8,
             seed=args.seed,
+            lazy=uses_llm,  # summaries cost generation: stop early
+            context=args.context,
         )
-        examples = policy_examples(steps, context=args.context)
-        if uses_llm:  # summaries cost generation: stop early (see replayed_examples)
-            examples = itertools.islice(examples, 2 * count)
-        return sample_examples(examples, count, seed=args.seed)
 
     examples = cached_examples(
         args.out / "data" / "train.jsonl", partial(build, train, args.max_steps * args.batch_size)
@@ -281,7 +289,6 @@ def run_ib_tune(args: argparse.Namespace) -> int:
     from training.ib_tune import IBTuneConfig
     from training.ib_tune import run_ib_tune as run
     from training.run_folder import LoraSettings, load_trainable, prepare_run_folder
-    from training.sft import PolicySFTConfig
 
     _checked(args)
     if args.policy_steps < 1 or args.rounds < 1 or args.max_targets < 1 or args.summary_tokens < 1:
@@ -299,16 +306,7 @@ def run_ib_tune(args: argparse.Namespace) -> int:
         prior=args.prior,
         mu_steps=args.max_steps,
         mu_learning_rate=args.learning_rate,
-        policy=PolicySFTConfig(
-            context="mean_field",
-            max_steps=args.policy_steps,
-            batch_size=args.batch_size,
-            learning_rate=args.policy_learning_rate,
-            max_dev_examples=args.dev_examples,
-            save_steps=args.save_steps or 25,
-            seed=args.seed,
-            lora=lora,
-        ),
+        policy=_policy_config(args, "mean_field", args.policy_steps, args.policy_learning_rate),
         agents_per_step=args.agents_per_step,
         max_reactions=args.max_reactions,
         save_steps=args.save_steps or 5,

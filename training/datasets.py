@@ -26,6 +26,7 @@ model's own errors as it will in a free rollout.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -181,9 +182,6 @@ def _replay_batch(
         )
         for scenario in scenarios
     ]
-    if labeler is None and envs:  # load the default labeller once, not once per env
-        for env in envs[1:]:
-            env.labeler = envs[0].labeler
     rngs = [np.random.default_rng([seed, zlib.crc32(s.scenario_id.encode())]) for s in scenarios]
     observations = [env.reset(seed=seed)[0] for env in envs]
     step = 0
@@ -268,6 +266,44 @@ def sample_examples(
         return pool
     chosen = np.random.default_rng(seed).choice(len(pool), size=count, replace=False)
     return [pool[i] for i in sorted(chosen.tolist())]
+
+
+def draw_examples(
+    scenarios: Iterable[Scenario],
+    mean_field_factory: Callable[[], MeanFieldModel],
+    build: Callable[..., Iterator[dict[str, Any]]],
+    count: int,
+    *,
+    agents_per_step: int = 16,
+    max_reactions: int | None = None,
+    policy: LLMPolicy | None = None,
+    sampling_prob: float = 0.0,
+    seed: int = 0,
+    lazy: bool = False,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """``count`` examples that ``build`` (:func:`policy_examples`,
+    :func:`mean_field_examples`; ``options`` are its keywords) makes from replaying
+    ``scenarios``, drawn with ``seed`` (:func:`sample_examples`) so that they spread over
+    the events and their steps rather than being the first ones.
+
+    ``lazy`` (for an LLM mean field, whose summaries cost generation): eight scenarios
+    step in lockstep and replay stops once ``2 * count`` examples exist.
+    """
+    steps = replay(
+        scenarios,
+        mean_field_factory,
+        agents_per_step=agents_per_step,
+        max_reactions=max_reactions,
+        policy=policy,
+        sampling_prob=sampling_prob,
+        parallel=8,
+        seed=seed,
+    )
+    examples = build(steps, **options)
+    if lazy:
+        examples = itertools.islice(examples, 2 * count)
+    return sample_examples(examples, count, seed=seed)
 
 
 def mean_field_examples(

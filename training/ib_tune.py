@@ -25,7 +25,6 @@ round r-1's policy and continues round r-1's adapter.
 
 from __future__ import annotations
 
-import itertools
 import json
 import shutil
 import time
@@ -43,7 +42,7 @@ from agents.mean_field import SUMMARY_PARAMS, LLMMeanField, summary_text
 from agents.policies import policy_prompt
 from agents.prompts import mean_field_prior_messages
 from mfllm_env.scenario import Scenario
-from training.datasets import mean_field_examples, policy_examples, replay, sample_examples
+from training.datasets import draw_examples, mean_field_examples, policy_examples
 from training.run_folder import (
     JsonlLogCallback,
     LoraSettings,
@@ -241,7 +240,13 @@ def shared_prompt_logprobs(
 # -- the stages -----------------------------------------------------------------------
 
 
-def replayed_examples(
+def _summariser(backend: Backend, config: IBTuneConfig) -> Callable[[], LLMMeanField]:
+    """Fresh LLM mean fields on ``backend``, writing summaries as the config says."""
+    params = GenerationParams(max_new_tokens=config.summary_tokens, temperature=config.temperature)
+    return partial(LLMMeanField, backend, params=params, seed=config.seed)
+
+
+def _replayed(
     scenarios: Sequence[Scenario],
     backend: Backend,
     config: IBTuneConfig,
@@ -249,24 +254,30 @@ def replayed_examples(
     count: int,
     **options: Any,
 ) -> list[dict[str, Any]]:
-    """``count`` examples that ``build`` makes from replaying ``scenarios`` (each up to
-    ``max_reactions``) with an LLM mean field on ``backend``.
-
-    Summaries cost generation, so replay is lazy: eight scenarios step in lockstep and
-    replay stops once ``2 * count`` examples exist; ``count`` of them are then drawn with
-    the config's seed, so the examples spread over those events and their steps rather
-    than being the first ones."""
-    params = GenerationParams(max_new_tokens=config.summary_tokens, temperature=config.temperature)
-    steps = replay(
+    """:func:`~training.datasets.draw_examples` over a lazy replay with an LLM mean field
+    on ``backend``."""
+    return draw_examples(
         scenarios,
-        lambda: LLMMeanField(backend, params=params, seed=config.seed),
+        _summariser(backend, config),
+        build,
+        count,
         agents_per_step=config.agents_per_step,
         max_reactions=config.max_reactions,
-        parallel=8,
         seed=config.seed,
+        lazy=True,
+        **options,
     )
-    pool = itertools.islice(build(steps, **options), 2 * count)
-    return sample_examples(pool, count, seed=config.seed)
+
+
+def _trainable(load_model: Callable[[], tuple[Any, Any]], adapter: Path | None) -> tuple[Any, Any]:
+    """A fresh base model and its tokenizer; with ``adapter``, that adapter on it, trainable
+    (a later round continues the previous round's adapter)."""
+    from peft import PeftModel
+
+    model, tokenizer = load_model()
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+    return model, tokenizer
 
 
 def train_mean_field(
@@ -389,7 +400,6 @@ def run_ib_tune(
     stage with checkpoints continues from the newest. The final adapters are copied to
     ``out/adapters/mean_field`` and ``out/adapters/policy``.
     """
-    from peft import PeftModel
 
     log_path = out / "log.jsonl"
     rng = np.random.default_rng(config.seed)
@@ -408,7 +418,7 @@ def run_ib_tune(
             examples = cached_examples(
                 out / "data" / f"round_{round_index}_mean_field.jsonl",
                 partial(
-                    replayed_examples,
+                    _replayed,
                     order,
                     history_backend,
                     config,
@@ -418,9 +428,7 @@ def run_ib_tune(
                 ),
             )
             del history_backend
-            model, tokenizer = load_model()
-            if mu_adapter is not None:
-                model = PeftModel.from_pretrained(model, str(mu_adapter), is_trainable=True)
+            model, tokenizer = _trainable(load_model, mu_adapter)
             summaries.append(
                 train_mean_field(
                     examples,
@@ -446,7 +454,7 @@ def run_ib_tune(
             examples = cached_examples(
                 out / "data" / f"round_{round_index}_policy_train.jsonl",
                 partial(
-                    replayed_examples,
+                    _replayed,
                     order,
                     mu_backend,
                     config,
@@ -459,7 +467,7 @@ def run_ib_tune(
             dev = cached_examples(
                 out / "data" / f"round_{round_index}_policy_dev.jsonl",
                 partial(
-                    replayed_examples,
+                    _replayed,
                     dev_scenarios,
                     mu_backend,
                     config,
@@ -470,9 +478,7 @@ def run_ib_tune(
                 ),
             )
             del mu_backend
-            model, tokenizer = load_model()
-            if policy_adapter is not None:
-                model = PeftModel.from_pretrained(model, str(policy_adapter), is_trainable=True)
+            model, tokenizer = _trainable(load_model, policy_adapter)
             summaries.append(
                 train_policy_sft(
                     examples,

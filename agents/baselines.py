@@ -1,7 +1,7 @@
 """Policies that need no LLM: reference points for LLM policies and for RL users.
 
-All of them act in label mode (``Discrete`` actions over the scheme's labels) and follow
-the :class:`mfllm_env.simulation.Policy` protocol:
+They follow the :class:`mfllm_env.simulation.Policy` protocol, all but the last in label
+mode (``Discrete`` actions over the scheme's labels):
 
 - :class:`UniformRandomPolicy`: every label equally likely.
 - :class:`HerdingPolicy`: every agent takes the mean field's majority label.
@@ -9,6 +9,10 @@ the :class:`mfllm_env.simulation.Policy` protocol:
   agent's state text (profile and own history) -- what a state-only agent can know.
 - :class:`ClassifierPolicy` with ``features="state+mean_field"``: the same plus the
   mean-field share vector -- a mean-field-aware agent.
+- :class:`RealTextPolicy` (text mode): every agent posts the real reaction it stands for.
+  Not a simulator but the benchmark's ceiling for text policies: its score is what a
+  perfect simulator would get once its texts pass through the labeller, so it shows how
+  much of any text policy's divergence is the labeller's own error.
 
 Classifier policies *sample* their label from the predicted probabilities (seeded), so a
 population of them reproduces a distribution instead of collapsing onto the majority
@@ -63,6 +67,22 @@ class HerdingPolicy:
 
     def act(self, observations: Mapping[str, Observation]) -> dict[str, int]:
         return {agent: int(np.argmax(obs["shares"])) for agent, obs in observations.items()}
+
+
+class RealTextPolicy:
+    """Each agent posts the real reaction it stands for (the texts come through
+    ``references``, see :func:`mfllm_env.simulation.play_episodes`)."""
+
+    action_mode = "text"
+    score_references = True
+
+    def reset(self, seed: int | None = None) -> None:
+        return None
+
+    def act(
+        self, observations: Mapping[str, Observation], references: Mapping[str, str]
+    ) -> dict[str, str]:
+        return {agent: references[agent] for agent in observations}
 
 
 @dataclass(frozen=True)

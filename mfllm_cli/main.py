@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "mfllm_cli.label_eval_cmd",
     "mfllm_cli.simulate_cmd",
     "mfllm_cli.train_cmd",
+    "mfllm_cli.bench_cmd",
 )
 
 

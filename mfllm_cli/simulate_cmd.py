@@ -10,7 +10,7 @@ from functools import partial
 from itertools import chain
 from pathlib import Path
 
-from agents.backends import GenerationParams, load_backend
+from agents.backends import Backend, GenerationParams, load_backend
 from agents.baselines import ClassifierPolicy, HerdingPolicy, UniformRandomPolicy, collect_examples
 from agents.mean_field import ChainOfSummarization, LLMMeanField
 from agents.policies import LLMPolicy
@@ -55,26 +55,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="non-LLM: random, herding, state-classifier, mf-classifier; LLM (METHOD.md "
         "section 1): mf, state, recent, popular, sft (state + --adapter)",
     )
-    llm = parser.add_argument_group("LLM policies and mean fields")
-    llm.add_argument(
+    parser.add_argument(
         "--mean-field",
         choices=MEAN_FIELDS,
         help="histogram (rule-rendered shares), llm (the MF-LLM summariser) or cos (Chain of "
         "Summarization); default: llm for --policy mf, histogram otherwise; recent and popular "
         "bring their own",
     )
-    llm.add_argument(
-        "--model",
-        default="smollm2",
-        help="smollm2 (offline default) | a local model folder | a hub id (needs network) | "
-        "http://HOST:PORT/v1 (an OpenAI-compatible server)",
-    )
-    llm.add_argument("--adapter", type=Path, help="PEFT adapter folder for the policy's model")
-    llm.add_argument(
+    parser.add_argument("--adapter", type=Path, help="PEFT adapter folder for the policy's model")
+    parser.add_argument(
         "--mean-field-adapter",
         type=Path,
         help="PEFT adapter folder for the llm/cos mean field's model (e.g. from mfllm train "
         "ib-tune); default: the policy's model",
+    )
+    add_episode_arguments(parser, RUN_DEFAULTS)
+    parser.add_argument("--out", required=True, type=Path, help="run folder to write")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of episode 0's policy (episode e: seed+e)"
+    )
+    parser.set_defaults(func=run)
+
+
+# Defaults of the episode and LLM settings (``mfllm bench`` presets override them).
+RUN_DEFAULTS: dict[str, object] = {
+    "model": "smollm2",
+    "parallel": 8,
+    "k": 5,
+    "max_new_tokens": 48,
+    "summary_tokens": 96,
+    "temperature": 0.7,
+    "cos_every": 4,
+    "warmup": 50,
+    "agents_per_step": 16,
+}
+
+
+def add_episode_arguments(parser: argparse.ArgumentParser, defaults: dict[str, object]) -> None:
+    """The settings of how episodes are played, shared by ``simulate`` and ``bench``; each
+    takes its default from ``defaults`` (``None`` where missing)."""
+    llm = parser.add_argument_group("LLM policies and mean fields")
+    llm.add_argument(
+        "--model",
+        default=defaults.get("model"),
+        help="smollm2 (offline default) | a local model folder | a hub id (needs network) | "
+        "http://HOST:PORT/v1 (an OpenAI-compatible server)",
     )
     llm.add_argument(
         "--tokenizer",
@@ -82,13 +107,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "folder or a hub id); needed for --nll",
     )
     llm.add_argument(
-        "--parallel", type=int, default=8, help="episodes stepped together (batched calls)"
+        "--parallel",
+        type=int,
+        default=defaults.get("parallel"),
+        help="episodes stepped together (batched calls)",
     )
-    llm.add_argument("--k", type=int, default=5, help="reactions shown by recent and popular")
-    llm.add_argument("--max-new-tokens", type=int, default=48, help="per action")
-    llm.add_argument("--summary-tokens", type=int, default=96, help="per mean-field rewrite")
-    llm.add_argument("--temperature", type=float, default=0.7)
-    llm.add_argument("--cos-every", type=int, default=4, help="cos: LLM rewrite every N steps")
+    llm.add_argument(
+        "--k", type=int, default=defaults.get("k"), help="reactions shown by recent and popular"
+    )
+    llm.add_argument(
+        "--max-new-tokens", type=int, default=defaults.get("max_new_tokens"), help="per action"
+    )
+    llm.add_argument(
+        "--summary-tokens",
+        type=int,
+        default=defaults.get("summary_tokens"),
+        help="per mean-field rewrite",
+    )
+    llm.add_argument("--temperature", type=float, default=defaults.get("temperature"))
+    llm.add_argument(
+        "--cos-every",
+        type=int,
+        default=defaults.get("cos_every"),
+        help="cos: LLM rewrite every N steps",
+    )
     llm.add_argument(
         "--show-shares", action="store_true", help="add the numeric shares to the mf context"
     )
@@ -101,18 +143,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="scenarios the classifier policies are fitted on (default: 20 other synthetic "
         "seeds for synthetic, the train split for rumoureval)",
     )
-    parser.add_argument("--out", required=True, type=Path, help="run folder to write")
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of episode 0's policy (episode e: seed+e)"
+        "--warmup",
+        type=int,
+        default=defaults.get("warmup"),
+        help="real reactions that drive the mean field",
+    )
+    parser.add_argument("--agents-per-step", type=int, default=defaults.get("agents_per_step"))
+    parser.add_argument(
+        "--max-reactions",
+        type=int,
+        default=defaults.get("max_reactions"),
+        help="cut each episode to this many reactions",
     )
     parser.add_argument(
-        "--warmup", type=int, default=50, help="real reactions that drive the mean field"
+        "--limit",
+        type=int,
+        default=defaults.get("limit"),
+        help="play at most this many episodes",
     )
-    parser.add_argument("--agents-per-step", type=int, default=16)
-    parser.add_argument("--max-reactions", type=int, help="cut each episode to this many reactions")
-    parser.add_argument("--limit", type=int, help="simulate at most this many episodes")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.set_defaults(func=run)
 
 
 def fit_scenarios(
@@ -155,10 +205,37 @@ def mean_field_choice(args: argparse.Namespace) -> str:
     return args.mean_field or ("llm" if args.policy == "mf" else "histogram")
 
 
+def load_llm_backends(
+    args: argparse.Namespace, cache: dict[tuple, Backend] | None = None
+) -> tuple[Backend, Backend]:
+    """The policy's backend and the mean field's (the same one without a
+    ``--mean-field-adapter``); ``cache`` keeps loaded backends for later calls."""
+    cache = {} if cache is None else cache
+
+    def load(adapter: Path | None) -> Backend:
+        key = (args.model, str(adapter), args.threads, args.tokenizer)
+        if key not in cache:
+            cache[key] = load_backend(
+                args.model, adapter=adapter, threads=args.threads, tokenizer=args.tokenizer
+            )
+        return cache[key]
+
+    backend = load(args.adapter)
+    if args.mean_field_adapter is None:
+        return backend, backend
+    if mean_field_choice(args) not in ("llm", "cos"):
+        raise ValueError("--mean-field-adapter needs an LLM mean field: --mean-field llm|cos")
+    return backend, load(args.mean_field_adapter)
+
+
 def llm_parts(
-    args: argparse.Namespace, scheme: LabelScheme, language: str
+    args: argparse.Namespace,
+    scheme: LabelScheme,
+    language: str,
+    backends: tuple[Backend, Backend] | None = None,
 ) -> tuple[Policy, Callable[[], MeanFieldModel]]:
-    """The LLM policy and a factory of fresh mean-field models (one per episode)."""
+    """The LLM policy and a factory of fresh mean-field models (one per episode), on
+    ``backends`` (policy, mean field) or on those :func:`load_llm_backends` loads."""
     if args.policy == "sft" and args.adapter is None:
         raise ValueError(
             "--policy sft is the State policy with a fine-tuned adapter: pass --adapter"
@@ -168,17 +245,8 @@ def llm_parts(
     for name in ("k", "max_new_tokens", "summary_tokens", "cos_every", "parallel"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
-    backend = load_backend(
-        args.model, adapter=args.adapter, threads=args.threads, tokenizer=args.tokenizer
-    )
     kind = mean_field_choice(args)
-    mean_field_backend = backend
-    if args.mean_field_adapter is not None:
-        if kind not in ("llm", "cos"):
-            raise ValueError("--mean-field-adapter needs an LLM mean field: --mean-field llm|cos")
-        mean_field_backend = load_backend(
-            args.model, adapter=args.mean_field_adapter, threads=args.threads
-        )
+    backend, mean_field_backend = backends or load_llm_backends(args)
     policy = LLMPolicy(
         backend,
         context=CONTEXT_OF_POLICY.get(args.policy, args.policy),

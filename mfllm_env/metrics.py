@@ -36,6 +36,7 @@ __all__ = [
     "micro_f1",
     "share_trajectory",
     "total_variation",
+    "trajectory_divergences",
     "wasserstein_1",
 ]
 
@@ -362,17 +363,32 @@ def episode_metrics(
     real, sim = real[warmup:], sim[warmup:]
     real_traj = share_trajectory(real, num_labels, step_size=step_size)
     sim_traj = share_trajectory(sim, num_labels, step_size=step_size)
-    real_final, sim_final = real_traj[-1], sim_traj[-1]
+    return {
+        **trajectory_divergences(real_traj, sim_traj, ordered=ordered),
+        "micro_f1": micro_f1(real, sim),
+        "macro_f1": macro_f1(real, sim, num_labels),
+        "n_reactions": float(real.size),
+    }
+
+
+def trajectory_divergences(
+    real_traj: ArrayLike, sim_traj: ArrayLike, *, ordered: bool = False
+) -> dict[str, float]:
+    """The macro metrics of :func:`episode_metrics` for two cumulative share trajectories
+    of one shape (T, K): ``kl``, ``js``, ``tv``, ``w1`` on the last rows,
+    ``kl_mean_over_time`` over the rows, ``dtw`` between the trajectories."""
+    real_arr = _trajectory(real_traj, "real_traj")
+    sim_arr = _trajectory(sim_traj, "sim_traj")
+    if real_arr.shape != sim_arr.shape:
+        raise ValueError(f"trajectories differ in shape: {real_arr.shape} and {sim_arr.shape}")
+    real_final, sim_final = real_arr[-1], sim_arr[-1]
     return {
         "kl": kl_divergence(real_final, sim_final),
         "js": js_divergence(real_final, sim_final),
         "tv": total_variation(real_final, sim_final),
         "w1": (wasserstein_1 if ordered else total_variation)(real_final, sim_final),
         "kl_mean_over_time": float(
-            np.mean([kl_divergence(r, s) for r, s in zip(real_traj, sim_traj, strict=True)])
+            np.mean([kl_divergence(r, s) for r, s in zip(real_arr, sim_arr, strict=True)])
         ),
-        "dtw": dtw_distance(real_traj, sim_traj),
-        "micro_f1": micro_f1(real, sim),
-        "macro_f1": macro_f1(real, sim, num_labels),
-        "n_reactions": float(real.size),
+        "dtw": dtw_distance(real_arr, sim_arr),
     }

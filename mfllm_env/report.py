@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from numpy.typing import ArrayLike
 
-__all__ = ["plot_share_trajectories"]
+__all__ = ["plot_horizons", "plot_metric_bars", "plot_policy_shares", "plot_share_trajectories"]
 
 
 def plot_share_trajectories(
@@ -54,8 +54,7 @@ def plot_share_trajectories(
     if x.shape != (steps,):
         raise ValueError(f"x_values must hold {steps} numbers, got shape {x.shape}")
 
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _figure()
     ax = fig.add_subplot()
     colours = [f"C{i % 10}" for i in range(num_labels)]
     for k, colour in enumerate(colours):
@@ -83,7 +82,108 @@ def plot_share_trajectories(
     if title:
         ax.set_title(title)
 
+    return _save(fig, path)
+
+
+def _figure(size: tuple[float, float] = (7, 4)) -> Figure:
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png", dpi=120)
     return out
+
+
+def plot_metric_bars(
+    means: Sequence[float],
+    errors: Sequence[float],
+    names: Sequence[str],
+    path: str | Path,
+    *,
+    metric: str,
+    title: str = "",
+    highlight: Sequence[bool] | None = None,
+) -> Path:
+    """A horizontal bar per name (first on top) with its mean and an error bar (NaN: no
+    bar); ``highlight`` marks bars drawn in a second colour (e.g. naive forecasters)."""
+    fig = _figure((7, 0.9 + 0.4 * len(names)))
+    ax = fig.add_subplot()
+    y = np.arange(len(names))[::-1]
+    marked = list(highlight) if highlight is not None else [False] * len(names)
+    colours = ["0.6" if mark else "C0" for mark in marked]
+    values = np.nan_to_num(np.asarray(means, dtype=np.float64))
+    spread = np.nan_to_num(np.asarray(errors, dtype=np.float64))
+    ax.barh(y, values, xerr=spread, color=colours, capsize=3)
+    ax.set_yticks(y, list(names))
+    ax.set_xlabel(metric)
+    ax.grid(axis="x", alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_horizons(
+    horizons: Sequence[int],
+    curves: dict[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | Path,
+    *,
+    title: str = "",
+) -> Path:
+    """KL against rollout horizon: one line per name, ``curves[name] = (means, errors)``
+    at ``horizons`` (NaN points are left out)."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    for k, (name, (means, errors)) in enumerate(curves.items()):
+        style = ":" if name.startswith("naive") else "-"
+        ax.errorbar(
+            horizons, means, yerr=np.nan_to_num(np.asarray(errors, dtype=np.float64)),
+            label=name, linestyle=style, marker="o", capsize=3, color=f"C{k % 10}",
+        )  # fmt: skip
+    ax.set_xlabel("reactions after warm-up (horizon)")
+    ax.set_ylabel("KL(real ‖ sim), shares up to the horizon")
+    ax.set_xticks(list(horizons))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_policy_shares(
+    real: ArrayLike,
+    sims: dict[str, ArrayLike],
+    labels: Sequence[str],
+    path: str | Path,
+    *,
+    x_values: ArrayLike,
+    warmup: float | None = None,
+    title: str = "",
+) -> Path:
+    """Real vs each policy's simulated cumulative shares, one panel per label: the real
+    trajectory in black, one colour per policy; all (T, K) arrays on ``x_values``."""
+    real_arr = np.asarray(real, dtype=np.float64)
+    x = np.asarray(x_values, dtype=np.float64)
+    fig = _figure((3.2 * len(labels) + 1.8, 3.2))
+    axes = fig.subplots(1, len(labels), sharey=True)
+    for k, (ax, label) in enumerate(zip(np.atleast_1d(axes), labels, strict=True)):
+        ax.plot(x, real_arr[:, k], color="black", linewidth=2, label="real")
+        for j, (name, sim) in enumerate(sims.items()):
+            sim_arr = np.asarray(sim, dtype=np.float64)
+            ax.plot(x, sim_arr[:, k], color=f"C{j % 10}", linestyle="--", label=name)
+        if warmup is not None:
+            ax.axvline(warmup, color="grey", linestyle=":", linewidth=1.5)
+        ax.set_title(label)
+        ax.set_xlabel("reactions")
+        ax.set_ylim(0.0, 1.0)
+        ax.grid(alpha=0.3)
+    first = np.atleast_1d(axes)[0]
+    first.set_ylabel("share")
+    handles, names = first.get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside right upper", frameon=False)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)

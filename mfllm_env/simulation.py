@@ -236,7 +236,8 @@ def run_episode(
     return result.metrics
 
 
-def _slug(text: str) -> str:
+def file_slug(text: str) -> str:
+    """``text`` made safe as a file name."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "episode"
 
 
@@ -303,14 +304,14 @@ def simulate(
                 "seconds": seconds,
                 "metrics": metrics,
             }
-            episodes.write(json.dumps(_json_ready(record), ensure_ascii=False) + "\n")
+            episodes.write(json.dumps(json_ready(record), ensure_ascii=False) + "\n")
             episodes.flush()
             records.append(metrics)
             if len(records) <= max_plots:
                 path = (
                     run_dir / "shares.png"
                     if len(records) == 1
-                    else run_dir / "plots" / f"{_slug(env.scenario.scenario_id)}.png"
+                    else run_dir / "plots" / f"{file_slug(env.scenario.scenario_id)}.png"
                 )
                 path.parent.mkdir(exist_ok=True)
                 plot_episode(env, path)
@@ -335,7 +336,7 @@ def simulate(
         "throughput": throughput(records, wall),
     }
     (run_dir / "metrics.json").write_text(
-        json.dumps(_json_ready(summary), indent=2, allow_nan=False)
+        json.dumps(json_ready(summary), indent=2, allow_nan=False)
     )
     return summary
 
@@ -360,10 +361,12 @@ def throughput(records: Sequence[Mapping[str, Any]], wall_seconds: float) -> dic
     return totals
 
 
-def _json_ready(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """``value`` with NaN and infinities replaced by ``None`` (standard JSON has neither)."""
     if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_ready(v) for v in value]
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value

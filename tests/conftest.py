@@ -107,3 +107,14 @@ def tiny_backend():
 
     model, tokenizer = build_tiny_model_and_tokenizer()
     return TransformersBackend(model, tokenizer=tokenizer, threads=1, name="tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """The tiny model and tokenizer saved as a model folder (for ``--model DIR``)."""
+    pytest.importorskip("transformers")
+    folder = tmp_path_factory.mktemp("tiny-model")
+    model, tokenizer = build_tiny_model_and_tokenizer()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

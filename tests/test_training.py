@@ -295,15 +295,6 @@ def test_grpo_stage_logs_both_terms_and_trains_lora_only(tmp_path, tiny_backend)
 # -- the command line and resume -------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-model")
-    model, tokenizer = build_tiny_model_and_tokenizer()
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def _train_argv(model_dir, out, *extra):
     return [
         "train",

@@ -1,0 +1,286 @@
+"""``mfllm bench`` and the leaderboard maths behind it (:mod:`mfllm_env.benchmark`)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mfllm_cli.bench_cmd import resolve
+from mfllm_cli.main import build_parser, main
+from mfllm_env.benchmark import (
+    NAIVE_FORECASTERS,
+    horizon_kl,
+    leaderboard,
+    naive_forecasts,
+    paired_comparison,
+    read_records,
+    shares_metrics,
+)
+from mfllm_env.metrics import episode_metrics
+
+# Two short synthetic episodes, two seeds, two cheap policies: a second per bench.
+FAST = ["--preset", "ci", "--policies", "random,mf-classifier", "--no-progress"]
+
+
+def _bench(out, *extra):
+    return main(["bench", *FAST, *extra, "--out", str(out)])
+
+
+def _fidelity(out):
+    """The leaderboard and comparisons of a bench (its cost table holds wall times)."""
+    board = json.loads((out / "leaderboard.json").read_text())
+    return board["leaderboard"], board["comparisons"]
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+
+
+# -- the maths ----------------------------------------------------------------------------
+
+
+def _runs(values):
+    """``[(episode, seed, {"kl": v})]`` from ``{(episode, seed): v}``."""
+    return [(e, s, {"kl": v}) for (e, s), v in values.items()]
+
+
+def test_leaderboard_standard_error_is_over_episodes_of_seed_means():
+    runs = _runs({("a", 0): 1.0, ("a", 1): 3.0, ("b", 0): 4.0, ("b", 1): 6.0})
+    entry = leaderboard({"p": {"runs": runs}}, ["kl"])["p"]
+    # Episode means 2 and 5: mean 3.5, standard error std([2, 5], ddof=1) / sqrt(2) = 1.5.
+    assert entry["kl"] == {"mean": 3.5, "stderr": pytest.approx(1.5), "n": 2}
+    assert (entry["episodes"], entry["seeds"], entry["runs"]) == (2, 2, 4)
+    one = leaderboard({"p": {"runs": _runs({("a", 0): 1.0})}}, ["kl"])["p"]["kl"]
+    assert one["mean"] == 1.0 and math.isnan(one["stderr"])
+
+
+def test_paired_comparison_separates_a_real_difference_from_noise():
+    rng = np.random.default_rng(0)
+    base = rng.gamma(2.0, 0.2, size=12)
+    episodes = [f"e{i}" for i in range(12)]
+    worse = _runs({(e, 0): v + 0.3 for e, v in zip(episodes, base, strict=True)})
+    same = _runs({(e, 0): v + rng.normal(0, 0.05) for e, v in zip(episodes, base, strict=True)})
+    # The reference in another order, with an episode the others lack: pairs go by episode.
+    reference = _runs({(e, 0): v for e, v in zip(episodes, base, strict=True)})[::-1]
+    reference.append(("extra", 0, {"kl": 100.0}))
+    clear = paired_comparison(worse, reference, "kl")
+    assert clear["n"] == 12 and clear["significant"] == 1.0
+    # All 12 differences are +0.3: only the identity and the all-flipped signs are as extreme.
+    assert clear["p_value"] == pytest.approx(2 / 2**12)
+    assert clear["difference"] == pytest.approx(0.3) and clear["low"] == pytest.approx(0.3)
+    assert clear["relative"] == pytest.approx(0.3 / base.mean())
+    assert clear["relative_low"] < clear["relative"] < clear["relative_high"]
+    noise = paired_comparison(same, reference, "kl")
+    assert noise["significant"] == 0.0 and noise["p_value"] > 0.05
+    assert noise["low"] < 0 < noise["high"]
+    assert paired_comparison(worse, reference, "kl") == clear  # seeded
+
+
+def test_two_episodes_can_never_show_a_difference():
+    a = _runs({("e1", 0): 0.50, ("e2", 0): 0.21})
+    b = _runs({("e1", 0): 0.49, ("e2", 0): 0.20})
+    result = paired_comparison(a, b, "kl")
+    # The smallest p two episodes allow: 2 of the 4 sign patterns are as extreme.
+    assert result["p_value"] == pytest.approx(0.5) and result["significant"] == 0.0
+    one = paired_comparison(a[:1], b, "kl")
+    assert one["n"] == 1.0 and math.isnan(one["difference"]) and math.isnan(one["p_value"])
+
+
+def test_horizon_kl_counts_only_rollouts_that_long():
+    real, sim = [0, 0, 1, 0, 0, 1], [0, 0, 0, 1, 1, 1]
+    assert horizon_kl(real, sim, 2, warmup=2, horizon=2) == pytest.approx(0.0, abs=1e-2)
+    assert horizon_kl(real, sim, 2, warmup=2, horizon=4) > 0
+    assert math.isnan(horizon_kl(real, sim, 2, warmup=2, horizon=5))
+
+
+def test_constant_forecast_scores_like_a_simulation_with_those_shares():
+    real = [0, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]  # warm-up, then a drift from 0 to 1
+    forecast = shares_metrics(real, [0.5, 0.5], warmup=2, step_size=2, ordered=False)
+    # A simulation whose cumulative shares are 1/2 at every step scores the same.
+    simulated = episode_metrics(real, [0, 1] + [0, 1] * 5, 2, step_size=2, warmup=2)
+    for key in ("kl", "js", "tv", "w1", "kl_mean_over_time", "dtw"):
+        assert forecast[key] == pytest.approx(simulated[key]), key
+    # Right final shares, wrong path: only the over-time metrics see the drift.
+    assert forecast["kl"] == pytest.approx(0.0, abs=1e-6)
+    assert forecast["kl_mean_over_time"] > 0.1 and forecast["dtw"] > 0.5
+    assert math.isnan(forecast["micro_f1"]) and forecast["n_reactions"] == 10
+
+
+def test_naive_forecasts_are_the_warmup_shares_and_the_prior():
+    record = {"labels": ["a", "b", "c"], "warmup": 4, "real_label_ids": [0, 0, 2, 0, 1, 1]}
+    forecasts = naive_forecasts(record, [0.2, 0.3, 0.5])
+    np.testing.assert_allclose(forecasts["naive: last observed"], [0.75, 0, 0.25])
+    np.testing.assert_allclose(forecasts["naive: training prior"], [0.2, 0.3, 0.5])
+    assert list(naive_forecasts({**record, "warmup": 0}, None)) == []
+    with pytest.raises(ValueError, match="prior has 2 shares for 3 labels"):
+        naive_forecasts(record, [0.5, 0.5])
+
+
+def test_read_records_counts_a_broken_last_line_and_refuses_foreign_files(tmp_path):
+    path = tmp_path / "episodes.jsonl"
+    good = {"policy": "p", "seed": 0, "episode": "e", "real_label_ids": [0],
+            "sim_label_ids": [0], "warmup": 0}  # fmt: skip
+    path.write_text(json.dumps(good) + "\n" + '{"policy": "p", "se')
+    records, broken = read_records(path)
+    assert records == [good] and broken == 1
+    path.write_text(json.dumps({"episode": "e"}) + "\n")
+    with pytest.raises(ValueError, match=r"episodes\.jsonl:1 is not a benchmark"):
+        read_records(path)
+
+
+# -- the command --------------------------------------------------------------------------
+
+
+def test_bench_writes_records_leaderboard_and_plots(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert _bench(out) == 0
+    records = _records(out)
+    # 2 policies x 2 seeds x 2 episodes, each with the whole episode's labels.
+    assert len(records) == 8
+    assert {(r["policy"], r["seed"]) for r in records} == {
+        (p, s) for p in ("random", "mf-classifier") for s in (0, 1)
+    }
+    first = records[0]
+    assert first["warmup"] == 16 and len(first["real_label_ids"]) == 48
+    assert len(first["sim_label_ids"]) == 48 and first["settings"]["kind"] == "non-LLM"
+    # Every policy plays an episode under a seed with the same episode seed; all differ.
+    seeds = {(r["seed"], r["episode"]): r["episode_seed"] for r in records}
+    assert len(set(seeds.values())) == 4
+    assert all(r["episode_seed"] == seeds[r["seed"], r["episode"]] for r in records)
+    board = json.loads((out / "leaderboard.json").read_text())
+    table = board["leaderboard"]
+    assert list(table) == ["random", "mf-classifier", *NAIVE_FORECASTERS]
+    assert table["random"]["kl"]["n"] == 2 and table["random"]["seeds"] == 2
+    assert table["naive: last observed"]["micro_f1"]["mean"] is None
+    assert set(table["random"]) >= {"kl", "js", "tv", "w1", "dtw", "micro_f1", "kl@8", "kl@32"}
+    assert len(board["prior"]) == 4 and sum(board["prior"]) == pytest.approx(1.0)
+    assert board["comparisons"]["vs_best"]
+    markdown = (out / "leaderboard.md").read_text()
+    assert "| random | 2 × 2 |" in markdown and "KL@16" in markdown
+    csv_lines = (out / "leaderboard.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("policy,episodes,seeds,runs,kl_mean,kl_stderr")
+    assert len(csv_lines) == 1 + 4
+    for png in ("kl_by_policy.png", "horizons.png", "trajectories/synthetic_0.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert "naive: last observed" in capsys.readouterr().out
+
+
+def test_same_seeds_give_the_same_leaderboard(tmp_path):
+    assert _bench(tmp_path / "a") == 0 and _bench(tmp_path / "b") == 0
+    assert _fidelity(tmp_path / "a") == _fidelity(tmp_path / "b")
+    assert _bench(tmp_path / "c", "--seeds", "2,3") == 0
+    assert _fidelity(tmp_path / "c")[0]["random"] != _fidelity(tmp_path / "a")[0]["random"]
+
+
+def test_resume_plays_only_the_missing_episodes(tmp_path, capsys):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert _bench(full) == 0 and _bench(cut) == 0
+    lines = (cut / "episodes.jsonl").read_text().splitlines(keepends=True)
+    # An interruption: three finished episodes and half a line.
+    (cut / "episodes.jsonl").write_text("".join(lines[:3]) + lines[3][:20])
+    capsys.readouterr()
+    assert _bench(cut) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert _bench(cut, "--resume") == 0
+    err = capsys.readouterr().err
+    assert "1 unreadable line" in err and "dropped" in err and "(5 to play)" in err
+    # The broken line is gone; every episode is there once.
+    records, broken = read_records(cut / "episodes.jsonl")
+    assert broken == 0
+    assert len(records) == 8
+    assert len({(r["policy"], r["seed"], r["episode"]) for r in records}) == 8
+    assert _fidelity(cut) == _fidelity(full)
+    # Nothing left: a resume only rewrites the report; more seeds are added.
+    assert _bench(cut, "--resume") == 0 and "(0 to play)" in capsys.readouterr().err
+    assert _bench(cut, "--resume", "--seeds", "0,1,2") == 0
+    assert len(read_records(cut / "episodes.jsonl")[0]) == 12
+    # The report covers the seeds asked for, even where the folder holds more.
+    assert _bench(cut, "--resume", "--seeds", "2") == 0
+    assert _fidelity(cut)[0]["random"]["seeds"] == 1
+
+
+def test_resume_refuses_other_episode_settings(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert _bench(out, "--seeds", "0") == 0
+    capsys.readouterr()
+    assert _bench(out, "--seeds", "0", "--resume", "--warmup", "8") == 2
+    err = capsys.readouterr().err
+    assert "warmup: 16 -> 8" in err and "may not" in err
+
+
+def test_forecast_warms_up_on_a_share_of_each_episode(tmp_path):
+    out = tmp_path / "bench"
+    assert _bench(out, "--seeds", "0", "--forecast", "25", "--max-reactions", "40") == 0
+    records = _records(out)
+    assert {r["warmup"] for r in records} == {10}
+    assert "first 25% of each episode" in (out / "leaderboard.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--policies", "random,oracle"], "--policies must list distinct names"),
+        (["--policies", "sft"], "policy sft needs --sft-adapter"),
+        (["--seeds", "0,x"], "--seeds must be comma-separated integers"),
+        (["--seeds", "1,1"], "distinct"),
+        (["--forecast", "100"], "--forecast must be a percentage"),
+        (["--horizons", "0,8"], "--horizons must be >= 1"),
+        (["--warmup", "200"], "shorter than the warm-up"),
+        (["--seeds", "-1"], "--seeds must be >= 0"),
+        (["--scenarios", "jsonl:nowhere.jsonl"], "mf-classifier needs --fit SPEC for 'jsonl'"),
+    ],
+)
+def test_bad_arguments_give_clear_errors(tmp_path, capsys, extra, message):
+    assert _bench(tmp_path / "bench", *extra) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_without_a_preset_scenarios_policies_and_seeds_are_required(tmp_path, capsys):
+    assert main(["bench", "--policies", "random", "--out", str(tmp_path / "b")]) == 2
+    assert "--scenarios is required" in capsys.readouterr().err
+
+
+def test_full_preset_leaves_out_what_it_cannot_run(tmp_path, capsys):
+    args = build_parser().parse_args(["bench", "--preset", "full", "--out", str(tmp_path)])
+    resolved = resolve(args)
+    assert "sft" not in resolved.policy_list and "mf-ib-tune" not in resolved.policy_list
+    assert {"mf", "state", "recent", "popular", "mf-classifier"} <= set(resolved.policy_list)
+    assert resolved.seed_list == [0, 1, 2] and resolved.warmup == 50
+    assert "left out sft (no --sft-adapter DIR)" in capsys.readouterr().err
+
+
+def test_without_a_warmup_there_is_nothing_to_carry_forward(tmp_path):
+    out = tmp_path / "bench"
+    assert _bench(out, "--seeds", "0", "--warmup", "0") == 0
+    assert list(_fidelity(out)[0]) == ["random", "mf-classifier", "naive: training prior"]
+
+
+def test_llm_policies_record_tokens_and_nll(tmp_path, tiny_model_dir):
+    out = tmp_path / "bench"
+    argv = ["bench", "--preset", "ci", "--scenarios", "synthetic:0", "--policies", "state,mf",
+            "--seeds", "0", "--model", str(tiny_model_dir), "--max-new-tokens", "4",
+            "--summary-tokens", "4", "--max-reactions", "24", "--nll", "--threads", "1",
+            "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    records = {r["policy"]: r for r in _records(out)}
+    assert records["state"]["metrics"]["completion_tokens"] > 0
+    assert records["mf"]["metrics"]["mean_field_calls"] == 3  # 24 reactions / 8 per step
+    assert records["mf"]["settings"]["mean_field"] == "llm"
+    table = json.loads((out / "leaderboard.json").read_text())["leaderboard"]
+    assert table["state"]["nll_per_token"]["mean"] > 0
+    assert "| mf |" in (out / "leaderboard.md").read_text()
+    compared = _fidelity(out)[1]["mean_field_vs_baseline"]
+    assert list(compared) == ["mf vs state"] and compared["mf vs state"]["n"] == 1.0
+
+
+def test_real_texts_score_the_labeller_itself(tmp_path):
+    """On the synthetic event the labeller recovers every template's label, so replaying
+    the real texts scores a perfect simulation; on real data it shows the labeller's error."""
+    out = tmp_path / "bench"
+    assert _bench(out, "--policies", "real-texts", "--seeds", "0") == 0
+    row = _fidelity(out)[0]["real-texts"]
+    assert row["micro_f1"]["mean"] == 1.0 and row["tv"]["mean"] == 0.0
+    assert "real-texts" not in json.dumps(_fidelity(out)[1]["vs_best"])

@@ -409,20 +409,12 @@ def run(args: argparse.Namespace) -> int:
                     yield env, episode_seed(seed, index)
 
             for result in play_episodes(episodes(), policy, parallel=args.parallel):
-                env, metrics = result.env, result.metrics
                 record = episode_record(
+                    result.env,
                     policy=name,
                     seed=seed,
-                    episode=env.scenario.scenario_id,
                     episode_seed=result.seed,
-                    real_label_ids=env.real_label_ids,
-                    sim_label_ids=env.sim_label_ids,
-                    warmup=env.warmup,
-                    agents_per_step=env.agents_per_step,
-                    labels=env.scheme.labels,
-                    ordered=env.scheme.ordered,
-                    seconds=metrics.pop("seconds"),
-                    metrics=metrics,
+                    metrics=result.metrics,
                     settings=settings,
                 )
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -44,6 +44,7 @@ from mfllm_env.metrics import (
     share_trajectory,
     trajectory_divergences,
 )
+from mfllm_env.population_env import PopulationEnv
 
 __all__ = [
     "LEADERBOARD_METRICS",
@@ -75,40 +76,39 @@ RECORD_KEYS = ("policy", "seed", "episode", "real_label_ids", "sim_label_ids", "
 
 
 def episode_record(
+    env: PopulationEnv,
     *,
     policy: str,
     seed: int,
-    episode: str,
-    episode_seed: int,
-    real_label_ids: Sequence[int],
-    sim_label_ids: Sequence[int],
-    warmup: int,
-    agents_per_step: int,
-    labels: Sequence[str],
-    ordered: bool,
-    seconds: float,
+    episode_seed: int | None,
     metrics: Mapping[str, Any],
-    settings: Mapping[str, Any],
+    settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One played episode as a JSON-ready record. ``sim_label_ids`` covers the whole
-    episode (in warm-up, the labels of what the agents posted while the real reactions
-    drove the mean field); ``metrics`` are those of
-    :func:`mfllm_env.simulation.play_episodes` (fidelity, token counts, fallbacks, NLL);
-    ``settings`` what the policy was (model, adapters, ...)."""
+    """The JSON-ready record of the episode ``env`` just finished, played by ``policy``
+    under bench seed ``seed`` (``episode_seed`` is what the env and policy were reset
+    with). ``metrics`` are those :func:`mfllm_env.simulation.play_episodes` reports
+    (fidelity, token counts, fallbacks, NLL, and ``seconds``, kept as the record's wall
+    time); ``settings`` say what the policy was (model, adapters, ...).
+
+    The record keeps the real label ids and the agents' label ids of the whole episode
+    (in warm-up, the labels of what the agents posted while the real reactions drove the
+    mean field), so every score can be derived again.
+    """
+    kept = {k: v for k, v in metrics.items() if k != "seconds" and _finite_or_other(v)}
     return {
         "policy": policy,
         "seed": seed,
-        "episode": episode,
+        "episode": env.scenario.scenario_id,
         "episode_seed": episode_seed,
-        "warmup": int(warmup),
-        "agents_per_step": int(agents_per_step),
-        "labels": list(labels),
-        "ordered": bool(ordered),
-        "real_label_ids": [int(i) for i in real_label_ids],
-        "sim_label_ids": [int(i) for i in sim_label_ids],
-        "seconds": float(seconds),
-        "metrics": {k: v for k, v in metrics.items() if _finite_or_other(v)},
-        "settings": dict(settings),
+        "warmup": env.warmup,
+        "agents_per_step": env.agents_per_step,
+        "labels": list(env.scheme.labels),
+        "ordered": env.scheme.ordered,
+        "real_label_ids": env.real_label_ids.tolist(),
+        "sim_label_ids": env.sim_label_ids.tolist(),
+        "seconds": float(metrics.get("seconds", math.nan)),
+        "metrics": kept,
+        "settings": dict(settings or {}),
     }
 
 

@@ -8,8 +8,8 @@ The bench folder (``--out``) holds:
   appended as each episode finishes, so an interrupted bench keeps every finished episode
   and ``--resume`` plays only the missing ones;
 - ``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.json``: mean ± standard error per
-  policy, the KL by rollout horizon, paired-bootstrap comparisons, cost (rewritten after
-  each policy and seed, so they always reflect the records);
+  policy, the KL by rollout horizon, paired comparisons, cost (rewritten at most once a
+  minute while a bench runs, and at the end);
 - ``kl_by_policy.png``, ``horizons.png`` and ``trajectories/<episode>.png``.
 
 Episode ``e`` under seed ``s`` is played with a seed derived from ``(s, e)`` and the LLM
@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -102,6 +103,7 @@ EPISODE_SETTINGS = (
     "show_shares", "nll", "mean_field", "sft_adapter", "ib_tune", "parallel",
 )  # fmt: skip
 TRAJECTORY_PLOTS = 3
+REPORT_EVERY_SECONDS = 60.0  # during a bench, the leaderboard is rewritten at most this often
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -386,6 +388,7 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(
         total=total, initial=_count_done(done, args, playable), unit="ep", disable=args.no_progress
     )
+    reported = time.monotonic()
     with open(records_path, "a", encoding="utf-8") as out:
         for name, seed in todo:
             bar.set_description(f"{name} seed {seed}")
@@ -421,7 +424,9 @@ def run(args: argparse.Namespace) -> int:
                 out.flush()
                 records.append(record)
                 bar.update(1)
-            write_report(args, records, prior)
+            if time.monotonic() - reported > REPORT_EVERY_SECONDS:
+                write_report(args, records, prior)
+                reported = time.monotonic()
     bar.close()
     table = write_report(args, records, prior)
     print(

@@ -49,13 +49,17 @@ from mfllm_env.population_env import PopulationEnv
 __all__ = [
     "LEADERBOARD_METRICS",
     "NAIVE_FORECASTERS",
+    "comparison_lines",
+    "csv_text",
     "episode_record",
     "horizon_kl",
     "leaderboard",
+    "markdown_table",
     "naive_forecasts",
     "paired_comparison",
     "read_records",
     "score_record",
+    "scored_rows",
     "shares_metrics",
 ]
 

@@ -74,7 +74,8 @@ NON_LLM = (*CLASSIFIER_POLICIES, REAL_TEXTS)
 MEAN_FIELD_POLICIES = ("mf", "mf-ib-tune")
 NON_MEAN_FIELD_LLM = ("state", "recent", "popular", "sft")
 PRESETS: dict[str, dict[str, Any]] = {
-    # Minutes on a 2-core CPU: two short synthetic episodes, two seeds, small generations.
+    # Minutes on a 2-core CPU: two short synthetic episodes, two seeds, small generations,
+    # the LLM policies' NLL of the real reactions.
     "ci": {
         "scenarios": "synthetic:0-1",
         "policies": "random,herding,state-classifier,mf-classifier,state,mf,real-texts",
@@ -85,6 +86,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_new_tokens": 12,
         "summary_tokens": 32,
         "horizons": "8,16,32",
+        "nll": True,
     },
     # Every policy (sft and mf-ib-tune when their adapters are given), ten synthetic
     # episodes at the simulation's defaults, three seeds; README "Benchmarks" says how long.
@@ -121,7 +123,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--preset",
         choices=sorted(PRESETS),
         help="ci: minutes on a 2-core CPU (synthetic:0-1, the non-LLM policies, state, mf "
-        "and real-texts, 2 seeds, 48-reaction episodes); full: every policy, synthetic:0-9, "
+        "and real-texts, 2 seeds, 48-reaction episodes, --nll); full: every policy, synthetic:0-9, "
         "3 seeds, the simulation's defaults. Flags given explicitly override the preset",
     )
     parser.add_argument("--scenarios", help="scenario spec, as mfllm simulate --scenario")

@@ -88,6 +88,8 @@ RUN_DEFAULTS: dict[str, object] = {
     "cos_every": 4,
     "warmup": 50,
     "agents_per_step": 16,
+    "show_shares": False,
+    "nll": False,
 }
 
 
@@ -132,10 +134,16 @@ def add_episode_arguments(parser: argparse.ArgumentParser, defaults: dict[str, o
         help="cos: LLM rewrite every N steps",
     )
     llm.add_argument(
-        "--show-shares", action="store_true", help="add the numeric shares to the mf context"
+        "--show-shares",
+        action="store_true",
+        default=defaults.get("show_shares"),
+        help="add the numeric shares to the mf context",
     )
     llm.add_argument(
-        "--nll", action="store_true", help="score the real reactions' NLL under the policy"
+        "--nll",
+        action="store_true",
+        default=defaults.get("nll"),
+        help="score the real reactions' NLL under the policy",
     )
     llm.add_argument("--threads", type=int, help="torch threads for a local model")
     parser.add_argument(

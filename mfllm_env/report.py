@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -91,6 +93,12 @@ def _figure(size: tuple[float, float] = (7, 4)) -> Figure:
     return fig
 
 
+def _colour(index: int, count: int) -> Any:
+    """A distinct colour for line ``index`` of ``count`` (tab10 up to 10 lines, tab20 up
+    to 20, then repeating)."""
+    return f"C{index}" if count <= 10 else colormaps["tab20"](index % 20)
+
+
 def _save(fig: Figure, path: str | Path) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -141,7 +149,7 @@ def plot_horizons(
         style = ":" if name.startswith("naive") else "-"
         ax.errorbar(
             horizons, means, yerr=np.nan_to_num(np.asarray(errors, dtype=np.float64)),
-            label=name, linestyle=style, marker="o", capsize=3, color=f"C{k % 10}",
+            label=name, linestyle=style, marker="o", capsize=3, color=_colour(k, len(curves)),
         )  # fmt: skip
     ax.set_xlabel("reactions after warm-up (horizon)")
     ax.set_ylabel("KL(real ‖ sim), shares up to the horizon")
@@ -173,7 +181,7 @@ def plot_policy_shares(
         ax.plot(x, real_arr[:, k], color="black", linewidth=2, label="real")
         for j, (name, sim) in enumerate(sims.items()):
             sim_arr = np.asarray(sim, dtype=np.float64)
-            ax.plot(x, sim_arr[:, k], color=f"C{j % 10}", linestyle="--", label=name)
+            ax.plot(x, sim_arr[:, k], color=_colour(j, len(sims)), linestyle="--", label=name)
         if warmup is not None:
             ax.axvline(warmup, color="grey", linestyle=":", linewidth=1.5)
         ax.set_title(label)

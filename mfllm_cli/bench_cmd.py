@@ -243,8 +243,9 @@ def warmup_of(args: argparse.Namespace, scenario: Scenario) -> int:
     return min(max(round(total * args.forecast / 100), 1), max(total - 1, 1))
 
 
-def prepare_folder(args: argparse.Namespace) -> dict[str, Any]:
-    """Create the bench folder or check a resumed one; returns the episode settings."""
+def prepare_folder(args: argparse.Namespace) -> None:
+    """Create the bench folder, or check that a resumed one has the same episode
+    settings, and write its ``config.json``."""
     settings = {name: getattr(args, name) for name in EPISODE_SETTINGS}
     settings = json.loads(json.dumps(settings, default=str))
     path = args.out / "config.json"
@@ -265,7 +266,6 @@ def prepare_folder(args: argparse.Namespace) -> dict[str, Any]:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"settings": settings, "command": sys.argv}, indent=2))
     tmp.replace(path)
-    return settings
 
 
 class PolicyFactory:
@@ -329,14 +329,15 @@ class PolicyFactory:
         return llm_parts(options, self.scheme, language, backends)
 
 
-def training_prior(args: argparse.Namespace, evaluated: list[Scenario]) -> list[float] | None:
+def training_prior(
+    args: argparse.Namespace, scheme: LabelScheme, evaluated: list[Scenario]
+) -> list[float] | None:
     """The label shares of the data the classifier baselines are fitted on, or ``None``
     where the source has no default fit and no ``--fit`` was given."""
     source = args.scenarios.partition(":")[0]
     if not args.fit and source not in FIT_DEFAULTS:
         return None
     fitted, _ = fit_scenarios(argparse.Namespace(fit=args.fit, scenario=args.scenarios), evaluated)
-    scheme = scheme_for(evaluated[0].default_label_dimension)
     counts = np.zeros(scheme.size)
     for scenario in fitted:
         env = PopulationEnv(
@@ -372,9 +373,16 @@ def run(args: argparse.Namespace) -> int:
         rewritten.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         rewritten.replace(records_path)
     done = {(r["policy"], r["seed"], r["episode"]) for r in records}
-    prior = training_prior(args, [s for _, s in playable])
-    factory = PolicyFactory(args, scheme, [s for _, s in playable])
+    evaluated = [s for _, s in playable]
+    prior = training_prior(args, scheme, evaluated)
+    factory = PolicyFactory(args, scheme, evaluated)
     total = len(args.policy_list) * len(args.seed_list) * len(playable)
+    finished = sum(
+        (name, seed, s.scenario_id) in done
+        for name in args.policy_list
+        for seed in args.seed_list
+        for s in evaluated
+    )
     todo = [
         (name, seed)
         for name in args.policy_list
@@ -383,13 +391,11 @@ def run(args: argparse.Namespace) -> int:
     ]
     print(
         f"bench: {len(args.policy_list)} policies x {len(args.seed_list)} seeds x "
-        f"{len(playable)} episodes = {total} runs ({total - _count_done(done, args, playable)} to "
+        f"{len(playable)} episodes = {total} runs ({total - finished} to "
         f"play){f'; skipped {skipped} episode(s) shorter than the warm-up' if skipped else ''}",
         file=sys.stderr,
     )
-    bar = tqdm(
-        total=total, initial=_count_done(done, args, playable), unit="ep", disable=args.no_progress
-    )
+    bar = tqdm(total=total, initial=finished, unit="ep", disable=args.no_progress)
     reported = time.monotonic()
     with open(records_path, "a", encoding="utf-8") as out:
         for name, seed in todo:
@@ -441,15 +447,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _count_done(done: set, args: argparse.Namespace, playable: Sequence) -> int:
-    return sum(
-        (name, seed, s.scenario_id) in done
-        for name in args.policy_list
-        for seed in args.seed_list
-        for _, s in playable
-    )
-
-
 def comparisons(
     rows: dict[str, dict[str, list]], table: dict[str, dict[str, Any]], resamples: int
 ) -> dict[str, dict[str, dict[str, float]]]:
@@ -487,24 +484,15 @@ def cost_rows(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     for policy, group in by_policy.items():
         reactions = sum(len(r["real_label_ids"]) for r in group)
         usage = [r["metrics"] for r in group]
+
+        def per_episode(key: str, usage: list[dict[str, Any]] = usage) -> float:
+            """Mean over episodes of the policy's and the mean field's ``key`` together."""
+            return float(np.mean([u.get(key, 0) + u.get(f"mean_field_{key}", 0) for u in usage]))
+
         rows[policy] = {
             "seconds_per_episode": float(np.mean([r["seconds"] for r in group])),
-            "prompt_tokens_per_episode": float(
-                np.mean(
-                    [
-                        u.get("prompt_tokens", 0) + u.get("mean_field_prompt_tokens", 0)
-                        for u in usage
-                    ]
-                )
-            ),
-            "completion_tokens_per_episode": float(
-                np.mean(
-                    [
-                        u.get("completion_tokens", 0) + u.get("mean_field_completion_tokens", 0)
-                        for u in usage
-                    ]
-                )
-            ),
+            "prompt_tokens_per_episode": per_episode("prompt_tokens"),
+            "completion_tokens_per_episode": per_episode("completion_tokens"),
             "fallbacks_per_reaction": sum(u.get("fallbacks", 0) for u in usage) / reactions,
             "backend_errors": float(sum(u.get("backend_errors", 0) for u in usage)),
         }

@@ -17,6 +17,10 @@ instruction. The context depends on the variant (METHOD.md section 1):
 - ``"popular"``: Popular(k), the reactions of the k most-followed authors
   (from :class:`~mfllm_env.mean_field.PopularReactions`).
 
+The intervention planner's prompt (:func:`planner_messages`) shows the event, the
+population's mean field and recent stance shares, the goal, the budget, and asks for one
+public message (text mode) or one menu option's name (menu mode).
+
 Completions become actions through :func:`clean_action`, the single place where model
 output is cut to the environment's rules.
 """
@@ -67,6 +71,16 @@ _TEXT = {
             "over these steps: which stances grow or fade, and where it is heading. "
             "Write only the description."
         ),
+        "planner_system": (
+            "You run an official fact-checking account during a breaking story. You can "
+            "post a short public message to steer the discussion, or stay silent."
+        ),
+        "planner_reactions": "How users are reacting:\n{mean_field}",
+        "planner_shares": "Stance shares of the latest replies, oldest first:\n{rows}",
+        "planner_goal": "Goal: move the replies towards {target}.",
+        "planner_budget": "You can post {budget} more time(s); {steps} decision(s) left.",
+        "planner_text": "Write your message in one short line, or WAIT to stay silent.",
+        "planner_menu": "Choose one of: {options}. Answer with the name only.",
     },
     "zh": {
         "policy_system": (
@@ -95,6 +109,15 @@ _TEXT = {
             "用不超过两句话描述群体反应在这几步中如何变化：哪些立场在增加或减少，趋势如何。"
             "只写描述。"
         ),
+        "planner_system": (
+            "你运营一个官方辟谣账号。你可以发一条简短的公开消息引导讨论，也可以保持沉默。"
+        ),
+        "planner_reactions": "用户的反应：\n{mean_field}",
+        "planner_shares": "最新回复的立场占比（从早到晚）：\n{rows}",
+        "planner_goal": "目标：让回复接近{target}。",
+        "planner_budget": "你还可以发{budget}次；还剩{steps}次决策。",
+        "planner_text": "用一句话写出你的消息，或写WAIT保持沉默。",
+        "planner_menu": "从以下选项中选一个：{options}。只回答名称。",
     },
 }
 
@@ -214,6 +237,42 @@ def chain_summary_messages(
     ]
     return [
         {"role": "system", "content": w["mf_system"]},
+        {"role": "user", "content": "\n\n".join(parts)},
+    ]
+
+
+def planner_messages(
+    event: str,
+    mean_field: str,
+    step_shares: Sequence[Sequence[float]],
+    labels: Sequence[str],
+    target: Sequence[float],
+    *,
+    budget_left: int,
+    steps_left: int,
+    options: Sequence[str] | None = None,
+    language: str = "en",
+) -> list[Message]:
+    """The intervention planner's prompt. ``step_shares`` are the observation's rows
+    (all-zero rows, steps not yet played, are left out); ``options`` are the menu's names
+    (menu mode) or ``None`` (text mode: one free message, or WAIT)."""
+    w = _wording(language)
+    rows = [format_shares(labels, row) for row in step_shares if sum(row) > 0]
+    parts = [
+        w["event"].format(event=event.strip()),
+        w["planner_reactions"].format(mean_field=mean_field.strip()),
+    ]
+    if rows:
+        parts.append(w["planner_shares"].format(rows="\n".join(rows)))
+    parts += [
+        w["planner_goal"].format(target=format_shares(labels, target)),
+        w["planner_budget"].format(budget=budget_left, steps=steps_left),
+        w["planner_menu"].format(options=", ".join(options))
+        if options is not None
+        else w["planner_text"],
+    ]
+    return [
+        {"role": "system", "content": w["planner_system"]},
         {"role": "user", "content": "\n\n".join(parts)},
     ]
 

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "mfllm_cli.simulate_cmd",
     "mfllm_cli.train_cmd",
     "mfllm_cli.bench_cmd",
+    "mfllm_cli.planner_cmd",
 )
 
 

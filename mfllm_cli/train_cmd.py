@@ -1,5 +1,6 @@
-"""``mfllm train sft|ib-tune``: fine-tune the policy (SFT) or the mean-field model and the
-policy (IB-Tune) on real reactions, into a run folder (see :mod:`training.run_folder`)."""
+"""``mfllm train sft|ib-tune|planner``: fine-tune the policy (SFT) or the mean-field model
+and the policy (IB-Tune) on real reactions, or train an intervention planner
+(:mod:`mfllm_cli.planner_cmd`), into a run folder (see :mod:`training.run_folder`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mfllm_cli import planner_cmd
 from mfllm_cli.specs import iter_spec
 from mfllm_env.scenario import Scenario
 
@@ -21,7 +23,8 @@ MEAN_FIELD_CONTEXTS = ("histogram", "llm")
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="fine-tune policies (sft) or the mean-field model and policy (ib-tune)",
+        help="fine-tune policies (sft), the mean-field model and policy (ib-tune), or train "
+        "an intervention planner (planner)",
         description="Fine-tune with TRL and LoRA on real reactions. Writes config.json, "
         "data/*.jsonl, checkpoints, the adapters, log.jsonl, report.png and summary.json "
         "into --out; an interrupted run continues with --resume.",
@@ -76,6 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ib.add_argument("--policy-learning-rate", type=float, default=2e-4)
     ib.add_argument("--batch-size", type=int, default=4, help="policy SFT batch size")
     ib.set_defaults(func=run_ib_tune, max_steps_default=20)
+    planner_cmd.register_training(methods)
 
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:

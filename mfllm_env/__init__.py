@@ -1,6 +1,7 @@
 """mfllm_env: populations reacting to events, as PettingZoo parallel environments.
 
-Importing the package registers ``mfllm/Population-v0`` with PettingZoo, so
+Importing the package registers ``mfllm/Population-v0`` and ``mfllm/Planner-v0`` (an
+intervention planner steering a population, :mod:`mfllm_env.planner`) with PettingZoo, so
 ``pettingzoo.make("parallel", "mfllm/Population-v0", scenario=...)`` builds a
 :class:`PopulationEnv`. This package never imports torch, transformers or an HTTP client:
 language-model components reach it through small protocols (:class:`ActionLabeler`,
@@ -27,6 +28,12 @@ from mfllm_env.loaders import (
     write_scenarios_jsonl,
 )
 from mfllm_env.mean_field import HistogramMeanField, MeanField, MeanFieldModel
+from mfllm_env.planner import (
+    DEFAULT_MENU,
+    InterventionOption,
+    PlannerEnv,
+    run_planner_episode,
+)
 from mfllm_env.population_env import (
     LabelMatchReward,
     PopulationEnv,
@@ -36,12 +43,19 @@ from mfllm_env.population_env import (
 )
 from mfllm_env.scenario import Author, Reaction, Scenario
 from mfllm_env.simulation import Policy, run_episode, simulate
-from mfllm_env.synthetic import Intervention, SyntheticPopulation, synthetic_scenario
+from mfllm_env.synthetic import (
+    Intervention,
+    SyntheticPopulation,
+    SyntheticResponse,
+    synthetic_scenario,
+)
 
 pettingzoo.register("parallel", "mfllm/Population-v0", PopulationEnv)
+pettingzoo.register("parallel", "mfllm/Planner-v0", PlannerEnv)
 
 __all__ = [
     "CERTAINTY",
+    "DEFAULT_MENU",
     "LOADERS",
     "SDQC",
     "UNLABELLED",
@@ -50,10 +64,12 @@ __all__ = [
     "Author",
     "HistogramMeanField",
     "Intervention",
+    "InterventionOption",
     "LabelMatchReward",
     "LabelScheme",
     "MeanField",
     "MeanFieldModel",
+    "PlannerEnv",
     "Policy",
     "PopulationEnv",
     "Reaction",
@@ -62,11 +78,13 @@ __all__ = [
     "ScenarioFormatWarning",
     "StepOutcome",
     "SyntheticPopulation",
+    "SyntheticResponse",
     "iter_scenarios",
     "load_scenarios",
     "render_profile",
     "render_state",
     "run_episode",
+    "run_planner_episode",
     "scheme_for",
     "simulate",
     "synthetic_scenario",

@@ -108,7 +108,7 @@ from pettingzoo import ParallelEnv
 from mfllm_env.labels import UNLABELLED, ActionLabeler, LabelScheme, scheme_for
 from mfllm_env.mean_field import HistogramMeanField, MeanField, MeanFieldModel, MeanFieldUpdate
 from mfllm_env.metrics import kl_divergence
-from mfllm_env.scenario import Reaction, Scenario
+from mfllm_env.scenario import Author, Reaction, Scenario
 from mfllm_env.spaces import AnnotatedText, FreeText
 
 ActionMode = Literal["text", "label"]
@@ -297,6 +297,7 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
 
         width = max(5, len(str(self._n - 1)))
         self.possible_agents = [f"reaction_{i:0{width}d}" for i in range(self._n)]
+        self._agent_index = {agent: i for i, agent in enumerate(self.possible_agents)}
         k = self.scheme.size
         self._observation_space = spaces.Dict(
             {
@@ -319,7 +320,7 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
 
     # -- set-up helpers -------------------------------------------------------------
 
-    def _require_labeler(self, why: str) -> ActionLabeler:
+    def require_labeler(self, why: str) -> ActionLabeler:
         if self.labeler is None:
             # Imported here: the trained labeller is only loaded when it is needed.
             from mfllm_env.labelers import default_labeler
@@ -354,15 +355,19 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
                     f"{self.scheme.labels}"
                 )
         if missing:
-            labeler = self._require_labeler(
+            labeler = self.require_labeler(
                 f"{len(missing)} reactions have no human {dimension!r} label"
             )
             predicted = self._checked_labels(labeler, [self._reactions[i].text for i in missing])
             predicted = np.where(predicted == UNLABELLED, self.scheme.fallback_id, predicted)
             ids[missing] = predicted
         if self.action_mode == "text":
-            self._require_labeler("text actions must be labelled")
+            self.require_labeler("text actions must be labelled")
         return ids, human
+
+    def label_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """The env's labeller's ids for ``texts`` (-1: it could not label one)."""
+        return self._checked_labels(self.require_labeler("texts must be labelled"), list(texts))
 
     def _checked_labels(self, labeler: ActionLabeler, texts: list[str]) -> np.ndarray:
         """The labeller's ids for ``texts``, checked: one per text, each in [-1, K)."""
@@ -386,7 +391,14 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
         self._active: list[int] = []
         self._observations: dict[str, dict[str, Any]] = {}
         self._history: dict[str, deque[str]] = {}
-        self.stats = {"actions": 0, "fallback": 0, "empty_action": 0, "invalid_action": 0}
+        self.stats = {
+            "actions": 0,
+            "fallback": 0,
+            "empty_action": 0,
+            "invalid_action": 0,
+            "injected": 0,
+        }
+        self.injected: list[dict[str, Any]] = []
         self._last_outcome: StepOutcome | None = None
         self._pending: _PendingStep | None = None
 
@@ -493,6 +505,43 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
         if any(fallback):
             ids[np.array(fallback)] = fallback_id
         return texts, ids, fallback, empty, invalid
+
+    def inject(
+        self, texts: Sequence[str], label_ids: Sequence[int], author: Author
+    ) -> dict[str, dict[str, Any]]:
+        """Post ``texts`` (labelled ``label_ids``) from ``author`` into the reaction stream
+        before the active agents act: the mean-field model folds them in as one batch, so
+        the active agents' observations (returned, refreshed) and every later one see them.
+        Injected posts are not reactions of the population: they are not scored and do
+        not enter :meth:`state`'s simulated shares. :attr:`injected` lists them.
+        """
+        if not self.agents:
+            raise RuntimeError("inject() called on a finished episode; call reset() first")
+        if self._pending is not None:
+            raise RuntimeError("inject() called between begin_step() and end_step()")
+        ids = np.asarray(label_ids, dtype=np.int64)
+        if len(texts) != ids.size or not ids.size:
+            raise ValueError(f"inject() needs one label per text, got {len(texts)} and {ids.size}")
+        if ids.min() < 0 or ids.max() >= self.scheme.size:
+            raise ValueError(f"label ids must be in [0, {self.scheme.size}), got {ids.tolist()}")
+        state = render_profile(Reaction("injected", author, "", 0.0), self._language)
+        self._mean_field = self.mean_field_model.update(
+            self._mean_field, [state] * ids.size, list(texts), ids, authors=[author] * ids.size
+        )
+        self._shares32 = self._observed_shares()
+        at = self._active[0]
+        for text, label in zip(texts, ids.tolist(), strict=True):
+            self.injected.append({"at": at, "text": text, "label": self.scheme.labels[label]})
+        self.stats["injected"] += ids.size
+        mf_text = self._mean_field.text[: self.max_text_length]
+        for observation in self._observations.values():
+            observation["mean_field"] = mf_text
+            observation["shares"] = self._shares32
+        return self._observations
+
+    def reaction_index(self, agent: str) -> int:
+        """The index (in the scenario's reactions) of the reaction ``agent`` replays."""
+        return self._agent_index[agent]
 
     def step(self, actions: Mapping[str, Any]) -> StepResult:
         update = self.begin_step(actions)

@@ -15,14 +15,18 @@ The generator simulates a population whose stance (SDQC) depends on three things
    from the event text, tilts the start. Queries also fade as the event ages
    (``query_decay`` per unit of episode progress): questions get answered.
 3. **Interventions.** An :class:`Intervention` at reaction ``i`` adds its effect vector to
-   the logits of every later reaction, decaying with a half-life of
-   ``half_life`` reactions (a debunk raises deny and query and lowers support).
+   the logits of every later reaction (of its ``target`` group only, when it names one),
+   decaying with a half-life of ``half_life`` reactions (a debunk raises deny and query
+   and lowers support; a doubt mostly raises query).
 
 Each reaction's label is drawn from ``softmax(logits)``; its text is rendered from the
 label by templates, so the label of every text is known (and the default SDQC labeller
 recovers it from the text: text-mode simulations of this scenario are self-consistent).
-The probability model is :meth:`SyntheticPopulation.label_probabilities`, reusable as a
-ground-truth population.
+The probability model is :meth:`SyntheticPopulation.label_probabilities`;
+:class:`SyntheticResponse` plays it as a population policy inside a
+:class:`~mfllm_env.population_env.PopulationEnv` (the ground-truth population an
+intervention planner is trained against: it responds to interventions the way the
+generator does). Each user's base logits are kept in ``metadata["user_logits"]`` for it.
 
 With ``feedback_strength`` around 1 (the default), a policy that sees the mean field can
 follow the real share trajectory while a policy that sees only profiles cannot;
@@ -32,13 +36,17 @@ shows exactly that.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mfllm_env.labels import SDQC
 from mfllm_env.scenario import Author, Reaction, Scenario
+
+if TYPE_CHECKING:
+    from mfllm_env.population_env import PopulationEnv
 
 GROUPS: dict[str, tuple[float, float, float, float]] = {
     # base logits over (support, deny, query, comment)
@@ -52,7 +60,16 @@ INTERVENTION_EFFECTS: dict[str, tuple[float, float, float, float]] = {
     "debunk": (-1.5, 1.5, 0.5, 0.0),
     "confirm": (1.5, -1.5, -0.5, 0.0),
     "calm": (-0.5, -0.5, 0.0, 1.0),
+    "doubt": (-0.8, 0.4, 1.2, 0.0),
 }
+LABEL_EFFECTS: dict[str, str] = {
+    "support": "confirm",
+    "deny": "debunk",
+    "query": "doubt",
+    "comment": "calm",
+}
+"""The intervention kind a message of each stance acts as (a planner's posts are labelled,
+and their label decides their effect on the synthetic population)."""
 
 _BIOS = {
     "believer": [
@@ -120,11 +137,13 @@ _TEXTS = {
 
 @dataclass(frozen=True)
 class Intervention:
-    """An intervention at reaction index ``at`` of kind ``kind`` (see INTERVENTION_EFFECTS)."""
+    """An intervention at reaction index ``at`` of kind ``kind`` (see INTERVENTION_EFFECTS),
+    reaching every user, or only the users of profile group ``target``."""
 
     at: int
     kind: str = "debunk"
     strength: float = 1.0
+    target: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in INTERVENTION_EFFECTS:
@@ -155,11 +174,12 @@ class SyntheticPopulation:
             counts.sum(-1, keepdims=True) + self.prior_weight
         )
 
-    def intervention_effect(self, index: int) -> np.ndarray:
-        """Summed logit shift of all interventions before reaction ``index``."""
+    def intervention_effect(self, index: int, group: str | None = None) -> np.ndarray:
+        """Summed logit shift of all interventions before reaction ``index`` on a user of
+        profile group ``group`` (targeted interventions reach only their group)."""
         effect = np.zeros(SDQC.size)
         for iv in self.interventions:
-            if iv.at <= index:
+            if iv.at <= index and (iv.target is None or iv.target == group):
                 decay = 0.5 ** ((index - iv.at) / self.half_life)
                 effect += iv.strength * decay * np.asarray(INTERVENTION_EFFECTS[iv.kind])
         return effect
@@ -171,18 +191,20 @@ class SyntheticPopulation:
         progress: float,
         index: int,
         framing: np.ndarray | None = None,
+        group: str | None = None,
     ) -> np.ndarray:
         """P(label) for a user with base logits ``user_logits`` acting as reaction ``index``.
 
         ``counts`` are the label counts of all reactions so far, ``progress`` the fraction
-        of the episode done (0..1), ``framing`` the event's hidden bias (zeros if None).
+        of the episode done (0..1), ``framing`` the event's hidden bias (zeros if None),
+        ``group`` the user's profile group (for targeted interventions).
         """
         logits = np.array(user_logits, dtype=np.float64)
         if framing is not None:
             logits += framing
         logits += self.feedback_strength * np.log(self.shares(counts))
         logits[SDQC.index("query")] -= self.query_decay * progress
-        logits += self.intervention_effect(index)
+        logits += self.intervention_effect(index, group)
         logits -= logits.max()
         p = np.exp(logits)
         return p / p.sum()
@@ -237,7 +259,9 @@ def synthetic_scenario(
     for i in range(n_reactions):
         t += float(rng.exponential(20.0 * (1.0 + i / 50.0)))
         user = int(rng.integers(n_users))
-        p = population.label_probabilities(user_logits[user], counts, i / n_reactions, i, framing)
+        p = population.label_probabilities(
+            user_logits[user], counts, i / n_reactions, i, framing, group_names[groups[user]]
+        )
         label = int(rng.choice(SDQC.size, p=p))
         counts[label] += 1
         name = SDQC.labels[label]
@@ -263,6 +287,9 @@ def synthetic_scenario(
             "dataset": "synthetic",
             "seed": seed,
             "framing": framing.tolist(),
+            "user_logits": {
+                a.author_id: row.tolist() for a, row in zip(authors, user_logits, strict=True)
+            },
             # JSON-ready (lists, not tuples), so the scenario round-trips through JSONL.
             "population": {
                 **asdict(population),
@@ -285,3 +312,73 @@ def _make_author(rng: np.random.Generator, index: int, group: str, clarity: floa
             "group": group,
         },
     )
+
+
+class SyntheticResponse:
+    """The synthetic scenario's ground-truth population, as a label-mode policy.
+
+    Each active agent draws its label from :meth:`SyntheticPopulation.label_probabilities`
+    with its user's base logits, the event's hidden framing, the label counts of the
+    simulated world so far (real reactions in warm-up, this policy's labels after; the
+    agents of one step all see the counts at the step's start) and the interventions: the
+    scenario's own and those passed to :meth:`observe_intervention` (a planner's, by
+    :class:`~mfllm_env.planner.PlannerEnv`). It reads the world from ``env``: it is the
+    world's own response model, not an agent limited to observations. ``env`` must replay
+    a scenario from :func:`synthetic_scenario` in label mode.
+    """
+
+    action_mode = "label"
+
+    def __init__(self, env: PopulationEnv) -> None:
+        metadata = env.scenario.metadata
+        missing = [k for k in ("population", "framing", "user_logits") if k not in metadata]
+        if missing:
+            raise ValueError(
+                f"scenario {env.scenario.scenario_id!r} has no synthetic ground truth "
+                f"(metadata lacks {', '.join(missing)}); SyntheticResponse needs a scenario "
+                "made by synthetic_scenario()"
+            )
+        if env.action_mode != "label" or env.scheme.labels != SDQC.labels:
+            raise ValueError("SyntheticResponse needs an SDQC environment in label mode")
+        options: dict[str, Any] = dict(metadata["population"])
+        scripted = tuple(Intervention(**iv) for iv in options.pop("interventions", ()))
+        self._base = SyntheticPopulation(**options, interventions=scripted)
+        self._population = self._base
+        self._logits = {
+            a: np.asarray(v, dtype=np.float64) for a, v in metadata["user_logits"].items()
+        }
+        self._framing = np.asarray(metadata["framing"], dtype=np.float64)
+        self._n = len(env.scenario.reactions)
+        self.env = env
+        self._rng = np.random.default_rng(0)
+
+    def reset(self, seed: int | None = None) -> None:
+        self._rng = np.random.default_rng(seed)
+        self._population = self._base
+
+    def observe_intervention(self, intervention: Intervention) -> None:
+        """Add an intervention (a planner's) for the rest of the episode."""
+        self._population = replace(
+            self._population, interventions=(*self._population.interventions, intervention)
+        )
+
+    def probabilities(self, agent: str) -> np.ndarray:
+        """P(label) of an active agent now."""
+        index = self.env.reaction_index(agent)
+        author = self.env.scenario.reactions[index].author
+        ids = self.env.world_label_ids
+        counts = np.bincount(ids[ids >= 0], minlength=SDQC.size).astype(np.float64)
+        return self._population.label_probabilities(
+            self._logits[author.author_id],
+            counts,
+            index / self._n,
+            index,
+            self._framing,
+            author.profile.get("group"),
+        )
+
+    def act(self, observations: Mapping[str, Any]) -> dict[str, int]:
+        return {
+            agent: int(self._rng.choice(SDQC.size, p=self.probabilities(agent)))
+            for agent in observations
+        }

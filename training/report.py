@@ -28,12 +28,13 @@ def read_log(path: Path) -> dict[str, dict[str, dict[int, float]]]:
 
 def plot_training_report(log_path: Path, png_path: Path) -> Path | None:
     """One panel per stage: SFT stages show the training loss and the dev loss (mean NLL
-    per token); GRPO stages show relevance (left axis) and compression (right axis) per
-    logging step. Returns ``png_path``, or ``None`` when nothing was logged yet."""
+    per token); IB-Tune's GRPO stages show relevance (left axis) and compression (right
+    axis) per logging step; planner stages show the mean reward (return). Returns
+    ``png_path``, or ``None`` when nothing was logged yet."""
     if not log_path.exists():
         return None
     curves = read_log(log_path)
-    stages = [s for s in curves if {"loss", "eval_loss", GRPO_KEYS[0]} & set(curves[s])]
+    stages = [s for s in curves if {"loss", "eval_loss", *GRPO_KEYS} & set(curves[s])]
     if not stages:
         return None
     fig = Figure(figsize=(7, 3 * len(stages)), layout="constrained")
@@ -52,6 +53,10 @@ def plot_training_report(log_path: Path, png_path: Path) -> Path | None:
                 right.set_ylabel("compression", color="C3")
                 right.legend(loc="upper right", fontsize=8)
             ax.legend(loc="upper left", fontsize=8)
+        elif "reward" in data and "eval_loss" not in data:
+            _line(ax, data["reward"], "C2", "mean reward")
+            ax.set_ylabel("reward")
+            ax.legend(fontsize=8)
         else:
             if "loss" in data:
                 _line(ax, data["loss"], "C0", "train loss")

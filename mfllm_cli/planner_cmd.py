@@ -1,0 +1,520 @@
+"""Intervention planners on the command line: ``mfllm train planner`` (registered by
+:mod:`mfllm_cli.train_cmd`) and ``mfllm planner-eval`` (trained planners against the
+baselines, into a report folder)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mfllm_cli.specs import iter_spec
+from mfllm_env.planner import BASELINE_PLANNERS, DISTANCES, PlannerEnv, run_planner_episode
+from mfllm_env.scenario import Scenario
+
+POPULATIONS = ("synthetic", "mf")
+
+
+def add_planner_env_arguments(parser: argparse.ArgumentParser) -> None:
+    """How planner episodes are played (shared by training and evaluation)."""
+    parser.add_argument(
+        "--scenarios",
+        required=True,
+        help="synthetic:FIRST-LAST | rumoureval:PATH:SPLIT|EVENT | jsonl:PATH ...",
+    )
+    parser.add_argument(
+        "--population",
+        choices=POPULATIONS,
+        default="synthetic",
+        help="synthetic: the synthetic scenario's ground-truth response model; mf: the "
+        "MF-LLM population (mf policy + llm mean field on --model) (default: synthetic)",
+    )
+    parser.add_argument("--every", type=int, default=2, help="population steps per decision")
+    parser.add_argument("--budget", type=int, default=3, help="interventions per episode")
+    parser.add_argument("--cost", type=float, default=0.05, help="cost per intervention")
+    parser.add_argument("--horizon", type=int, help="reactions after warm-up (default: all)")
+    parser.add_argument(
+        "--target",
+        help="target shares, e.g. support=0.1,deny=0.4,query=0.3,comment=0.2 (default: that)",
+    )
+    parser.add_argument("--distance", choices=sorted(DISTANCES), default="tv")
+    parser.add_argument("--warmup", type=int, default=16)
+    parser.add_argument("--agents-per-step", type=int, default=8)
+    llm = parser.add_argument_group("LLM population and planner")
+    llm.add_argument("--model", default="smollm2", help="smollm2 | a model folder | a hub id")
+    llm.add_argument("--population-adapter", type=Path, help="adapter of the mf population policy")
+    llm.add_argument(
+        "--mean-field-adapter", type=Path, help="adapter of the population's llm mean field"
+    )
+    llm.add_argument("--max-new-tokens", type=int, default=16, help="per population action")
+    llm.add_argument("--summary-tokens", type=int, default=48, help="per mean-field rewrite")
+    llm.add_argument("--threads", type=int, help="torch threads")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def parse_target(text: str | None) -> dict[str, float] | None:
+    if not text:
+        return None
+    target = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            target[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"--target takes LABEL=SHARE,... (got {part!r})")
+    return target
+
+
+def planner_env_factory(
+    args: argparse.Namespace, scenarios: Sequence[Scenario], action_mode: str
+) -> Callable[[int], PlannerEnv]:
+    """``make_env(i)``: a planner env for scenario ``i`` with a fresh population."""
+    for name in ("every", "agents_per_step", "max_new_tokens", "summary_tokens"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+    target = parse_target(args.target)
+    options = {
+        "every": args.every,
+        "budget": args.budget,
+        "cost": args.cost,
+        "horizon": args.horizon,
+        "target": target,
+        "distance": args.distance,
+        "action_mode": action_mode,
+        "warmup": args.warmup,
+        "agents_per_step": args.agents_per_step,
+    }
+    if args.population == "synthetic":
+        return lambda i: PlannerEnv(scenarios[i], "synthetic", **options)
+    from agents.backends import GenerationParams, load_backend
+    from agents.mean_field import LLMMeanField
+    from agents.policies import LLMPolicy
+    from mfllm_env.labels import scheme_for
+
+    policy_backend = load_backend(args.model, adapter=args.population_adapter, threads=args.threads)
+    mean_field_backend = (
+        load_backend(args.model, adapter=args.mean_field_adapter, threads=args.threads)
+        if args.mean_field_adapter
+        else policy_backend
+    )
+    scheme = scheme_for(scenarios[0].default_label_dimension)
+    policy = LLMPolicy(
+        policy_backend,
+        context="mean_field",
+        params=GenerationParams(max_new_tokens=args.max_new_tokens),
+        share_labels=scheme.names(scenarios[0].language),
+    )
+    summary = GenerationParams(max_new_tokens=args.summary_tokens)
+    return lambda i: PlannerEnv(
+        scenarios[i],
+        policy,
+        mean_field=LLMMeanField(mean_field_backend, params=summary, seed=i),
+        **options,
+    )
+
+
+def _scenarios(spec: str) -> list[Scenario]:
+    scenarios = list(iter_spec(spec))
+    if not scenarios:
+        raise ValueError(f"--scenarios {spec!r} selects no scenario")
+    return scenarios
+
+
+def _progress_off(args: argparse.Namespace) -> None:
+    if args.no_progress:
+        import datasets
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+        datasets.disable_progress_bars()
+
+
+# -- mfllm train planner -----------------------------------------------------------------
+
+
+def register_training(methods: argparse._SubParsersAction) -> None:
+    parser = methods.add_parser(
+        "planner",
+        help="an intervention planner against a frozen population (reinforce or grpo)",
+        description="reinforce: a linear softmax planner over the intervention menu, by "
+        "REINFORCE (numpy, seconds). grpo: a language-model planner writing free-text "
+        "messages, by TRL GRPO with LoRA (the environment is stepped in rollout_func).",
+    )
+    add_planner_env_arguments(parser)
+    parser.add_argument("--method", choices=("reinforce", "grpo"), default="reinforce")
+    parser.add_argument("--out", required=True, type=Path, help="run folder")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        help="updates (reinforce: iterations, default 200; grpo: GRPO steps, default 30)",
+    )
+    parser.add_argument("--save-steps", type=int, help="checkpoint every N updates")
+    parser.add_argument("--learning-rate", type=float, help="reinforce 0.5, grpo 5e-5")
+    reinforce = parser.add_argument_group("reinforce")
+    reinforce.add_argument("--episodes-per-step", type=int, default=16)
+    reinforce.add_argument("--entropy-weight", type=float, default=0.01)
+    grpo = parser.add_argument_group("grpo")
+    grpo.add_argument("--generations", type=int, default=4, help="G: messages per decision")
+    grpo.add_argument("--states-per-step", type=int, default=2, help="decision points per step")
+    grpo.add_argument("--message-tokens", type=int, default=32)
+    grpo.add_argument("--temperature", type=float, default=1.0)
+    grpo.add_argument("--lora-r", type=int, default=16)
+    grpo.add_argument("--lora-alpha", type=int, default=32)
+    parser.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from training.planner import (
+        GRPOPlannerConfig,
+        ReinforceConfig,
+        train_grpo_planner,
+        train_reinforce,
+    )
+    from training.report import plot_training_report
+    from training.run_folder import LoraSettings, load_trainable, prepare_run_folder, write_json
+
+    grpo = args.method == "grpo"
+    if args.max_steps is None:
+        args.max_steps = 30 if grpo else 200
+    if args.learning_rate is None:
+        args.learning_rate = 5e-5 if grpo else 0.5
+    if args.save_steps is None:
+        args.save_steps = 10 if grpo else 25
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    _progress_off(args)
+    scenarios = _scenarios(args.scenarios)
+    make_env = planner_env_factory(args, scenarios, "text" if grpo else "menu")
+    if grpo:
+        config: Any = GRPOPlannerConfig(
+            max_steps=args.max_steps,
+            num_generations=args.generations,
+            states_per_step=args.states_per_step,
+            message_tokens=args.message_tokens,
+            temperature=args.temperature,
+            learning_rate=args.learning_rate,
+            save_steps=args.save_steps,
+            seed=args.seed,
+            lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha),
+        )
+    else:
+        config = ReinforceConfig(
+            iterations=args.max_steps,
+            episodes_per_iteration=args.episodes_per_step,
+            learning_rate=args.learning_rate,
+            entropy_weight=args.entropy_weight,
+            save_steps=args.save_steps,
+            seed=args.seed,
+        )
+    settings = {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in vars(args).items()
+        if k not in {"func", "resume", "no_progress"}
+    }
+    prepare_run_folder(args.out, settings, resume=args.resume)
+    print(f"training a {args.method} planner on {len(scenarios)} scenario(s)", file=sys.stderr)
+    if grpo:
+        model, tokenizer = load_trainable(args.model)
+        summary = train_grpo_planner(
+            make_env,
+            len(scenarios),
+            config,
+            args.out,
+            model=model,
+            tokenizer=tokenizer,
+            resume=args.resume,
+            progress=not args.no_progress,
+        )
+        trained = args.out / "planner" / "adapter"
+    else:
+        summary = train_reinforce(
+            make_env,
+            len(scenarios),
+            config,
+            args.out,
+            resume=args.resume,
+            progress=not args.no_progress,
+        )
+        trained = args.out / "planner.json"
+    write_json(args.out / "summary.json", summary)
+    plot_training_report(args.out / "log.jsonl", args.out / "report.png")
+    print(json.dumps(summary, indent=2, default=str))
+    kind = "llm" if grpo else "reinforce"
+    print(f"wrote {args.out}/; evaluate with: mfllm planner-eval --planners {kind}={trained} ...")
+    return 0
+
+
+# -- mfllm planner-eval ------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "planner-eval",
+        help="intervention planners against the baselines, with a report",
+        description="Play every planner on every scenario and seed; write episodes.jsonl "
+        "(one line per episode, as it ends), results.md/json (mean ± standard error over "
+        "seeds of the return, the final distance to the target and the final shares) and "
+        "shares.png (share trajectories with and without intervention) into --out.",
+    )
+    add_planner_env_arguments(parser)
+    parser.add_argument(
+        "--planners",
+        default="none,scripted,threshold,random",
+        help="comma-separated: none, scripted, threshold, random, reinforce=PLANNER.json, "
+        "llm (untuned), llm=ADAPTER (default: the four baselines)",
+    )
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated episode seeds")
+    parser.add_argument("--threshold", type=float, default=0.3, help="threshold planner's level")
+    parser.add_argument("--out", required=True, type=Path, help="report folder")
+    parser.add_argument("--resume", action="store_true", help="play only missing episodes")
+    parser.set_defaults(func=run_eval)
+
+
+def _planner(name: str, env: PlannerEnv, args: argparse.Namespace, cache: dict) -> Any:
+    kind, _, path = name.partition("=")
+    if kind in BASELINE_PLANNERS:
+        if kind == "threshold":
+            return BASELINE_PLANNERS[kind](env, threshold=args.threshold)
+        return BASELINE_PLANNERS[kind](env)
+    if kind == "reinforce":
+        from training.planner import LinearMenuPlanner
+
+        return LinearMenuPlanner.load(Path(path))
+    from agents.backends import load_backend
+    from agents.planners import LLMPlanner
+
+    key = (args.model, path)
+    if key not in cache:
+        cache[key] = load_backend(args.model, adapter=path or None, threads=args.threads)
+    return LLMPlanner.for_env(cache[key], env)
+
+
+def _planner_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        kind, _, path = name.partition("=")
+        if kind not in (*BASELINE_PLANNERS, "reinforce", "llm"):
+            raise ValueError(f"unknown planner {name!r}; see --help")
+        if kind == "reinforce" and not Path(path).is_file():
+            raise ValueError(f"reinforce={path}: no such planner file")
+        if kind == "llm" and path and not Path(path).is_dir():
+            raise ValueError(f"llm={path}: no such adapter folder")
+    if len(set(names)) != len(names) or not names:
+        raise ValueError(f"--planners must name distinct planners, got {text!r}")
+    return names
+
+
+def _read_done(path: Path) -> list[dict[str, Any]]:
+    """Finished episodes of an earlier run; a half-written last line is dropped."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            print(f"dropped a broken line of {path.name}; its episode is replayed", file=sys.stderr)
+    return rows
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    names = _planner_names(args.planners)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
+    if not seeds:
+        raise ValueError("--seeds names no seed")
+    _progress_off(args)
+    scenarios = _scenarios(args.scenarios)
+    needs_text = any(n.partition("=")[0] == "llm" for n in names)
+    menu_env = planner_env_factory(args, scenarios, "menu")
+    text_env = planner_env_factory(args, scenarios, "text") if needs_text else None
+    args.out.mkdir(parents=True, exist_ok=True)
+    config = {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in vars(args).items()
+        if k not in {"func", "resume", "no_progress", "planners", "seeds"}
+    }
+    config_path = args.out / "config.json"
+    if config_path.exists():
+        if not args.resume:
+            raise ValueError(f"{args.out} holds an evaluation; pass --resume or another --out")
+        before = json.loads(config_path.read_text())
+        changed = sorted(k for k in set(before) | set(config) if before.get(k) != config.get(k))
+        if changed:
+            raise ValueError(f"cannot resume {args.out}: settings differ in {', '.join(changed)}")
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    episodes_path = args.out / "episodes.jsonl"
+    rows = _read_done(episodes_path)
+    # Rewrite without any broken line, so appends start on a clean line.
+    episodes_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    done = {(r["planner"], r["scenario"], r["seed"]) for r in rows}
+    todo = [
+        (name, i, seed)
+        for name in names
+        for i in range(len(scenarios))
+        for seed in seeds
+        if (name, scenarios[i].scenario_id, seed) not in done
+    ]
+    cache: dict = {}
+    envs: dict[tuple[str, int], PlannerEnv] = {}
+    with episodes_path.open("a", encoding="utf-8") as handle:
+        for name, i, seed in tqdm(todo, desc="planner episodes", disable=args.no_progress):
+            text_mode = name.partition("=")[0] == "llm"
+            key = ("text" if text_mode else "menu", i)
+            if key not in envs:
+                envs[key] = (text_env if text_mode else menu_env)(i)  # type: ignore[misc]
+            env = envs[key]
+            started = time.perf_counter()
+            record = run_planner_episode(env, _planner(name, env, args, cache), seed)
+            record.update(
+                planner=name,
+                scenario=scenarios[i].scenario_id,
+                seed=seed,
+                seconds=time.perf_counter() - started,
+            )
+            rows.append(record)
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+    labels = envs[next(iter(envs))].scheme.labels if envs else menu_env(0).scheme.labels
+    wanted = {(n, s.scenario_id, seed) for n in names for s in scenarios for seed in seeds}
+    rows = [r for r in rows if (r["planner"], r["scenario"], r["seed"]) in wanted]
+    results = summarise(rows, names, labels)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "results.md").write_text(results_markdown(results, labels))
+    plot_planner_shares(rows, names, labels, args.out / "shares.png")
+    print(results_markdown(results, labels))
+    print(f"wrote {args.out}/ (episodes.jsonl, results.md, results.json, shares.png)")
+    return 0
+
+
+def summarise(
+    rows: Sequence[dict[str, Any]], names: Sequence[str], labels: Sequence[str]
+) -> dict[str, Any]:
+    """Per planner: mean ± standard error over seeds (each seed's mean over scenarios) of
+    the return, the final distance and each final share; the interventions per episode;
+    and a paired comparison of the return with the threshold baseline (by scenario)."""
+    from mfllm_env.benchmark import paired_comparison
+    from mfllm_env.metrics import mean_stderr
+
+    by_planner: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_planner[row["planner"]].append(row)
+    results: dict[str, Any] = {}
+    for name in names:
+        runs = by_planner.get(name, [])
+        if not runs:
+            continue
+        per_seed: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for run in runs:
+            per_seed[run["seed"]].append(run)
+        entry: dict[str, Any] = {"episodes": len(runs), "seeds": len(per_seed)}
+
+        measures: dict[str, Callable[[dict[str, Any]], float]] = {
+            "return": lambda r: r["return"],
+            "final_distance": lambda r: r["final_distance"],
+            "interventions": lambda r: r["interventions"],
+        }
+        for j, label in enumerate(labels):
+            measures[f"share_{label}"] = lambda r, j=j: r["final_shares"][j]
+        for key, value in measures.items():
+            seed_means = [np.mean([value(r) for r in group]) for group in per_seed.values()]
+            mean, stderr = mean_stderr(seed_means)
+            entry[key] = {"mean": mean, "stderr": stderr}
+        results[name] = entry
+    if "threshold" in by_planner:
+        base = [(r["scenario"], r["seed"], r) for r in by_planner["threshold"]]
+        for name in results:
+            if name != "threshold":
+                other = [(r["scenario"], r["seed"], r) for r in by_planner[name]]
+                results[name]["vs_threshold"] = paired_comparison(other, base, "return")
+    return results
+
+
+def _cell(stats: dict[str, float], digits: int = 3) -> str:
+    if np.isnan(stats["stderr"]):
+        return f"{stats['mean']:.{digits}f}"
+    return f"{stats['mean']:.{digits}f} ± {stats['stderr']:.{digits}f}"
+
+
+def results_markdown(results: dict[str, Any], labels: Sequence[str]) -> str:
+    header = ["planner", "return", "final distance", "interventions"]
+    header += [f"final {label}" for label in labels] + ["return vs threshold (p)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, entry in results.items():
+        versus = entry.get("vs_threshold")
+        if versus and versus["n"] >= 2:
+            comparison = f"{versus['difference']:+.3f} (p = {versus['p_value']:.2f})"
+        else:
+            comparison = ""
+        cells = [
+            name,
+            _cell(entry["return"]),
+            _cell(entry["final_distance"]),
+            _cell(entry["interventions"], 2),
+            *[_cell(entry[f"share_{label}"], 2) for label in labels],
+            comparison,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        "Mean ± standard error over seeds (each seed: the mean over scenarios). Return: "
+        "higher is better (minus the windows' distances to the target, minus costs). The "
+        "comparison pairs episodes by scenario with the threshold baseline (sign-flip "
+        "permutation test over scenarios); no correction for multiple comparisons."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def plot_planner_shares(
+    rows: Sequence[dict[str, Any]], names: Sequence[str], labels: Sequence[str], path: Path
+) -> Path | None:
+    """One panel per label: its cumulative share over the episode, averaged over the
+    episodes of each planner (reaction index on the x axis); ``none`` is the population
+    without intervention."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not rows:
+        return None
+    fig = Figure(figsize=(4 * len(labels), 3.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(labels), squeeze=False)[0]
+    for index, name in enumerate(names):
+        runs = [r for r in rows if r["planner"] == name]
+        if not runs:
+            continue
+        length = min(len(r["trajectory"]) for r in runs)
+        x = [r["trajectory"][t]["reactions"][1] for t in range(length) for r in runs[:1]]
+        values = np.array([[step["cumulative"] for step in r["trajectory"][:length]] for r in runs])
+        for j, ax in enumerate(axes):
+            ax.plot(x, values[:, :, j].mean(0), color=f"C{index % 10}", label=name)
+    warmup_end = next(
+        (step["reactions"][0] for step in rows[0]["trajectory"] if not step["warmup"]), None
+    )
+    for j, ax in enumerate(axes):
+        ax.set_title(f"{labels[j]} (cumulative share)")
+        ax.set_xlabel("reactions")
+        if warmup_end is not None:
+            ax.axvline(warmup_end, color="grey", linestyle=":", linewidth=1)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Share trajectories by planner (mean over episodes; dotted: end of warm-up)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path

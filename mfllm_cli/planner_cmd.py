@@ -160,7 +160,7 @@ def register_training(methods: argparse._SubParsersAction) -> None:
         help="updates (reinforce: iterations, default 200; grpo: GRPO steps, default 30)",
     )
     parser.add_argument("--save-steps", type=int, help="checkpoint every N updates")
-    parser.add_argument("--learning-rate", type=float, help="reinforce 0.5, grpo 5e-5")
+    parser.add_argument("--learning-rate", type=float, help="reinforce 2.0, grpo 5e-5")
     reinforce = parser.add_argument_group("reinforce")
     reinforce.add_argument("--episodes-per-step", type=int, default=16)
     reinforce.add_argument("--entropy-weight", type=float, default=0.01)
@@ -188,7 +188,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.max_steps is None:
         args.max_steps = 30 if grpo else 200
     if args.learning_rate is None:
-        args.learning_rate = 5e-5 if grpo else 0.5
+        args.learning_rate = 5e-5 if grpo else 2.0
     if args.save_steps is None:
         args.save_steps = 10 if grpo else 25
     if args.threads is not None:

@@ -6,8 +6,9 @@ Two trainers, one run-folder layout (:mod:`training.run_folder`):
   (:class:`LinearMenuPlanner`) is a softmax over the menu, linear in features of the
   observation (the last step's shares, the mean of the shares history, budget and time
   left). REINFORCE with a per-decision baseline (the batch's mean return-to-go at that
-  decision). It talks to the environment only through the PettingZoo API
-  (``make_env()`` returns any parallel env with a ``"planner"`` agent).
+  decision) and advantages divided by their standard deviation in the batch. It talks to
+  the environment only through the PettingZoo API (``make_env(i)`` returns any parallel
+  env with a ``"planner"`` agent).
 - :func:`train_grpo_planner`: a language-model planner in text mode, by TRL's GRPO with a
   ``rollout_func`` that steps the environment. Each training prompt is a decision point:
   an episode (scenario, seed) played without intervention up to decision ``d``. The G
@@ -133,7 +134,7 @@ class LinearMenuPlanner:
 class ReinforceConfig:
     iterations: int = field(default=60, metadata={"help": "policy-gradient updates"})
     episodes_per_iteration: int = field(default=16, metadata={"help": "episodes per update"})
-    learning_rate: float = 0.5
+    learning_rate: float = 2.0
     entropy_weight: float = 0.01
     save_steps: int = 10
     seed: int = 0
@@ -211,16 +212,17 @@ def train_reinforce(
         togo = [np.cumsum(rewards[::-1])[::-1] for *_, rewards in episodes]
         length = max(len(g) for g in togo)
         baseline = np.array([np.mean([g[t] for g in togo if len(g) > t]) for t in range(length)])
+        advantages = [g - baseline[: len(g)] for g in togo]
+        scale = float(np.concatenate(advantages).std()) or 1.0  # normalised advantages
         grad = np.zeros_like(planner.weights)
         count = 0
-        for (xs, actions, probs, _), g in zip(episodes, togo, strict=True):
-            for t, (x, a, p) in enumerate(zip(xs, actions, probs, strict=True)):
-                advantage = g[t] - baseline[t]
+        for (xs, actions, probs, _), advantage in zip(episodes, advantages, strict=True):
+            for x, a, p, adv in zip(xs, actions, probs, advantage / scale, strict=True):
                 score = -p  # d log p[a] / d logits (masked options have p = 0)
                 score[a] += 1.0
                 logp = np.log(np.where(p > 0, p, 1.0))
                 entropy_grad = -p * (logp - (p * logp).sum())  # d H / d logits
-                grad += np.outer(advantage * score + config.entropy_weight * entropy_grad, x)
+                grad += np.outer(adv * score + config.entropy_weight * entropy_grad, x)
                 count += 1
         planner.weights += config.learning_rate * grad / max(count, 1)
         mean_return = float(np.mean([g[0] for g in togo]))

@@ -1,0 +1,195 @@
+"""Training and evaluating intervention planners: REINFORCE on the menu, GRPO on a tiny
+language model, the LLM planner, ``mfllm train planner`` and ``mfllm planner-eval``."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pettingzoo
+import pytest
+
+import mfllm_env
+from agents.backends.base import GenerationParams
+from agents.backends.transformers_backend import TransformersBackend
+from agents.planners import LLMPlanner
+from mfllm_cli.main import main
+from mfllm_env.planner import PLANNER, NoIntervention, PlannerEnv, run_planner_episode
+from tests.conftest import PROJECT_ROOT, build_tiny_model_and_tokenizer
+from training.planner import (
+    GRPOPlannerConfig,
+    LinearMenuPlanner,
+    ReinforceConfig,
+    decision_points,
+    steering_return,
+    train_grpo_planner,
+    train_reinforce,
+)
+
+SCENARIOS = [mfllm_env.synthetic_scenario(seed=s, n_reactions=64) for s in range(4)]
+
+
+def _make(i, **options):
+    return PlannerEnv(SCENARIOS[i], every=2, **options)
+
+
+def _mean_return(planner, seeds=range(10, 22)):
+    returns = []
+    for seed in seeds:
+        env = _make(seed % len(SCENARIOS))
+        returns.append(run_planner_episode(env, planner, seed)["return"])
+    return float(np.mean(returns))
+
+
+def test_reinforce_learns_to_beat_the_uniform_planner_and_resumes_exactly(tmp_path):
+    config = ReinforceConfig(iterations=30, episodes_per_iteration=12, save_steps=10)
+    summary = train_reinforce(_make, len(SCENARIOS), config, tmp_path / "a", progress=False)
+    trained = LinearMenuPlanner.load(tmp_path / "a" / "planner.json", greedy=True)
+    uniform = LinearMenuPlanner.for_spaces(
+        _make(0).observation_space(PLANNER), _make(0).action_space(PLANNER), seed=0
+    )
+    # For this target the synthetic population punishes "calm" and rewards debunking: the
+    # trained planner must do clearly better than picking options uniformly on held-out
+    # seeds (measured with training seeds 0-3: -1.25 to -1.30 against -1.51).
+    assert _mean_return(trained) > _mean_return(uniform) + 0.1
+    assert summary["return last"] > summary["return first"]
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in log] == list(range(1, 31))
+
+    # Interrupted after 20 iterations (checkpoint step-20), then resumed: same weights.
+    short = ReinforceConfig(iterations=20, episodes_per_iteration=12, save_steps=10)
+    train_reinforce(_make, len(SCENARIOS), short, tmp_path / "b", progress=False)
+    (tmp_path / "b" / "planner.json").unlink()
+    resumed = train_reinforce(
+        _make, len(SCENARIOS), config, tmp_path / "b", resume=True, progress=False
+    )
+    assert resumed["resumed_from"] == 20
+    first = json.loads((tmp_path / "a" / "planner.json").read_text())["weights"]
+    second = json.loads((tmp_path / "b" / "planner.json").read_text())["weights"]
+    np.testing.assert_allclose(first, second)
+
+
+def test_user_code_plugs_in_through_the_pettingzoo_api():
+    """The README's planner example, run as written: a user's cross-entropy method on the
+    menu, through pettingzoo.make only; its plan beats random plans on held-out seeds."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    block = re.search(r"```python\n(# A planner of your own.*?)```", readme, re.S)
+    assert block, "the README lost its planner example"
+    namespace: dict = {}
+    exec(compile(block.group(1), "README-planner-example", "exec"), namespace)
+    assert namespace["learned_return"] > namespace["random_return"]
+
+
+def test_llm_planner_plays_text_and_menu_episodes_reproducibly():
+    model, tokenizer = build_tiny_model_and_tokenizer()
+    backend = TransformersBackend(model, tokenizer=tokenizer, threads=1)
+    params = GenerationParams(max_new_tokens=8, temperature=1.0)
+    for mode in ("text", "menu"):
+        env = _make(0, action_mode=mode, budget=2)
+        planner = LLMPlanner.for_env(backend, env, params=params)
+        first = run_planner_episode(env, planner, seed=3)
+        again = run_planner_episode(env, planner, seed=3)
+        assert first["decision_log"] == again["decision_log"]
+        assert planner.usage["decisions"] == 2 * env.num_decisions
+        if mode == "menu":  # an untrained model rarely names an option: counted, then waits
+            unparsed = planner.usage["unparsed"]
+            assert 0 <= unparsed <= planner.usage["decisions"]
+            assert first["interventions"] <= 2
+
+
+def test_steering_return_shares_the_start_state_across_a_group():
+    env = _make(1, action_mode="text")
+    point = decision_points(lambda i: _make(i, action_mode="text"), 2, 1, seed=0)[0]
+    point["scenario"] = 1
+    silent = [steering_return(env, point, "") for _ in range(2)]
+    debunk = steering_return(env, point, "This is false, it has been debunked.")
+    assert silent[0] == silent[1]  # same start state, same population random numbers
+    assert debunk != silent[0]
+
+
+def test_grpo_planner_trains_lora_and_logs_rewards(tmp_path):
+    model, tokenizer = build_tiny_model_and_tokenizer()
+    config = GRPOPlannerConfig(max_steps=2, save_steps=1, message_tokens=6, states_per_step=1)
+    summary = train_grpo_planner(
+        lambda i: _make(i, action_mode="text"),
+        2,
+        config,
+        tmp_path,
+        model=model,
+        tokenizer=tokenizer,
+        progress=False,
+    )
+    assert summary["steps"] == 2
+    assert summary["messages_sampled"] == 2 * config.num_generations
+    assert (tmp_path / "planner" / "adapter" / "adapter_config.json").is_file()
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    rewards = [row["rewards/steering_reward/mean"] for row in log if "reward" in row]
+    assert len(rewards) == 2 and all(-10 < r < 0 for r in rewards)
+    with pytest.raises(ValueError, match="text mode"):
+        train_grpo_planner(_make, 2, config, tmp_path / "x", model=model, tokenizer=tokenizer)
+
+
+def test_cli_trains_then_evaluates_with_resume(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "planner", "--scenarios", "synthetic:0-2", "--horizon", "48"]
+    argv += ["--max-steps", "4", "--episodes-per-step", "4", "--no-progress", "--out", str(run)]
+    assert main(argv) == 0
+    assert {"config.json", "log.jsonl", "planner.json", "summary.json", "report.png"} <= {
+        p.name for p in run.iterdir()
+    }
+    assert main(argv) == 2  # an existing run is not overwritten
+    assert "already holds" in capsys.readouterr().err
+
+    out = tmp_path / "eval"
+    eval_argv = ["planner-eval", "--scenarios", "synthetic:50-51", "--horizon", "48"]
+    eval_argv += ["--planners", f"none,threshold,reinforce={run / 'planner.json'}"]
+    eval_argv += ["--seeds", "0,1", "--no-progress", "--out", str(out)]
+    assert main(eval_argv) == 0
+    lines = (out / "episodes.jsonl").read_text().splitlines()
+    assert len(lines) == 3 * 2 * 2
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"none", "threshold", f"reinforce={run / 'planner.json'}"}
+    assert results["none"]["interventions"]["mean"] == 0
+    assert (out / "shares.png").stat().st_size > 0
+
+    # Interrupted mid-line: the broken episode is replayed, the others are not.
+    (out / "episodes.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40])
+    assert main([*eval_argv, "--resume"]) == 0
+    again = (out / "episodes.jsonl").read_text().splitlines()
+    assert len(again) == len(lines)
+    assert json.loads((out / "results.json").read_text()) == results
+    assert main(eval_argv) == 2  # without --resume the folder is refused
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--planners", "none,oracle"], "unknown planner"),
+        (["--planners", "reinforce=missing.json"], "no such planner file"),
+        (["--seeds", "a,b"], "--seeds"),
+        (["--target", "support:0.5"], "--target"),
+        (["--target", "support=0.5,belief=0.5"], "unknown labels"),
+        (["--every", "0"], "--every"),
+    ],
+)
+def test_cli_reports_bad_planner_options(tmp_path, capsys, extra, message):
+    argv = ["planner-eval", "--scenarios", "synthetic:0", "--horizon", "16", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "e"), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_planner_env_is_registered_with_its_own_id():
+    env = pettingzoo.make("parallel", "mfllm/Planner-v0", scenario=SCENARIOS[0], every=4)
+    record = run_planner_episode(env, NoIntervention(), seed=0)
+    assert record["interventions"] == 0 and record["decisions"] == env.num_decisions
+
+
+def test_training_report_plots_the_planners_reward(tmp_path):
+    from training.report import plot_training_report
+
+    log = tmp_path / "log.jsonl"
+    log.write_text(
+        "".join(json.dumps({"stage": "reinforce", "step": s, "reward": -s}) + "\n" for s in (1, 2))
+    )
+    assert plot_training_report(log, tmp_path / "report.png") == tmp_path / "report.png"

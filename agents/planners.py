@@ -86,7 +86,7 @@ class LLMPlanner:
         self.labels = tuple(labels)
         self.target = [float(t) for t in target]
         self.options = None if options is None else tuple(options)
-        self.params = params or GenerationParams(max_tokens=32)
+        self.params = params or GenerationParams(max_new_tokens=32)
         self.language = language
         self.usage: Counter[str] = Counter()
         self._rng = np.random.default_rng(0)

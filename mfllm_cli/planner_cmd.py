@@ -36,6 +36,7 @@ def add_planner_env_arguments(parser: argparse.ArgumentParser) -> None:
         help="synthetic: the synthetic scenario's ground-truth response model; mf: the "
         "MF-LLM population (mf policy + llm mean field on --model) (default: synthetic)",
     )
+    parser.add_argument("--limit", type=int, help="use at most this many scenarios")
     parser.add_argument("--every", type=int, default=2, help="population steps per decision")
     parser.add_argument("--budget", type=int, default=3, help="interventions per episode")
     parser.add_argument("--cost", type=float, default=0.05, help="cost per intervention")
@@ -122,8 +123,10 @@ def planner_env_factory(
     )
 
 
-def _scenarios(spec: str) -> list[Scenario]:
-    scenarios = list(iter_spec(spec))
+def _scenarios(spec: str, limit: int | None) -> list[Scenario]:
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {limit}")
+    scenarios = list(iter_spec(spec, limit=limit))
     if not scenarios:
         raise ValueError(f"--scenarios {spec!r} selects no scenario")
     return scenarios
@@ -196,7 +199,7 @@ def run_train(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     _progress_off(args)
-    scenarios = _scenarios(args.scenarios)
+    scenarios = _scenarios(args.scenarios, args.limit)
     make_env = planner_env_factory(args, scenarios, "text" if grpo else "menu")
     if grpo:
         config: Any = GRPOPlannerConfig(
@@ -273,8 +276,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--planners",
         default="none,scripted,threshold,random",
-        help="comma-separated: none, scripted, threshold, random, reinforce=PLANNER.json, "
-        "llm (untuned), llm=ADAPTER (default: the four baselines)",
+        help="comma-separated: none, scripted, threshold, random, reinforce=PLANNER.json "
+        "(played greedily), llm (untuned), llm=ADAPTER (default: the four baselines)",
     )
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated episode seeds")
     parser.add_argument("--threshold", type=float, default=0.3, help="threshold planner's level")
@@ -292,7 +295,8 @@ def _planner(name: str, env: PlannerEnv, args: argparse.Namespace, cache: dict) 
     if kind == "reinforce":
         from training.planner import LinearMenuPlanner
 
-        return LinearMenuPlanner.load(Path(path))
+        planner = LinearMenuPlanner.load(Path(path), greedy=True)  # its most likely option
+        return planner.for_options([option.name for option in env.menu])
     from agents.backends import load_backend
     from agents.planners import LLMPlanner
 
@@ -341,7 +345,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if not seeds:
         raise ValueError("--seeds names no seed")
     _progress_off(args)
-    scenarios = _scenarios(args.scenarios)
+    scenarios = _scenarios(args.scenarios, args.limit)
     needs_text = any(n.partition("=")[0] == "llm" for n in names)
     menu_env = planner_env_factory(args, scenarios, "menu")
     text_env = planner_env_factory(args, scenarios, "text") if needs_text else None
@@ -447,6 +451,15 @@ def summarise(
     return results
 
 
+def display_name(name: str, names: Sequence[str]) -> str:
+    """``reinforce=runs/x/planner.json`` -> ``reinforce (trained)``, unless that would
+    make two planners look the same."""
+    kind, _, path = name.partition("=")
+    short = f"{kind} (trained)" if path else kind
+    clash = sum(1 for n in names if n.partition("=")[0] == kind and bool(n.partition("=")[2]))
+    return short if clash <= 1 else name
+
+
 def _cell(stats: dict[str, float], digits: int = 3) -> str:
     if np.isnan(stats["stderr"]):
         return f"{stats['mean']:.{digits}f}"
@@ -464,7 +477,7 @@ def results_markdown(results: dict[str, Any], labels: Sequence[str]) -> str:
         else:
             comparison = ""
         cells = [
-            name,
+            display_name(name, list(results)),
             _cell(entry["return"]),
             _cell(entry["final_distance"]),
             _cell(entry["interventions"], 2),
@@ -504,7 +517,8 @@ def plot_planner_shares(
         x = [r["trajectory"][t]["reactions"][1] for t in range(length) for r in runs[:1]]
         values = np.array([[step["cumulative"] for step in r["trajectory"][:length]] for r in runs])
         for j, ax in enumerate(axes):
-            ax.plot(x, values[:, :, j].mean(0), color=f"C{index % 10}", label=name)
+            label = display_name(name, names)
+            ax.plot(x, values[:, :, j].mean(0), color=f"C{index % 10}", label=label)
     warmup_end = next(
         (step["reactions"][0] for step in rows[0]["trajectory"] if not step["warmup"]), None
     )

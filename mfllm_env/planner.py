@@ -48,8 +48,9 @@ wait, counted in ``stats["invalid_action"]``. In menu mode
 ``reward = -distance(target, window shares) - cost`` where the window shares are the label
 shares of the population's reactions in the ``every`` steps after the decision, and
 ``distance`` is total variation (``"tv"``, default), ``"js"`` or ``"kl"``
-(KL(target || shares), smoothed). The return is minus the sum of the windows' distances
-(each window weighs its reactions) minus the costs. ``target`` defaults, for SDQC stance,
+(KL(target || shares), smoothed). Only reactions after the warm-up are scored. The
+return is minus the sum of the windows' distances (every window counts once, a shorter
+last one too) minus the costs. ``target`` defaults, for SDQC stance,
 to :data:`DEBUNK_TARGET` (a false rumour: little support, more deny and query).
 
 ## Episode end
@@ -60,7 +61,8 @@ final shares; :attr:`PlannerEnv.trajectory` the shares of every population step.
 ## Arguments
 ``scenario``, ``population="synthetic"``, ``every=1``, ``budget=3``, ``cost=0.05``,
 ``horizon=None``, ``target=None``, ``distance="tv"``, ``action_mode="menu"``,
-``menu=None`` (:data:`DEFAULT_MENU`), ``official=OFFICIAL_ACCOUNT``,
+``menu=None`` (:data:`DEFAULT_MENU`, less its targeted options whose group no author of
+the scenario belongs to), ``official=OFFICIAL_ACCOUNT``,
 ``history_length=8``, ``agents_per_step=8``, ``warmup=16``, ``mean_field=None``,
 ``labeler=None``, ``max_message_length=280``, ``render_mode=None``; further keyword
 arguments go to :class:`PopulationEnv`.
@@ -84,6 +86,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
 from mfllm_env.labels import UNLABELLED, ActionLabeler
@@ -271,8 +274,11 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
                 raise ValueError(f"give a target for the label scheme {labels}")
             target = DEBUNK_TARGET
         self.target = _target_vector(target, labels)
-        self.menu = tuple(DEFAULT_MENU if menu is None else menu)
-        self._check_menu()
+        groups = {r.author.profile.get("group") for r in pop.scenario.reactions}
+        if menu is None:  # the default menu's targeted options, where their group exists
+            menu = [o for o in DEFAULT_MENU if o.target is None or o.target in groups]
+        self.menu = tuple(menu)
+        self._check_menu(groups)
         self.every = every
         self.budget = budget
         self.cost = float(cost)
@@ -308,9 +314,10 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
             else FreeText(max_message_length)
         )
         self._n_reactions = n
+        self.np_random, self._seed = seeding.np_random(None)
         self._reset_episode_state()
 
-    def _check_menu(self) -> None:
+    def _check_menu(self, groups: set[Any]) -> None:
         if not self.menu or not self.menu[0].waits:
             raise ValueError("the menu's option 0 must wait (no messages, no note)")
         names = [option.name for option in self.menu]
@@ -323,6 +330,11 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
                 raise ValueError(
                     f"menu option {option.name!r} has label {option.label!r}, not one of "
                     f"{self.scheme.labels}"
+                )
+            if option.target is not None and option.target not in groups:
+                raise ValueError(
+                    f"menu option {option.name!r} targets group {option.target!r}, which no "
+                    "author of this scenario belongs to (profile 'group')"
                 )
             if option.cost is not None and not (math.isfinite(option.cost) and option.cost >= 0):
                 raise ValueError(f"menu option {option.name!r}: cost must be >= 0")
@@ -352,12 +364,15 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
         self, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         if seed is not None:
-            seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=2)
+            self.np_random, self._seed = seeding.np_random(seed)
+            seeds = self.np_random.integers(0, 2**31 - 1, size=2)
             self._action_space.seed(int(seeds[0]))
             self._observation_space.seed(int(seeds[1]))
         self._reset_episode_state()
-        observations, _ = self.population_env.reset(seed=seed)
-        self.population.reset(seed=None if seed is None else seed + 1)
+        # Without a seed, both continue the env's stream (reproducible from the last seed).
+        population_env_seed, population_seed = self.np_random.integers(0, 2**31 - 1, size=2)
+        observations, _ = self.population_env.reset(seed=int(population_env_seed))
+        self.population.reset(seed=int(population_seed))
         self._population_observations = observations
         while self.population_env.agents and self._population_step_index() < self._first_step:
             self._population_step()
@@ -390,7 +405,9 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
         return info
 
     def _population_step(self) -> np.ndarray:
-        """One population step; returns the world label ids of the reactions it made."""
+        """One population step; returns the label ids of the reactions it made after the
+        warm-up (a step can straddle the end of the warm-up; its real reactions are not
+        the planner's doing and are not scored)."""
         pop = self.population_env
         acting = {agent: self._population_observations[agent] for agent in pop.agents}
         if self._note is not None:
@@ -406,6 +423,7 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
         self._population_observations = {a: observations[a] for a in pop.agents}
         stop = start + len(acting)
         ids = pop.world_label_ids[start:stop]
+        planned = pop.world_label_ids[max(start, self.warmup) : stop]
         k = self.scheme.size
         shares = np.bincount(ids, minlength=k) / ids.size
         self._history = np.roll(self._history, -1, axis=0)
@@ -421,7 +439,7 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
             }
         )
         self._pending_intervention = None
-        return ids
+        return planned
 
     def _parse(self, action: Any) -> tuple[InterventionOption | None, bool]:
         """The intervention an action asks for (``None``: wait) and whether it was invalid."""
@@ -436,6 +454,8 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
         text = " ".join(action.split())[: self.max_message_length]
         if not text:
             return None, False
+        if not self._budget_left:  # ignored anyway (step counts it): not labelled
+            return InterventionOption("message", messages=(text,)), False
         label_id = int(self.population_env.label_texts([text])[0])
         if label_id == UNLABELLED:
             label_id = self.scheme.fallback_id

@@ -511,7 +511,7 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
     ) -> dict[str, dict[str, Any]]:
         """Post ``texts`` (labelled ``label_ids``) from ``author`` into the reaction stream
         before the active agents act: the mean-field model folds them in as one batch, so
-        the active agents' observations (returned, refreshed) and every later one see them.
+        the active agents' observations (returned, new dicts) and every later one see them.
         Injected posts are not reactions of the population: they are not scored and do
         not enter :meth:`state`'s simulated shares. :attr:`injected` lists them.
         """
@@ -534,10 +534,11 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
             self.injected.append({"at": at, "text": text, "label": self.scheme.labels[label]})
         self.stats["injected"] += ids.size
         mf_text = self._mean_field.text[: self.max_text_length]
-        for observation in self._observations.values():
-            observation["mean_field"] = mf_text
-            observation["shares"] = self._shares32
-        return self._observations
+        self._observations = {
+            agent: {**observation, "mean_field": mf_text, "shares": self._shares32}
+            for agent, observation in self._observations.items()
+        }
+        return dict(self._observations)
 
     def reaction_index(self, agent: str) -> int:
         """The index (in the scenario's reactions) of the reaction ``agent`` replays."""

@@ -637,3 +637,67 @@ def test_registered_and_exported():
     assert mfllm_env.PlannerEnv is PlannerEnv
     assert mfllm_env.run_planner_episode is run_planner_episode
     assert mfllm_env.DEFAULT_MENU is DEFAULT_MENU
+
+
+def test_a_step_straddling_the_warmup_scores_only_its_simulated_reactions(scenario):
+    env = _make(scenario, warmup=20)  # steps of 8: reactions 16-19 are real, 20-23 not
+    env.reset(seed=0)
+    _, _, _, _, infos = env.step({PLANNER: 0})
+    assert env.trajectory[-1]["reactions"] == [16, 24]
+    sim = env.population_env.world_label_ids[20:24]
+    expected = np.bincount(sim, minlength=SDQC.size) / 4
+    np.testing.assert_allclose(infos[PLANNER]["window_shares"], expected)
+
+
+def test_reset_without_a_seed_continues_the_seeded_stream(scenario):
+    def returns(env):
+        out = []
+        for seed in (0, None, None):
+            env.reset(seed=seed)
+            total = 0.0
+            while env.agents:
+                total += env.step({PLANNER: 0})[1][PLANNER]
+            out.append(total)
+        return out
+
+    first, second = returns(_make(scenario)), returns(_make(scenario))
+    assert first == second
+    assert len(set(first)) > 1  # the unseeded resets are new episodes, not replays
+
+
+def test_default_menu_drops_targeted_options_whose_group_is_absent(scenario):
+    no_groups = dataclasses.replace(
+        scenario,
+        reactions=[
+            dataclasses.replace(
+                r,
+                author=dataclasses.replace(
+                    r.author, profile={k: v for k, v in r.author.profile.items() if k != "group"}
+                ),
+            )
+            for r in scenario.reactions
+        ],
+    )
+    env = PlannerEnv(no_groups, population=NoIntervention())
+    assert "debunk-believers" not in [o.name for o in env.menu]
+    with pytest.raises(ValueError, match="no author of this scenario"):
+        PlannerEnv(no_groups, population=NoIntervention(), menu=DEFAULT_MENU)
+
+
+def test_inject_returns_new_observations_and_leaves_earlier_ones(scenario):
+    env = PopulationEnv(scenario, warmup=16, agents_per_step=8, action_mode="label")
+    before, _ = env.reset(seed=0)
+    kept = {agent: dict(obs) for agent, obs in before.items()}
+    after = env.inject(
+        ["Fact check: false."], [SDQC.index("deny")], planner_module.OFFICIAL_ACCOUNT
+    )
+    for agent, observation in before.items():
+        assert observation["mean_field"] == kept[agent]["mean_field"]
+        assert after[agent]["mean_field"] != observation["mean_field"]
+
+
+def test_text_over_budget_is_not_labelled(scenario):
+    env = _make(scenario, action_mode="text", budget=0)
+    env.reset(seed=0)
+    _, _, _, _, infos = env.step({PLANNER: "zzz"})  # the labeller cannot label it
+    assert infos[PLANNER]["over_budget"] and env.stats["fallback"] == 0

@@ -85,6 +85,7 @@ def test_llm_planner_plays_text_and_menu_episodes_reproducibly():
     model, tokenizer = build_tiny_model_and_tokenizer()
     backend = TransformersBackend(model, tokenizer=tokenizer, threads=1)
     params = GenerationParams(max_new_tokens=8, temperature=1.0)
+    assert LLMPlanner.for_env(backend, _make(0)).params.max_new_tokens == 32  # the default
     for mode in ("text", "menu"):
         env = _make(0, action_mode=mode, budget=2)
         planner = LLMPlanner.for_env(backend, env, params=params)
@@ -193,3 +194,17 @@ def test_training_report_plots_the_planners_reward(tmp_path):
         "".join(json.dumps({"stage": "reinforce", "step": s, "reward": -s}) + "\n" for s in (1, 2))
     )
     assert plot_training_report(log, tmp_path / "report.png") == tmp_path / "report.png"
+
+
+def test_a_trained_menu_planner_plays_on_a_smaller_menu(tmp_path):
+    config = ReinforceConfig(iterations=2, episodes_per_iteration=2, save_steps=1)
+    train_reinforce(_make, 1, config, tmp_path, progress=False)
+    planner = LinearMenuPlanner.load(tmp_path / "planner.json")
+    assert planner.options == [option.name for option in _make(0).menu]
+    smaller = planner.for_options(["wait", "calm", "debunk"])
+    np.testing.assert_array_equal(smaller.weights, planner.weights[[0, 3, 1]])
+    with pytest.raises(ValueError, match="not trained with"):
+        planner.for_options(["wait", "shout"])
+    # A resumed run asked for fewer iterations than its checkpoints have: refused.
+    with pytest.raises(ValueError, match="past the"):
+        train_reinforce(_make, 1, ReinforceConfig(iterations=1), tmp_path, resume=True)

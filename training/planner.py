@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from training.report import read_log
 from training.run_folder import (
     JsonlLogCallback,
     LoraSettings,
@@ -72,8 +73,10 @@ class LinearMenuPlanner:
         decisions: int,
         greedy: bool = False,
         seed: int | None = None,
+        options: Sequence[str] | None = None,
     ) -> None:
         self.weights = np.asarray(weights, dtype=np.float64)
+        self.options = None if options is None else list(options)
         self.budget = budget
         self.decisions = decisions
         self.greedy = greedy
@@ -112,11 +115,31 @@ class LinearMenuPlanner:
             actions[agent] = int(p.argmax()) if self.greedy else int(self._rng.choice(p.size, p=p))
         return actions
 
+    def for_options(self, names: Sequence[str]) -> LinearMenuPlanner:
+        """This planner on a menu with options ``names`` (a subset of its own, in any
+        order: a planner trained with the targeted option plays where it is absent)."""
+        if self.options is None:
+            raise ValueError("this planner does not know its options' names")
+        unknown = [name for name in names if name not in self.options]
+        if unknown:
+            raise ValueError(f"the planner was not trained with options {unknown}")
+        rows = [self.options.index(name) for name in names]
+        planner = LinearMenuPlanner(
+            self.weights[rows],
+            budget=self.budget,
+            decisions=self.decisions,
+            greedy=self.greedy,
+            options=names,
+        )
+        planner._rng = self._rng
+        return planner
+
     def to_json(self) -> dict[str, Any]:
         return {
             "weights": self.weights.tolist(),
             "budget": self.budget,
             "decisions": self.decisions,
+            "options": self.options,
         }
 
     @classmethod
@@ -126,6 +149,7 @@ class LinearMenuPlanner:
             np.asarray(data["weights"]),
             budget=data["budget"],
             decisions=data["decisions"],
+            options=data.get("options"),
             **kwargs,
         )
 
@@ -180,8 +204,11 @@ def train_reinforce(
     from tqdm.auto import tqdm
 
     envs = [make_env(i) for i in range(n_scenarios)]
+    menu = getattr(envs[0], "menu", None)  # names, where the env has a menu attribute
     planner = LinearMenuPlanner.for_spaces(
-        envs[0].observation_space(PLANNER), envs[0].action_space(PLANNER)
+        envs[0].observation_space(PLANNER),
+        envs[0].action_space(PLANNER),
+        options=None if menu is None else [option.name for option in menu],
     )
     checkpoints = out / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
@@ -189,11 +216,15 @@ def train_reinforce(
     if resume:
         saved = sorted(checkpoints.glob("step-*.json"), key=lambda p: int(p.stem.split("-")[1]))
         if saved:
-            planner = LinearMenuPlanner.load(saved[-1])
             start = int(saved[-1].stem.split("-")[1])
+            if start > config.iterations:
+                raise ValueError(
+                    f"{out} has a checkpoint at iteration {start}, past the "
+                    f"{config.iterations} iterations asked for"
+                )
+            planner = LinearMenuPlanner.load(saved[-1])
     log_path = out / "log.jsonl"
     started = time.perf_counter()
-    returns_log: list[float] = []
     bar = tqdm(
         range(start, config.iterations),
         desc="reinforce",
@@ -226,7 +257,6 @@ def train_reinforce(
                 count += 1
         planner.weights += config.learning_rate * grad / max(count, 1)
         mean_return = float(np.mean([g[0] for g in togo]))
-        returns_log.append(mean_return)
         interventions = float(
             np.mean([sum(a != 0 for a in actions) for _, actions, _, _ in episodes])
         )
@@ -249,9 +279,10 @@ def train_reinforce(
         "train_seconds": time.perf_counter() - started,
         "config": asdict(config),
     }
-    if returns_log:
-        summary["return first"] = returns_log[0]
-        summary["return last"] = returns_log[-1]
+    returns = read_log(log_path).get("reinforce", {}).get("reward", {})  # the whole run's
+    if returns:
+        summary["return first"] = returns[min(returns)]
+        summary["return last"] = returns[max(returns)]
     return summary
 
 
@@ -343,21 +374,29 @@ def train_grpo_planner(
     envs = [make_env(i) for i in range(n_scenarios)]
     if envs[0].action_mode != "text":
         raise ValueError("the GRPO planner trains in text mode (action_mode='text')")
-    points = decision_points(
-        make_env, n_scenarios, config.max_steps * config.states_per_step, config.seed
-    )
+    # One decision point per distinct prompt: the rollout finds a group's start state by
+    # its prompt. (Decision 0 of an event looks the same under every seed: its warm-up is
+    # the real reactions; such repeats are drawn again.)
+    wanted = config.max_steps * config.states_per_step
     states: dict[str, dict[str, Any]] = {}
     rows = []
-    for point in points:
+    for point in decision_points(make_env, n_scenarios, 20 * wanted, config.seed):
         env = envs[point["scenario"]]
         observation = _advance(env, point["seed"], point["decision"])
         prompt = render_chat(
             tokenizer,
             planner_prompt(observation, labels=env.scheme.labels, target=env.target),
         )
-        states.setdefault(prompt, point)  # identical prompts are one state to the planner
-        rows.append({"prompt": prompt})
+        if prompt not in states:
+            states[prompt] = point
+            rows.append({"prompt": prompt})
+        if len(rows) == wanted:
+            break
     returns_seen: list[float] = []
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    end_ids = {tokenizer.eos_token_id}
+    end_ids.update(configured if isinstance(configured, list) else [configured])
+    end_ids.discard(None)
 
     def rollout(prompts: list[str], trainer: Any) -> dict[str, Any]:
         unwrapped = trainer.accelerator.unwrap_model(trainer.model)
@@ -367,7 +406,7 @@ def train_grpo_planner(
             padding=True,
             padding_side="left",
             add_special_tokens=False,
-        )
+        ).to(unwrapped.device)
         was_training = unwrapped.training
         unwrapped.eval()
         torch.manual_seed(config.seed * 100_003 + trainer.state.global_step)
@@ -388,8 +427,9 @@ def train_grpo_planner(
         for i, prompt in enumerate(prompts):
             ids = encoded["input_ids"][i][encoded["attention_mask"][i].bool()].tolist()
             completion = output[i, width:].tolist()
-            if tokenizer.eos_token_id in completion:  # keep the end token, drop the padding
-                completion = completion[: completion.index(tokenizer.eos_token_id) + 1]
+            ends = [j for j, token in enumerate(completion) if token in end_ids]
+            if ends:  # keep the end token, drop the padding after it
+                completion = completion[: ends[0] + 1]
             message, _ = parse_planner_reply(tokenizer.decode(completion, skip_special_tokens=True))
             point = states[prompt]
             rewards.append(steering_return(envs[point["scenario"]], point, str(message)))
@@ -422,6 +462,8 @@ def train_grpo_planner(
         ),
         num_generations=config.num_generations,
         max_completion_length=config.message_tokens,
+        temperature=config.temperature,  # the log-probabilities of what rollout sampled
+        top_k=50,
         beta=0.0,
         shuffle_dataset=False,
     )
@@ -444,7 +486,7 @@ def train_grpo_planner(
     summary: dict[str, Any] = {
         "method": "grpo",
         "steps": trainer.state.global_step,
-        "decision_points": len(states),
+        "decision_points": len(rows),
         "messages_sampled": len(returns_seen),
         "train_seconds": time.perf_counter() - started,
         "resumed_from": checkpoint.name if checkpoint else None,

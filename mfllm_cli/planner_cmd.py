@@ -76,9 +76,10 @@ def parse_target(text: str | None) -> dict[str, float] | None:
 
 
 def planner_env_factory(
-    args: argparse.Namespace, scenarios: Sequence[Scenario], action_mode: str
-) -> Callable[[int], PlannerEnv]:
-    """``make_env(i)``: a planner env for scenario ``i`` with a fresh population."""
+    args: argparse.Namespace, scenarios: Sequence[Scenario]
+) -> Callable[..., PlannerEnv]:
+    """``make_env(i, action_mode="menu")``: a planner env for scenario ``i`` with a fresh
+    population (an LLM population's models are loaded once, here)."""
     for name in ("every", "agents_per_step", "max_new_tokens", "summary_tokens"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
@@ -90,12 +91,13 @@ def planner_env_factory(
         "horizon": args.horizon,
         "target": target,
         "distance": args.distance,
-        "action_mode": action_mode,
         "warmup": args.warmup,
         "agents_per_step": args.agents_per_step,
     }
     if args.population == "synthetic":
-        return lambda i: PlannerEnv(scenarios[i], "synthetic", **options)
+        return lambda i, action_mode="menu": PlannerEnv(
+            scenarios[i], "synthetic", action_mode=action_mode, **options
+        )
     from agents.backends import GenerationParams, load_backend
     from agents.mean_field import LLMMeanField
     from agents.policies import LLMPolicy
@@ -115,9 +117,10 @@ def planner_env_factory(
         share_labels=scheme.names(scenarios[0].language),
     )
     summary = GenerationParams(max_new_tokens=args.summary_tokens)
-    return lambda i: PlannerEnv(
+    return lambda i, action_mode="menu": PlannerEnv(
         scenarios[i],
         policy,
+        action_mode=action_mode,
         mean_field=LLMMeanField(mean_field_backend, params=summary, seed=i),
         **options,
     )
@@ -200,7 +203,12 @@ def run_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     _progress_off(args)
     scenarios = _scenarios(args.scenarios, args.limit)
-    make_env = planner_env_factory(args, scenarios, "text" if grpo else "menu")
+    new_env = planner_env_factory(args, scenarios)
+    mode = "text" if grpo else "menu"
+
+    def make_env(i: int) -> PlannerEnv:
+        return new_env(i, action_mode=mode)
+
     if grpo:
         config: Any = GRPOPlannerConfig(
             max_steps=args.max_steps,
@@ -346,9 +354,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ValueError("--seeds names no seed")
     _progress_off(args)
     scenarios = _scenarios(args.scenarios, args.limit)
-    needs_text = any(n.partition("=")[0] == "llm" for n in names)
-    menu_env = planner_env_factory(args, scenarios, "menu")
-    text_env = planner_env_factory(args, scenarios, "text") if needs_text else None
+    new_env = planner_env_factory(args, scenarios)
     args.out.mkdir(parents=True, exist_ok=True)
     config = {
         k: (str(v) if isinstance(v, Path) else v)
@@ -383,7 +389,7 @@ def run_eval(args: argparse.Namespace) -> int:
             text_mode = name.partition("=")[0] == "llm"
             key = ("text" if text_mode else "menu", i)
             if key not in envs:
-                envs[key] = (text_env if text_mode else menu_env)(i)  # type: ignore[misc]
+                envs[key] = new_env(i, action_mode=key[0])
             env = envs[key]
             started = time.perf_counter()
             record = run_planner_episode(env, _planner(name, env, args, cache), seed)
@@ -396,7 +402,7 @@ def run_eval(args: argparse.Namespace) -> int:
             rows.append(record)
             handle.write(json.dumps(record) + "\n")
             handle.flush()
-    labels = envs[next(iter(envs))].scheme.labels if envs else menu_env(0).scheme.labels
+    labels = (next(iter(envs.values())) if envs else new_env(0)).scheme.labels
     wanted = {(n, s.scenario_id, seed) for n in names for s in scenarios for seed in seeds}
     rows = [r for r in rows if (r["planner"], r["scenario"], r["seed"]) in wanted]
     results = summarise(rows, names, labels)

@@ -208,3 +208,18 @@ def test_a_trained_menu_planner_plays_on_a_smaller_menu(tmp_path):
     # A resumed run asked for fewer iterations than its checkpoints have: refused.
     with pytest.raises(ValueError, match="past the"):
         train_reinforce(_make, 1, ReinforceConfig(iterations=1), tmp_path, resume=True)
+
+
+def test_cli_evaluates_an_llm_planner_against_an_llm_population(tmp_path, tiny_model_dir):
+    out = tmp_path / "eval"
+    argv = ["planner-eval", "--scenarios", "synthetic:0", "--horizon", "16", "--every", "1"]
+    argv += ["--population", "mf", "--model", str(tiny_model_dir), "--planners", "none,llm"]
+    argv += ["--seeds", "0,1", "--max-new-tokens", "4", "--summary-tokens", "4"]
+    assert main([*argv, "--threads", "1", "--no-progress", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and {r["planner"] for r in rows} == {"none", "llm"}
+    for row in rows:
+        assert row["decisions"] == 2 and len(row["final_shares"]) == 4
+        # Every message of the text planner went into the reaction stream.
+        assert len(row["injected"]) == row["interventions"]
+        assert row["interventions"] == sum(1 for d in row["decision_log"] if d["intervention"])

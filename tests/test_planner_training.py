@@ -21,7 +21,9 @@ from training.planner import (
     GRPOPlannerConfig,
     LinearMenuPlanner,
     ReinforceConfig,
+    cut_at_end,
     decision_points,
+    decision_states,
     steering_return,
     train_grpo_planner,
     train_reinforce,
@@ -223,3 +225,29 @@ def test_cli_evaluates_an_llm_planner_against_an_llm_population(tmp_path, tiny_m
         # Every message of the text planner went into the reaction stream.
         assert len(row["injected"]) == row["interventions"]
         assert row["interventions"] == sum(1 for d in row["decision_log"] if d["intervention"])
+
+
+def test_decision_states_are_one_per_distinct_prompt():
+    envs = [_make(i, action_mode="text") for i in range(2)]
+    states = decision_states(envs, lambda obs, env: repr(_rows(obs)), count=12, seed=0)
+    assert len(states) == 12
+    # Decision 0 of an event is the same prompt under every seed: it appears once at most.
+    firsts = [p for p in states.values() if p["decision"] == 0]
+    assert len({p["scenario"] for p in firsts}) == len(firsts)
+    # Each prompt replays to the observation it was rendered from.
+    prompt, point = next(iter(states.items()))
+    env = envs[point["scenario"]]
+    observations, _ = env.reset(seed=point["seed"])
+    for _ in range(point["decision"]):
+        observations, *_ = env.step({PLANNER: ""})
+    assert repr(_rows(observations[PLANNER])) == prompt
+
+
+def _rows(observation):
+    return (observation["step_shares"].tolist(), int(observation["steps_left"]))
+
+
+def test_completions_are_cut_after_the_first_end_token():
+    assert cut_at_end([5, 6, 2, 0, 0], {2, 3}) == [5, 6, 2]
+    assert cut_at_end([5, 3, 2, 0], {2, 3}) == [5, 3]  # any of the model's end ids
+    assert cut_at_end([5, 6, 7], {2}) == [5, 6, 7]  # cut by length: nothing to drop

@@ -337,6 +337,32 @@ def decision_points(
     return points
 
 
+def decision_states(
+    envs: Sequence[Any], render: Callable[[Any, Any], str], count: int, seed: int
+) -> dict[str, dict[str, Any]]:
+    """Up to ``count`` decision points keyed by their prompt (``render(observation,
+    env)``), one per distinct prompt: the rollout finds a group's start state by its
+    prompt. Decision 0 of an event looks the same under every seed (its warm-up is the
+    real reactions); such repeats are drawn again, 20 draws per wanted point at most."""
+    states: dict[str, dict[str, Any]] = {}
+    for point in decision_points(lambda i: envs[i], len(envs), 20 * count, seed):
+        env = envs[point["scenario"]]
+        prompt = render(_advance(env, point["seed"], point["decision"]), env)
+        states.setdefault(prompt, point)
+        if len(states) == count:
+            break
+    return states
+
+
+def cut_at_end(completion: list[int], end_ids: set[int]) -> list[int]:
+    """A sampled completion up to and including its first end token (any of the model's
+    end-of-turn ids): what follows is padding, which must not be trained on."""
+    for j, token in enumerate(completion):
+        if token in end_ids:
+            return completion[: j + 1]
+    return completion
+
+
 def steering_return(env: Any, point: Mapping[str, int], message: str) -> float:
     """The return from ``point``'s decision on when the planner posts ``message`` there
     (``""``: waits) and waits afterwards."""
@@ -374,24 +400,15 @@ def train_grpo_planner(
     envs = [make_env(i) for i in range(n_scenarios)]
     if envs[0].action_mode != "text":
         raise ValueError("the GRPO planner trains in text mode (action_mode='text')")
-    # One decision point per distinct prompt: the rollout finds a group's start state by
-    # its prompt. (Decision 0 of an event looks the same under every seed: its warm-up is
-    # the real reactions; such repeats are drawn again.)
-    wanted = config.max_steps * config.states_per_step
-    states: dict[str, dict[str, Any]] = {}
-    rows = []
-    for point in decision_points(make_env, n_scenarios, 20 * wanted, config.seed):
-        env = envs[point["scenario"]]
-        observation = _advance(env, point["seed"], point["decision"])
-        prompt = render_chat(
-            tokenizer,
-            planner_prompt(observation, labels=env.scheme.labels, target=env.target),
-        )
-        if prompt not in states:
-            states[prompt] = point
-            rows.append({"prompt": prompt})
-        if len(rows) == wanted:
-            break
+    states = decision_states(
+        envs,
+        lambda observation, env: render_chat(
+            tokenizer, planner_prompt(observation, labels=env.scheme.labels, target=env.target)
+        ),
+        config.max_steps * config.states_per_step,
+        config.seed,
+    )
+    rows = [{"prompt": prompt} for prompt in states]
     returns_seen: list[float] = []
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     end_ids = {tokenizer.eos_token_id}
@@ -426,10 +443,7 @@ def train_grpo_planner(
         prompt_ids, completion_ids, rewards = [], [], []
         for i, prompt in enumerate(prompts):
             ids = encoded["input_ids"][i][encoded["attention_mask"][i].bool()].tolist()
-            completion = output[i, width:].tolist()
-            ends = [j for j, token in enumerate(completion) if token in end_ids]
-            if ends:  # keep the end token, drop the padding after it
-                completion = completion[: ends[0] + 1]
+            completion = cut_at_end(output[i, width:].tolist(), end_ids)
             message, _ = parse_planner_reply(tokenizer.decode(completion, skip_special_tokens=True))
             point = states[prompt]
             rewards.append(steering_return(envs[point["scenario"]], point, str(message)))
@@ -486,7 +500,7 @@ def train_grpo_planner(
     summary: dict[str, Any] = {
         "method": "grpo",
         "steps": trainer.state.global_step,
-        "decision_points": len(rows),
+        "decision_points": len(states),
         "messages_sampled": len(returns_seen),
         "train_seconds": time.perf_counter() - started,
         "resumed_from": checkpoint.name if checkpoint else None,

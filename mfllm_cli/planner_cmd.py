@@ -520,7 +520,7 @@ def plot_planner_shares(
         if not runs:
             continue
         length = min(len(r["trajectory"]) for r in runs)
-        x = [r["trajectory"][t]["reactions"][1] for t in range(length) for r in runs[:1]]
+        x = [step["reactions"][1] for step in runs[0]["trajectory"][:length]]
         values = np.array([[step["cumulative"] for step in r["trajectory"][:length]] for r in runs])
         for j, ax in enumerate(axes):
             label = display_name(name, names)

@@ -290,7 +290,6 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
         self.max_message_length = max_message_length
         self.render_mode = render_mode
         self.warmup = warmup
-        n = len(pop.possible_agents)
         self._first_step = warmup // agents_per_step  # the first step with a reaction to plan for
         self.num_decisions = math.ceil((pop.num_steps - self._first_step) / every)
         if action_mode == "text":
@@ -313,7 +312,6 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
             if action_mode == "menu"
             else FreeText(max_message_length)
         )
-        self._n_reactions = n
         self.np_random, self._seed = seeding.np_random(None)
         self._reset_episode_state()
 

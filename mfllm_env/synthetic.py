@@ -364,10 +364,15 @@ class SyntheticResponse:
 
     def probabilities(self, agent: str) -> np.ndarray:
         """P(label) of an active agent now."""
+        return self._probabilities(agent, self._world_counts())
+
+    def _world_counts(self) -> np.ndarray:
+        ids = self.env.world_label_ids
+        return np.bincount(ids[ids >= 0], minlength=SDQC.size).astype(np.float64)
+
+    def _probabilities(self, agent: str, counts: np.ndarray) -> np.ndarray:
         index = self.env.reaction_index(agent)
         author = self.env.scenario.reactions[index].author
-        ids = self.env.world_label_ids
-        counts = np.bincount(ids[ids >= 0], minlength=SDQC.size).astype(np.float64)
         return self._population.label_probabilities(
             self._logits[author.author_id],
             counts,
@@ -378,7 +383,8 @@ class SyntheticResponse:
         )
 
     def act(self, observations: Mapping[str, Any]) -> dict[str, int]:
+        counts = self._world_counts()  # the same for every agent of the step
         return {
-            agent: int(self._rng.choice(SDQC.size, p=self.probabilities(agent)))
+            agent: int(self._rng.choice(SDQC.size, p=self._probabilities(agent, counts)))
             for agent in observations
         }

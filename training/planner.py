@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from mfllm_env.planner import PLANNER
 from training.report import read_log
 from training.run_folder import (
     JsonlLogCallback,
@@ -42,9 +43,6 @@ from training.run_folder import (
     trainer_arguments,
     write_json,
 )
-
-PLANNER = "planner"
-
 
 # -- the classic-RL planner -------------------------------------------------------------
 
@@ -108,12 +106,15 @@ class LinearMenuPlanner:
         p = np.exp(logits - logits.max())
         return p / p.sum(), x
 
+    def choose(self, p: np.ndarray) -> int:
+        """An option from probabilities ``p``: the likeliest when greedy, else a sample."""
+        return int(p.argmax()) if self.greedy else int(self._rng.choice(p.size, p=p))
+
     def act(self, observations: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
-        actions = {}
-        for agent, observation in observations.items():
-            p, _ = self.probabilities(observation)
-            actions[agent] = int(p.argmax()) if self.greedy else int(self._rng.choice(p.size, p=p))
-        return actions
+        return {
+            agent: self.choose(self.probabilities(observation)[0])
+            for agent, observation in observations.items()
+        }
 
     def for_options(self, names: Sequence[str]) -> LinearMenuPlanner:
         """This planner on a menu with options ``names`` (a subset of its own, in any
@@ -178,7 +179,7 @@ def _play(env: Any, planner: LinearMenuPlanner, seed: int) -> tuple[list, list, 
     xs, actions, probs, rewards = [], [], [], []
     while env.agents:
         p, x = planner.probabilities(observations[PLANNER])
-        action = planner.act(observations)[PLANNER]
+        action = planner.choose(p)
         observations, reward, *_ = env.step({PLANNER: action})
         xs.append(x)
         actions.append(action)

@@ -20,6 +20,7 @@ from mfllm_env.planner import BASELINE_PLANNERS, DISTANCES, PlannerEnv, run_plan
 from mfllm_env.scenario import Scenario
 
 POPULATIONS = ("synthetic", "mf")
+EPISODE_KEYS = ("planner", "scenario", "seed", "return", "final_shares", "trajectory")
 
 
 def add_planner_env_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,15 +136,6 @@ def _scenarios(spec: str, limit: int | None) -> list[Scenario]:
     return scenarios
 
 
-def _progress_off(args: argparse.Namespace) -> None:
-    if args.no_progress:
-        import datasets
-        from transformers.utils import logging
-
-        logging.disable_progress_bar()
-        datasets.disable_progress_bars()
-
-
 # -- mfllm train planner -----------------------------------------------------------------
 
 
@@ -188,7 +180,14 @@ def run_train(args: argparse.Namespace) -> int:
         train_reinforce,
     )
     from training.report import plot_training_report
-    from training.run_folder import LoraSettings, load_trainable, prepare_run_folder, write_json
+    from training.run_folder import (
+        LoraSettings,
+        command_config,
+        hide_progress_bars,
+        load_trainable,
+        prepare_run_folder,
+        write_json,
+    )
 
     grpo = args.method == "grpo"
     if args.max_steps is None:
@@ -201,7 +200,8 @@ def run_train(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    _progress_off(args)
+    if args.no_progress:
+        hide_progress_bars()
     scenarios = _scenarios(args.scenarios, args.limit)
     new_env = planner_env_factory(args, scenarios)
     mode = "text" if grpo else "menu"
@@ -230,11 +230,7 @@ def run_train(args: argparse.Namespace) -> int:
             save_steps=args.save_steps,
             seed=args.seed,
         )
-    settings = {
-        k: (str(v) if isinstance(v, Path) else v)
-        for k, v in vars(args).items()
-        if k not in {"func", "resume", "no_progress"}
-    }
+    settings = command_config(args, {"func", "resume", "no_progress"})
     prepare_run_folder(args.out, settings, resume=args.resume)
     print(f"training a {args.method} planner on {len(scenarios)} scenario(s)", file=sys.stderr)
     if grpo:
@@ -329,21 +325,11 @@ def _planner_names(text: str) -> list[str]:
     return names
 
 
-def _read_done(path: Path) -> list[dict[str, Any]]:
-    """Finished episodes of an earlier run; a half-written last line is dropped."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            print(f"dropped a broken line of {path.name}; its episode is replayed", file=sys.stderr)
-    return rows
-
-
 def run_eval(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
+
+    from mfllm_env.benchmark import read_records
+    from training.run_folder import command_config, hide_progress_bars, prepare_run_folder
 
     names = _planner_names(args.planners)
     try:
@@ -352,26 +338,22 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
     if not seeds:
         raise ValueError("--seeds names no seed")
-    _progress_off(args)
+    if args.no_progress:
+        hide_progress_bars()
     scenarios = _scenarios(args.scenarios, args.limit)
     new_env = planner_env_factory(args, scenarios)
-    args.out.mkdir(parents=True, exist_ok=True)
-    config = {
-        k: (str(v) if isinstance(v, Path) else v)
-        for k, v in vars(args).items()
-        if k not in {"func", "resume", "no_progress", "planners", "seeds"}
-    }
-    config_path = args.out / "config.json"
-    if config_path.exists():
-        if not args.resume:
-            raise ValueError(f"{args.out} holds an evaluation; pass --resume or another --out")
-        before = json.loads(config_path.read_text())
-        changed = sorted(k for k in set(before) | set(config) if before.get(k) != config.get(k))
-        if changed:
-            raise ValueError(f"cannot resume {args.out}: settings differ in {', '.join(changed)}")
-    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    # Planners and seeds may be added on resume; every setting of how episodes are played
+    # (threads included) must stay.
+    config = command_config(args, {"func", "resume", "no_progress", "planners", "seeds"})
+    prepare_run_folder(
+        args.out, config, resume=args.resume, kind="a planner evaluation", resumable=frozenset()
+    )
     episodes_path = args.out / "episodes.jsonl"
-    rows = _read_done(episodes_path)
+    rows, broken = read_records(episodes_path, EPISODE_KEYS, "a planner episode record")
+    if broken:
+        print(
+            f"dropped {broken} broken line(s) of {episodes_path}; replaying them", file=sys.stderr
+        )
     # Rewrite without any broken line, so appends start on a clean line.
     episodes_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     done = {(r["planner"], r["scenario"], r["seed"]) for r in rows}

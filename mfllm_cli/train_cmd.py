@@ -147,11 +147,9 @@ def _checked(args: argparse.Namespace) -> None:
     if args.dev_examples < 0:
         raise ValueError("--dev-examples must be >= 0")
     if args.no_progress:
-        import datasets
-        from transformers.utils import logging
+        from training.run_folder import hide_progress_bars
 
-        logging.disable_progress_bar()
-        datasets.disable_progress_bars()
+        hide_progress_bars()
     if args.save_steps is not None and args.save_steps < 1:
         raise ValueError("--save-steps must be >= 1")
     if args.threads is not None:
@@ -163,10 +161,9 @@ def _checked(args: argparse.Namespace) -> None:
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"func", "max_steps_default", "resume", "no_progress"}
-    return {
-        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in skip
-    }
+    from training.run_folder import command_config
+
+    return command_config(args, {"func", "max_steps_default", "resume", "no_progress"})
 
 
 def _policy_config(

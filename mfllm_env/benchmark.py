@@ -120,13 +120,19 @@ def _finite_or_other(value: Any) -> bool:
     return not (isinstance(value, float) and not math.isfinite(value))
 
 
-def read_records(path: str | Path) -> tuple[list[dict[str, Any]], int]:
-    """The records of a benchmark's ``episodes.jsonl`` and the number of unreadable lines.
+def read_records(
+    path: str | Path,
+    keys: Sequence[str] = RECORD_KEYS,
+    what: str = "a benchmark episode record",
+) -> tuple[list[dict[str, Any]], int]:
+    """The records of an ``episodes.jsonl`` (a benchmark's by default; ``keys`` are the
+    keys every record has, ``what`` names them in errors) and the number of unreadable
+    lines.
 
     A run killed while writing leaves at most a broken last line; it is counted and
     skipped (that episode is played again on resume), never fatal. A line that is valid
     JSON but lacks a record's keys raises ``ValueError`` naming the line: that file was
-    not written by a benchmark.
+    not written by the command reading it.
     """
     path = Path(path)
     if not path.exists():
@@ -141,10 +147,8 @@ def read_records(path: str | Path) -> tuple[list[dict[str, Any]], int]:
             except json.JSONDecodeError:
                 broken += 1
                 continue
-            if not isinstance(record, dict) or any(key not in record for key in RECORD_KEYS):
-                raise ValueError(
-                    f"{path}:{number} is not a benchmark episode record (needs {RECORD_KEYS})"
-                )
+            if not isinstance(record, dict) or any(key not in record for key in keys):
+                raise ValueError(f"{path}:{number} is not {what} (needs {tuple(keys)})")
             records.append(record)
     return records, broken
 

@@ -5,12 +5,27 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def plain(value):
+    """``value`` with numpy arrays and scalars as Python lists and numbers (nested dicts,
+    lists and tuples too), so that whole episode traces compare with ``==``."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def shared_data_dir() -> Path:

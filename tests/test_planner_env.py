@@ -36,6 +36,7 @@ from mfllm_env.synthetic import (
     SyntheticPopulation,
     SyntheticResponse,
 )
+from tests.conftest import plain
 
 SUPPORT = SDQC.index("support")
 QUERY = SDQC.index("query")
@@ -54,18 +55,6 @@ def scenario():
 
 def _make(scenario, **kwargs) -> PlannerEnv:
     return pettingzoo.make("parallel", "mfllm/Planner-v0", scenario=scenario, **kwargs)
-
-
-def _normalise(value):
-    if isinstance(value, dict):
-        return {k: _normalise(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_normalise(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 # -- 1. PettingZoo API ----------------------------------------------------------------------
@@ -129,13 +118,13 @@ def test_text_mode_message_is_labelled_posted_and_shown(scenario):
 
 def test_same_seed_same_episode(scenario):
     env = _make(scenario)
-    first = _normalise(run_planner_episode(env, RandomPlanner(env), seed=7))
+    first = plain(run_planner_episode(env, RandomPlanner(env), seed=7))
     env = _make(scenario)
-    second = _normalise(run_planner_episode(env, RandomPlanner(env, seed=123), seed=7))
+    second = plain(run_planner_episode(env, RandomPlanner(env, seed=123), seed=7))
     assert first == second
     assert len(first["decision_log"]) == env.num_decisions == 6
     assert first["interventions"] > 0  # a random planner does intervene
-    third = _normalise(run_planner_episode(env, RandomPlanner(env), seed=8))
+    third = plain(run_planner_episode(env, RandomPlanner(env), seed=8))
     assert third["trajectory"] != first["trajectory"]
     assert third["return"] != first["return"]
 
@@ -148,7 +137,7 @@ def test_same_seed_same_observations_and_rewards(scenario):
         actions = iter([DOUBT, 0, DEBUNK])
         while env.agents:
             trace.append(env.step({PLANNER: next(actions)}))
-        return _normalise(trace), _normalise(env.summary())
+        return plain(trace), plain(env.summary())
 
     assert rollout(3) == rollout(3)
     assert rollout(3) != rollout(4)

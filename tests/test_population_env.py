@@ -13,6 +13,7 @@ from pettingzoo.utils import parallel_to_aec
 import mfllm_env
 from mfllm_env import SDQC, HistogramMeanField, PopulationEnv, StepOutcome, synthetic_scenario
 from mfllm_env import population_env as population_env_module
+from tests.conftest import plain
 
 
 @pytest.fixture(scope="module")
@@ -58,27 +59,15 @@ def _rollout(env: PopulationEnv, seed: int) -> list:
     return trace
 
 
-def _normalise(value):
-    if isinstance(value, dict):
-        return {k: _normalise(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_normalise(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
-
-
 @pytest.mark.parametrize("action_mode", ["text", "label"])
 def test_same_seed_same_trajectory(scenario, action_mode):
     env = PopulationEnv(scenario, action_mode=action_mode, warmup=20)
-    first = _normalise(_rollout(env, seed=42))
-    second = _normalise(
-        _rollout(PopulationEnv(scenario, action_mode=action_mode, warmup=20), seed=42)
-    )
+    first = plain(_rollout(env, seed=42))
+    second = plain(_rollout(PopulationEnv(scenario, action_mode=action_mode, warmup=20), seed=42))
     assert first == second
     assert len(first) == env.num_steps + 1
     # A different seed gives different random actions, hence different labels.
-    third = _normalise(_rollout(env, seed=7))
+    third = plain(_rollout(env, seed=7))
     assert first != third
 
 

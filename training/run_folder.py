@@ -77,20 +77,28 @@ def load_trainable(spec: str | Path | Any, tokenizer: Any = None) -> tuple[Any, 
     return model, tokenizer
 
 
-def prepare_run_folder(out: Path, config: dict[str, Any], *, resume: bool) -> None:
-    """Create ``out`` and write ``config.json``; refuse to overwrite an earlier run unless
-    resuming, and refuse to resume a run with a different configuration."""
+def prepare_run_folder(
+    out: Path,
+    config: dict[str, Any],
+    *,
+    resume: bool,
+    kind: str = "a training run",
+    resumable: frozenset[str] | None = None,
+) -> None:
+    """Create ``out`` and write ``config.json``; refuse to overwrite an earlier run (``kind``
+    names it in the message) unless resuming, and refuse to resume a run with a different
+    configuration, except in the keys ``resumable`` (default :data:`RESUMABLE_CHANGES`)."""
+    resumable = RESUMABLE_CHANGES if resumable is None else resumable
     out.mkdir(parents=True, exist_ok=True)
     path = out / "config.json"
     if path.exists():
         if not resume:
             raise ValueError(
-                f"{out} already holds a training run; pass --resume to continue it or choose "
-                "another --out"
+                f"{out} already holds {kind}; pass --resume to continue it or choose another --out"
             )
         before = json.loads(path.read_text())
         changed = sorted(k for k in set(before) | set(config) if before.get(k) != config.get(k))
-        changed = [k for k in changed if k not in RESUMABLE_CHANGES]
+        changed = [k for k in changed if k not in resumable]
         if changed:
             raise ValueError(
                 f"cannot resume {out}: its configuration differs in {', '.join(changed)}"
@@ -101,6 +109,25 @@ def prepare_run_folder(out: Path, config: dict[str, Any], *, resume: bool) -> No
 RESUMABLE_CHANGES = frozenset({"threads", "max_steps", "policy_steps"})
 """Configuration keys a resumed run may change: threads, and how long to train (to stop
 a run early or extend it; the learning-rate schedule follows the new length)."""
+
+
+def command_config(args: Any, leave_out: set[str]) -> dict[str, Any]:
+    """A command's parsed arguments as a JSON-ready ``config.json`` (paths as strings),
+    less ``leave_out``."""
+    return {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in vars(args).items()
+        if k not in leave_out
+    }
+
+
+def hide_progress_bars() -> None:
+    """Silence transformers' and datasets' own progress bars (``--no-progress``)."""
+    import datasets
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    datasets.disable_progress_bars()
 
 
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:

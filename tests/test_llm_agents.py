@@ -4,6 +4,8 @@ and one end-to-end run of the real default model (SmolLM2)."""
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -136,6 +138,29 @@ def test_nll_of_the_real_reactions_is_scored(tiny_backend):
     metrics = result.metrics
     assert np.isfinite(metrics["nll_per_token"]) and metrics["nll_per_token"] > 0
     assert metrics["nll_per_reaction"] > metrics["nll_per_token"]
+
+
+def test_an_llm_run_prints_no_warnings(tiny_backend):
+    """transformers warns (a FutureWarning, and a once-per-process log line) when a model
+    gets its key/value cache under a deprecated name: a run with shared prompt prefixes (a
+    cache passed to generate), an LLM mean field and scoring shows neither."""
+    transformers_logger = logging.getLogger("transformers")
+    logging.Logger.warning_once.cache_clear()  # transformers' once-only log lines
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    transformers_logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            policy = LLMPolicy(tiny_backend, params=FAST, score_references=True)
+            env = _env(mean_field=LLMMeanField(tiny_backend, params=FAST))
+            (result,) = play_episodes([(env, 0)], policy)
+    finally:
+        transformers_logger.removeHandler(handler)
+    assert result.metrics["nll_per_token"] > 0
+    assert [str(w.message) for w in caught] == []
+    assert [r.getMessage() for r in records] == []
 
 
 def test_bad_backend_output_is_counted_not_fatal(tiny_backend):

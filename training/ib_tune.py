@@ -210,13 +210,15 @@ def shared_prompt_logprobs(
     for the group's rows (about G times less work than scoring each row on its own)."""
     import torch
 
+    from agents.backends.transformers_backend import CACHE_ARGUMENT
+
     groups: dict[tuple[int, ...], list[int]] = {}
     for row, prompt in enumerate(prompts):
         groups.setdefault(tuple(prompt), []).append(row)
     results: list[Any] = [None] * len(prompts)
     for prompt, rows in groups.items():
         prefix = model(input_ids=torch.tensor([prompt]), use_cache=True, logits_to_keep=1)
-        cache = prefix.past_key_values
+        cache = prefix[CACHE_ARGUMENT]
         cache.batch_repeat_interleave(len(rows))
         lengths = [len(targets[row]) for row in rows]
         width = max(max(lengths), 1)
@@ -226,7 +228,7 @@ def shared_prompt_logprobs(
         for i, row in enumerate(rows):
             ids[i, : lengths[i]] = torch.tensor(targets[row], dtype=torch.long)
             mask[i, len(prompt) : len(prompt) + lengths[i]] = 1
-        logits = model(input_ids=ids, attention_mask=mask, past_key_values=cache).logits
+        logits = model(input_ids=ids, attention_mask=mask, **{CACHE_ARGUMENT: cache}).logits
         # Target token k is predicted by the prompt's last position (k = 0) or by target
         # position k - 1.
         first = prefix.logits[:, -1:].expand(len(rows), 1, -1)

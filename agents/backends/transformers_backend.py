@@ -34,9 +34,18 @@ from transformers import (
     LogitsProcessorList,
     PreTrainedTokenizerBase,
 )
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from agents.backends.base import Completion, GenerationParams, Prompt, Score
 from agents.backends.chat import render_chat
+
+
+CACHE_ARGUMENT = (
+    "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+)
+"""The name under which this transformers passes a key/value :class:`~transformers.Cache`
+in and out of a model (``cache`` since the rename that deprecated ``past_key_values``,
+whose use prints a deprecation warning; ``past_key_values`` before it)."""
 
 
 def _offline() -> bool:
@@ -171,10 +180,10 @@ class TransformersBackend:
             options["logits_processor"] = LogitsProcessorList([sampler])
         if params.stop:
             options.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        if cache is not None:
+            options[CACHE_ARGUMENT] = cache
         with torch.inference_mode():
-            output = self.model.generate(
-                input_ids=input_ids, attention_mask=attention, past_key_values=cache, **options
-            )
+            output = self.model.generate(input_ids=input_ids, attention_mask=attention, **options)
         new_tokens = output[:, width:].tolist()
         completions = []
         for ids, row in zip(encoded, new_tokens, strict=True):
@@ -203,7 +212,7 @@ class TransformersBackend:
                 position_ids=positions,
                 use_cache=True,
                 logits_to_keep=1,
-            ).past_key_values
+            )[CACHE_ARGUMENT]
         row_group = [0] * len(encoded)
         suffixes: list[list[int]] = [[] for _ in encoded]
         for g, (length, rows) in enumerate(groups):

@@ -12,15 +12,15 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from agents.backends.base import BackendError, GenerationParams
+from agents.backends.base import BackendError, Completion, GenerationParams
 from agents.backends.default_model import gguf_path, model_dir
-from agents.backends.http import OpenAIBackend
+from agents.backends.http import _BODY_SNIPPET, SECRET_PIECE, OpenAIBackend, SecretScrubber
 from agents.backends.llama_server import LlamaServer
 
 PROMPTS = [
@@ -248,7 +248,10 @@ class FakeServer:
     """An OpenAI-like server: lists one model; the first ``fail_first`` completion
     requests answer ``status``, then valid completions (after ``delay`` seconds each).
     Records every request's body and Authorization header. ``echo_auth`` puts the
-    received Authorization header into error bodies (to check it is redacted)."""
+    received Authorization header into error bodies (to check it is redacted).
+    ``answer(n, auth)`` makes the JSON of the ``n``-th request's valid answer (default:
+    a completion saying ``answer n``); ``model_id`` is the listed model (default:
+    ``fake-model``; a callable gets the Authorization header)."""
 
     def __init__(
         self,
@@ -257,11 +260,15 @@ class FakeServer:
         status: int = 500,
         delay: float = 0.0,
         echo_auth: bool = False,
+        answer: Callable[[int, str | None], Any] | None = None,
+        model_id: str | Callable[[str | None], str] = "fake-model",
     ) -> None:
         self.fail_first = fail_first
         self.status = status
         self.delay = delay
         self.echo_auth = echo_auth
+        self.answer = answer or (lambda n, auth: _completion_json(f"answer {n}"))
+        self.model_id = model_id
         self.bodies: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
         self._lock = threading.Lock()
@@ -285,7 +292,9 @@ class FakeServer:
             def do_GET(self) -> None:
                 fake.auth.append(self.headers.get("Authorization"))
                 if self.path == "/v1/models":
-                    self._send(200, {"object": "list", "data": [{"id": "fake-model"}]})
+                    auth = self.headers.get("Authorization")
+                    model = fake.model_id if isinstance(fake.model_id, str) else fake.model_id(auth)
+                    self._send(200, {"object": "list", "data": [{"id": model}]})
                 else:
                     self._send(404, {"error": "not found"})
 
@@ -298,11 +307,14 @@ class FakeServer:
                     fake.auth.append(auth)
                     n = len(fake.bodies)
                 if n <= fake.fail_first:
-                    message = f"boom (you sent {auth})" if fake.echo_auth else "boom"
+                    # The key starts 12 characters before the end of the piece of the body
+                    # the backend quotes: a plain cut would keep its first 12 characters.
+                    pad = "." * (_BODY_SNIPPET - len('{"error": {"message": "boom Bearer ') - 12)
+                    message = f"boom {pad}{auth}" if fake.echo_auth else "boom"
                     self._send(fake.status, {"error": {"message": message}})
                     return
                 time.sleep(fake.delay)
-                self._send(200, _completion_json(f"answer {n}"))
+                self._send(200, fake.answer(n, auth))
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
@@ -327,7 +339,7 @@ def test_retries_then_success():
     assert completion.error is None
     assert completion.text == "answer 3"
     assert (completion.prompt_tokens, completion.completion_tokens) == (5, 1)
-    assert backend.stats == {"requests": 3, "retries": 2, "failures": 0}
+    assert backend.stats == {"requests": 3, "retries": 2, "failures": 0, "redacted": 0}
     assert backend.model == "fake-model"
 
 
@@ -340,7 +352,7 @@ def test_always_500_gives_error_completions():
     assert [c.text for c in out] == ["", ""]
     assert all(c.error and "HTTP 500" in c.error for c in out)
     assert all(c.prompt_tokens == c.completion_tokens == 0 for c in out)
-    assert backend.stats == {"requests": 6, "retries": 4, "failures": 2}
+    assert backend.stats == {"requests": 6, "retries": 4, "failures": 2, "redacted": 0}
 
 
 def test_client_error_is_not_retried():
@@ -350,7 +362,7 @@ def test_client_error_is_not_retried():
     ):
         (completion,) = backend.generate(PROMPTS[:1], GenerationParams())
     assert completion.error and "HTTP 400" in completion.error
-    assert backend.stats == {"requests": 1, "retries": 0, "failures": 1}
+    assert backend.stats == {"requests": 1, "retries": 0, "failures": 1, "redacted": 0}
 
 
 def test_429_is_retried():
@@ -373,7 +385,7 @@ def test_timeout_gives_error_completion():
         elapsed = time.monotonic() - start
     assert completion.text == "" and completion.error
     assert "timed out" in completion.error
-    assert backend.stats == {"requests": 2, "retries": 1, "failures": 1}
+    assert backend.stats == {"requests": 2, "retries": 1, "failures": 1, "redacted": 0}
     assert elapsed < 1.5  # two attempts of 0.3 s, not the server's 2 s
 
 
@@ -437,9 +449,29 @@ def test_unreachable_url_raises_at_construction():
     assert f"{url}/models" in str(err.value)
 
 
+SECRET = "sk-test-very-secret-123"
+
+
+def _leaked_pieces(text: str, secret: str = SECRET) -> list[str]:
+    """The pieces of ``secret`` of SECRET_PIECE characters that occur in ``text``."""
+    pieces = {secret[i : i + SECRET_PIECE] for i in range(len(secret) - SECRET_PIECE + 1)}
+    return sorted(p for p in pieces if p in text)
+
+
+def test_scrubber_removes_the_key_and_every_long_piece_of_it():
+    scrub = SecretScrubber(SECRET)
+    assert scrub(f"key {SECRET} end") == "key *** end"
+    assert scrub("cut: sk-test-very") == "cut: ***"  # the first 12 characters
+    assert scrub("tail: -secret-123!") == "tail: ***!"
+    assert scrub("two sk-test and ery-secret") == "two sk-test and ***"
+    assert scrub("short sk-test and 123") == "short sk-test and 123"  # under 8: harmless
+    assert scrub.changed == 4
+    assert SecretScrubber("abc")("xabcx abcd") == "x***x ***d"  # a short key: whole only
+    assert SecretScrubber(None)(SECRET) == SECRET
+
+
 def test_api_key_sent_and_never_shown(monkeypatch):
-    secret = "sk-test-very-secret-123"
-    monkeypatch.setenv("MFLLM_TEST_API_KEY", secret)
+    monkeypatch.setenv("MFLLM_TEST_API_KEY", SECRET)
     with (
         FakeServer(fail_first=10**6, echo_auth=True) as server,
         OpenAIBackend(
@@ -447,10 +479,112 @@ def test_api_key_sent_and_never_shown(monkeypatch):
         ) as backend,
     ):
         (completion,) = backend.generate(PROMPTS[:1], GenerationParams())
-    assert server.auth and all(a == f"Bearer {secret}" for a in server.auth)
-    assert completion.error and "boom" in completion.error
-    assert secret not in completion.error  # the server echoed it; the backend redacted it
-    assert secret not in repr(backend) and secret not in backend.name
+    assert server.auth and all(a == f"Bearer {SECRET}" for a in server.auth)
+    assert completion.error and "boom" in completion.error and "***" in completion.error
+    # The server echoed the key where the quoted body is cut: not even its start is kept.
+    assert _leaked_pieces(completion.error) == []
+    assert SECRET not in repr(backend) and SECRET not in backend.name
+    assert backend.stats["redacted"] == 1
+
+
+def test_key_echoed_in_answers_and_model_id_is_scrubbed(monkeypatch):
+    monkeypatch.setenv("MFLLM_TEST_API_KEY", SECRET)
+
+    def echo(n, auth):
+        return _completion_json(f"your key is {auth}; its start is {auth[7:19]}")
+
+    with (
+        FakeServer(answer=echo, model_id=lambda auth: f"model-of-{auth}") as server,
+        OpenAIBackend(server.base_url, api_key_env="MFLLM_TEST_API_KEY", **FAST) as backend,
+    ):
+        completions = backend.generate(PROMPTS, GenerationParams())
+    assert [c.text for c in completions] == ["your key is Bearer ***; its start is ***"] * 3
+    assert backend.model == "model-of-Bearer ***"
+    for text in (backend.name, repr(backend)):
+        assert _leaked_pieces(text) == []
+    assert backend.stats["redacted"] == 4  # the model id and three answers
+
+
+def test_a_run_writes_no_piece_of_the_key(monkeypatch, tmp_path):
+    """A server that echoes the key (whole, cut short, in answers and in errors) during a
+    whole simulation: no file of the run folder holds 8 characters of it."""
+    from agents.policies import LLMPolicy
+    from mfllm_env import PopulationEnv, synthetic_scenario
+    from mfllm_env.mean_field import RecentReactions
+    from mfllm_env.simulation import simulate
+
+    monkeypatch.setenv("MFLLM_TEST_API_KEY", SECRET)
+
+    def echo(n, auth):
+        return _completion_json(f"I do not believe it. {auth} {auth[:-3]} {auth[10:]}")
+
+    with (
+        FakeServer(fail_first=5, status=400, echo_auth=True, answer=echo) as server,
+        OpenAIBackend(server.base_url, api_key_env="MFLLM_TEST_API_KEY", **FAST) as backend,
+    ):
+        simulate(
+            [synthetic_scenario(seed=0, n_reactions=32)],
+            # Recent(k) lists the agents' own posts in the mean field: trajectory.jsonl has them.
+            lambda scenario: PopulationEnv(scenario, warmup=8, mean_field=RecentReactions(3)),
+            LLMPolicy(backend, params=GenerationParams(max_new_tokens=8)),
+            tmp_path / "run",
+            progress=False,
+        )
+    files = [path for path in (tmp_path / "run").rglob("*") if path.is_file()]
+    trajectory = (tmp_path / "run" / "trajectory.jsonl").read_text()
+    assert "***" in trajectory  # the echoes were there, scrubbed
+    assert {path.name: _leaked_pieces(path.read_bytes().decode("latin-1")) for path in files} == {
+        path.name: [] for path in files
+    }
+    assert backend.stats["redacted"] == 32  # 5 errors and 27 answers, one per agent
+
+
+def test_api_key_a_header_cannot_carry_is_refused_without_showing_it(monkeypatch):
+    monkeypatch.setenv("MFLLM_TEST_API_KEY", "sk-ünicode-key-123")
+    with pytest.raises(BackendError, match=r"\$MFLLM_TEST_API_KEY has characters") as error:
+        OpenAIBackend("http://127.0.0.1:9/v1", api_key_env="MFLLM_TEST_API_KEY")
+    assert "nicode-key" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("usage", "field"),
+    [
+        ({"prompt_tokens": float("inf"), "completion_tokens": 1}, "usage.prompt_tokens is inf"),
+        ({"prompt_tokens": 5, "completion_tokens": 1e20}, "usage.completion_tokens is 1e+20"),
+        ({"prompt_tokens": -3}, "usage.prompt_tokens is -3"),
+        ({"prompt_tokens": "many"}, "usage.prompt_tokens is 'many'"),
+        ([], None),  # a list where an object belongs: no counts, the text is kept
+    ],
+)
+def test_nonsense_token_counts_give_an_error_completion(usage, field):
+    def answer(n, auth):
+        return {**_completion_json("fine"), "usage": usage}
+
+    with FakeServer(answer=answer) as server, OpenAIBackend(server.base_url, **FAST) as backend:
+        (completion,) = backend.generate(PROMPTS[:1], GenerationParams())
+    if field is None:
+        assert completion == Completion("fine", 0, 0)
+    else:
+        assert completion.text == "" and field in completion.error
+        assert backend.stats["failures"] == 1
+
+
+def test_non_finite_log_probability_is_refused():
+    from tests.conftest import build_tiny_model_and_tokenizer
+
+    _, tokenizer = build_tiny_model_and_tokenizer()
+
+    def answer(n, auth):
+        data = _completion_json("x")
+        data["choices"][0]["logprobs"] = {"token_logprobs": [None] + [float("nan")] * 40}
+        return data
+
+    with (
+        FakeServer(answer=answer) as server,
+        OpenAIBackend(server.base_url, tokenizer=tokenizer, **FAST) as backend,
+        pytest.raises(BackendError, match="returned the log-probability nan"),
+    ):
+        backend.score(PROMPTS[:1], CONTINUATIONS[:1])
 
 
 def test_no_key_no_header(monkeypatch):

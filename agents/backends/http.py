@@ -18,11 +18,16 @@ are not. A generation request that still fails comes back as a :class:`Completio
 :class:`BackendError`, since a missing score cannot be told apart from a real one.
 
 The API key is read from an environment variable and only ever put in the
-``Authorization`` header: it is kept out of ``repr``, logs and error messages.
+``Authorization`` header. A server may echo it (whole or cut short) in an answer, an
+error body or a model id: everything this backend returns or raises -- completion texts,
+``Completion.error``, exception messages, ``name`` and ``repr`` -- has the key, and every
+piece of it of :data:`SECRET_PIECE` or more characters, replaced by ``***`` (counted in
+``stats["redacted"]``), so nothing a run writes can carry it.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -47,6 +52,79 @@ T = TypeVar("T")
 # Longest piece of a server's answer quoted in an error message: enough to see the
 # server's own error text, short enough to keep a Completion's ``error`` readable.
 _BODY_SNIPPET = 200
+
+SECRET_PIECE = 8
+"""Shortest piece of the API key that is scrubbed wherever it appears (the whole key is
+scrubbed whatever its length): a cut-short echo of the key must not leak its prefix."""
+
+_MAX_TOKEN_COUNT = 2**31 - 1
+"""Token counts a server reports above this are nonsense (and overflow int64 sums)."""
+
+
+class SecretScrubber:
+    """Replaces ``secret``, and every substring of it of :data:`SECRET_PIECE` or more
+    characters, by ``***`` in a text; counts the texts it changed.
+
+    A text position is covered when the ``SECRET_PIECE`` characters starting there occur
+    in the secret; each maximal run of covered characters becomes one ``***`` (a run can
+    join two pieces of the secret: more is scrubbed, never less). Linear in the text.
+    """
+
+    def __init__(self, secret: str | None) -> None:
+        self.secret = secret or None
+        self.changed = 0
+        self._lock = threading.Lock()
+        n = SECRET_PIECE
+        self._pieces = (
+            {secret[i : i + n] for i in range(len(secret) - n + 1)} if secret else set()
+        )
+
+    def __call__(self, text: str) -> str:
+        if self.secret is None:
+            return text
+        scrubbed = text.replace(self.secret, "***")
+        n, pieces = SECRET_PIECE, self._pieces
+        covered_until = -1
+        spans: list[list[int]] = []
+        for i in range(len(scrubbed) - n + 1):
+            if scrubbed[i : i + n] in pieces:
+                if spans and i <= covered_until:
+                    spans[-1][1] = i + n
+                else:
+                    spans.append([i, i + n])
+                covered_until = i + n
+        for start, stop in reversed(spans):
+            scrubbed = scrubbed[:start] + "***" + scrubbed[stop:]
+        if scrubbed != text:
+            with self._lock:
+                self.changed += 1
+        return scrubbed
+
+    def cut(self, text: str, limit: int) -> str:
+        """The first ``limit`` characters of ``text``, scrubbed before the cut (a cut
+        through the key would leave a piece too short to be recognised) and only over
+        the window that can reach into them (a long body costs no more than a short one)."""
+        window = text[: limit + len(self.secret or "")]
+        return self(window)[:limit]
+
+
+def _token_count(usage: Any, key: str) -> int:
+    """``usage[key]`` as a token count (0 when absent); ``ValueError`` naming the field
+    when the server sent something else (a string, a negative, ``Infinity``, 1e20)."""
+    value = usage.get(key) if isinstance(usage, dict) else None
+    if value is None:
+        return 0
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and value == int(value)) or not (
+        0 <= value <= _MAX_TOKEN_COUNT
+    ):
+        raise ValueError(f"usage.{key} is {value!r}, not a token count")
+    return int(value)
+
+
+def _is_logprob(value: Any) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value)
 
 
 class _RequestFailed(Exception):
@@ -108,12 +186,17 @@ class OpenAIBackend:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self.stats: dict[str, int] = {"requests": 0, "retries": 0, "failures": 0}
+        self._stats = {"requests": 0, "retries": 0, "failures": 0}
         self._stats_lock = threading.Lock()
 
-        # The key lives only in the client's headers and in ``_secret`` (for redaction).
+        # The key lives only in the client's headers and in the scrubber.
         key = os.environ.get(api_key_env) if api_key_env else None
-        self._secret = key or None
+        if key and not (key.isascii() and key.isprintable() and not any(c.isspace() for c in key)):
+            raise BackendError(
+                f"the API key in ${api_key_env} has characters an HTTP header cannot carry "
+                "(only printable ASCII without spaces); check how it was set"
+            )
+        self._scrub = SecretScrubber(key)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(
             headers=headers,
@@ -131,7 +214,7 @@ class OpenAIBackend:
         except BaseException:
             self._client.close()
             raise
-        self.name = f"http:{self.model}@{self.base_url}"
+        self.name = self._scrub(f"http:{self.model}@{self.base_url}")
         self._pool = ThreadPoolExecutor(
             max_workers=max_concurrency, thread_name_prefix="openai-backend"
         )
@@ -175,21 +258,23 @@ class OpenAIBackend:
                 data = self._post(path, body)
                 choice = data["choices"][0]
                 text = choice["text"] if path == "/completions" else choice["message"]["content"]
-                usage = data.get("usage") or {}
+                if not isinstance(text, str | None):
+                    raise TypeError(f"the completion is {type(text).__name__}, not text")
+                usage = data.get("usage")
                 return Completion(
-                    text=text or "",
-                    prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                    completion_tokens=int(usage.get("completion_tokens") or 0),
+                    text=self._scrub(text or ""),
+                    prompt_tokens=_token_count(usage, "prompt_tokens"),
+                    completion_tokens=_token_count(usage, "completion_tokens"),
                 )
             except _RequestFailed as exc:
                 return Completion(text="", prompt_tokens=0, completion_tokens=0, error=str(exc))
-            except (KeyError, IndexError, TypeError, ValueError) as exc:
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
                 self._count("failures")
                 return Completion(
                     text="",
                     prompt_tokens=0,
                     completion_tokens=0,
-                    error=self._redact(f"unexpected answer from {self.base_url}{path}: {exc!r}"),
+                    error=self._scrub(f"unexpected answer from {self.base_url}{path}: {exc!r}"),
                 )
 
         return self._map(one, range(len(prompts)))
@@ -243,7 +328,7 @@ class OpenAIBackend:
                 hint = ""
                 if exc.status is not None and 400 <= exc.status < 500:
                     hint = " (does this server accept echo=true with logprobs on /completions?)"
-                raise BackendError(f"scoring failed: {exc}{hint}") from None
+                raise BackendError(self._scrub(f"scoring failed: {exc}{hint}")) from None
             n_tokens = self._count_tokens(full) - self._count_tokens(rendered)
             return Score(self._continuation_logprobs(data, n_tokens))
 
@@ -266,12 +351,19 @@ class OpenAIBackend:
 
     def __repr__(self) -> str:
         # Deliberately lists only harmless settings: never the headers or the key.
-        return (
+        return self._scrub(
             f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r}, "
             f"tokenizer={'yes' if self.tokenizer is not None else 'no'}, "
             f"max_concurrency={self.max_concurrency}, timeout={self.timeout}, "
             f"retries={self.retries})"
         )
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Requests sent, retries, requests that failed for good, and texts (answers,
+        errors) from which a piece of the API key was scrubbed."""
+        with self._stats_lock:
+            return {**self._stats, "redacted": self._scrub.changed}
 
     # -- internals -------------------------------------------------------------------
 
@@ -282,25 +374,20 @@ class OpenAIBackend:
             response = self._client.get(url)
         except httpx.HTTPError as exc:
             raise BackendError(
-                self._redact(
+                self._scrub(
                     f"no OpenAI-compatible server answers at {url}: {type(exc).__name__}: {exc}"
                 )
             ) from None
         if response.status_code != 200:
             raise BackendError(
-                self._redact(
-                    f"GET {url} answered HTTP {response.status_code}: "
-                    f"{response.text[:_BODY_SNIPPET]}"
-                )
+                f"GET {url} answered HTTP {response.status_code}: {self._snippet(response)}"
             )
         try:
-            return str(response.json()["data"][0]["id"])
+            return self._scrub(str(response.json()["data"][0]["id"]))
         except (ValueError, KeyError, IndexError, TypeError):
             raise BackendError(
-                self._redact(
-                    f"GET {url} lists no model (answer: {response.text[:_BODY_SNIPPET]}); "
-                    "pass model= explicitly"
-                )
+                f"GET {url} lists no model (answer: {self._snippet(response)}); "
+                "pass model= explicitly"
             ) from None
 
     def _render(self, prompt: Prompt) -> str:
@@ -315,10 +402,12 @@ class OpenAIBackend:
 
     def _count(self, key: str) -> None:
         with self._stats_lock:
-            self.stats[key] += 1
+            self._stats[key] += 1
 
-    def _redact(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+    def _snippet(self, response: httpx.Response) -> str:
+        """The start of an answer's body for an error message, scrubbed before it is cut
+        (a cut through the key would leave a piece the whole key no longer matches)."""
+        return self._scrub.cut(response.text, _BODY_SNIPPET)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST with retries; the parsed JSON answer, or :class:`_RequestFailed`."""
@@ -339,20 +428,22 @@ class OpenAIBackend:
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
                 continue
+            except httpx.HTTPError as exc:  # too many redirects, an undecodable body, ...
+                problem = f"{type(exc).__name__}: {exc}"
+                break
             status = response.status_code
             if status == 200:
                 try:
                     return response.json()
                 except ValueError:
-                    problem = f"invalid JSON: {response.text[:_BODY_SNIPPET]!r}"
+                    problem = f"invalid JSON: {self._snippet(response)!r}"
                     break  # a server answering garbage will not get better
-            problem = f"HTTP {status}: {response.text[:_BODY_SNIPPET]}"
+            problem = f"HTTP {status}: {self._snippet(response)}"
             if status != 429 and status < 500:
                 break  # the request itself is wrong: retrying cannot help
         self._count("failures")
         raise _RequestFailed(
-            self._redact(f"POST {url} failed after {attempt + 1} attempt(s): {problem}"),
-            status,
+            self._scrub(f"POST {url} failed after {attempt + 1} attempt(s): {problem}"), status
         )
 
     def _count_tokens(self, text: str) -> int:
@@ -370,8 +461,9 @@ class OpenAIBackend:
             logprobs = data["choices"][0].get("logprobs")
             # Generated tokens follow the echoed prompt: one (max_tokens=1), or none when
             # the server stopped at once on end-of-sequence and says so in ``usage``.
-            reported = (data.get("usage") or {}).get("completion_tokens")
-            generated = 1 if reported is None else int(reported)
+            usage = data.get("usage")
+            reported = isinstance(usage, dict) and usage.get("completion_tokens") is not None
+            generated = _token_count(usage, "completion_tokens") if reported else 1
         except (KeyError, IndexError, TypeError, AttributeError, ValueError):
             raise no_prompt_logprobs from None
         values = (logprobs or {}).get("token_logprobs") or []
@@ -381,6 +473,14 @@ class OpenAIBackend:
         # (only the generated token came back). None: no log-probability for that token.
         if n_tokens < 1 or end - n_tokens < 0 or any(lp is None for lp in picked):
             raise no_prompt_logprobs
+        bad = next((lp for lp in picked if not _is_logprob(lp)), None)
+        if bad is not None:
+            raise BackendError(
+                self._scrub(
+                    f"the server at {self.base_url} returned the log-probability {bad!r}; "
+                    "scoring needs finite numbers"
+                )
+            )
         return tuple(float(lp) for lp in picked)
 
 

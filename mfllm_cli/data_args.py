@@ -19,12 +19,20 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``source``, ``path`` and the loader flags to ``parser``."""
     parser.add_argument("source", choices=sorted(LOADERS), help="data set format")
     parser.add_argument("path", help="data file or folder")
-    parser.add_argument(
+    keys = parser.add_mutually_exclusive_group()
+    keys.add_argument(
         "--key",
         dest="keys",
         action="append",
         metavar="FILE",
         help="rumoureval: a key file (repeatable; default: the *-key.json files in PATH)",
+    )
+    keys.add_argument(
+        "--no-keys",
+        dest="keys",
+        action="store_const",
+        const=[],
+        help="rumoureval: read no key file (the posts carry no human stance labels)",
     )
     parser.add_argument("--split", choices=SPLITS, help="rumoureval: one split")
     parser.add_argument(

@@ -79,6 +79,7 @@ def test_thread_contents_metadata_and_profiles(threads: list[Scenario], rumourev
         "thread_id": CHARLIE[1],
         "split": "train",
         "veracity": "true",
+        "unlabelled_posts": 0,
     }
     assert thread.language == "en" and thread.default_label_dimension == "stance"
     assert isinstance(thread.reactions, tuple) and len(thread) == 5
@@ -176,10 +177,11 @@ def test_test_release_layout_with_separate_key(rumoureval_dir: Path, tmp_path: P
     assert [s.metadata["split"] for s in loaded] == ["test", "test"]
     assert all("stance" in p.labels for s in loaded for p in posts(s))
     assert loaded[0].metadata["veracity"] == "true"
-    assert load_scenarios("rumoureval", tmp_path / "release", split="test") != []
-    unkeyed = load_scenarios("rumoureval", tmp_path / "release")  # no key: split from folder
+    assert load_scenarios("rumoureval", tmp_path / "release", keys=key, split="test") == loaded
+    unkeyed = load_scenarios("rumoureval", tmp_path / "release", keys=[])  # split from folder
     assert [s.metadata["split"] for s in unkeyed] == ["test", "test"]
     assert not any(p.labels for s in unkeyed for p in posts(s))
+    assert [s.metadata["unlabelled_posts"] for s in unkeyed] == [6, 11]
 
 
 @pytest.fixture

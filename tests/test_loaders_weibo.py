@@ -159,8 +159,9 @@ def test_ced_streaming_memory_is_bounded_by_one_event(tmp_path: Path):
 
         peak = traced_peak(stream)
         assert count == events * reactions
-        # Holding all events would take about events * one_event.
-        assert peak < 2 * one_event, (path, peak, one_event)
+        # Streaming holds the event the caller still has, the one being built and its
+        # file's bytes; holding all events would take about events * one_event.
+        assert peak < 3 * one_event, (path, peak, one_event)
 
 
 def test_ced_archive_order_and_folder_agree(tmp_path: Path):

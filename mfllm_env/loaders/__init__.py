@@ -14,11 +14,17 @@
 Every loader also takes ``on_error`` and ``limit``:
 
 * ``on_error="raise"`` (default): the first bad record raises a :class:`ScenarioFormatError`
-  naming the file, the record and the field. ``on_error="skip"``: bad records (or files
-  that cannot be read at all) are left out, the rest loads, and one
+  (a ``ValueError``) naming the file, the record and the field. ``on_error="skip"``: bad
+  records (or files that cannot be read at all) are left out, the rest loads, and one
   :class:`ScenarioFormatWarning` per load says how many were skipped and quotes the first
-  few reasons.
+  few reasons. :mod:`.common` lists what counts as bad; among it, a scenario whose
+  ``scenario_id`` an earlier scenario of the same load had (a RumourEval thread copied
+  into two release folders, a JSONL line repeated), which is refused naming both places.
 * ``limit``: at most this many scenarios (``None``: all).
+
+Where human labels are expected but missing (a RumourEval folder without key files, or
+with the keys of other data), the load is refused; posts the keys leave unlabelled are
+counted in one :class:`MissingLabelWarning` (see :mod:`.rumoureval`).
 
 In every scenario the reactions are in time order (a stable sort on ``timestamp``, so ties
 keep the data's order), labels, metadata and profiles are plain dicts, timestamps floats,
@@ -36,7 +42,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from mfllm_env.loaders.ced import load_ced
-from mfllm_env.loaders.common import ScenarioFormatError, ScenarioFormatWarning
+from mfllm_env.loaders.common import (
+    MissingLabelWarning,
+    ScenarioFormatError,
+    ScenarioFormatWarning,
+)
 from mfllm_env.loaders.jsonl import load_jsonl, write_scenarios_jsonl
 from mfllm_env.loaders.rumdect import load_rumdect
 from mfllm_env.loaders.rumoureval import load_rumoureval
@@ -91,6 +101,7 @@ def _loader(source: str) -> Loader:
 
 __all__ = [
     "LOADERS",
+    "MissingLabelWarning",
     "ScenarioFormatError",
     "ScenarioFormatWarning",
     "iter_scenarios",

@@ -34,21 +34,27 @@ builds and yields one event at a time, in archive order. A folder is read event 
 in order of the index ``idx``. At most one event's reactions are held at any time.
 
 A bad reaction record is one record; an unreadable repost file, a bad source post, a source
-post without a repost file (or the reverse) is one bad file, and its event is left out.
+post without a repost file (or the reverse), or an event with a repost file in both
+``rumor-repost/`` and ``non-rumor-repost/`` (its veracity cannot be told) is one bad file,
+and its event is left out. A damaged or truncated archive is one bad file: nothing of it
+loads.
 """
 
 from __future__ import annotations
 
+import lzma
 import os
 import tarfile
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from mfllm_env.loaders.common import (
     ErrorPolicy,
+    Located,
     RecordReader,
     ScenarioFormatError,
     check_limit,
@@ -57,6 +63,7 @@ from mfllm_env.loaders.common import (
     finish,
     parse_api_date,
     parse_json,
+    read_file,
     time_sorted,
     unix_to_iso,
 )
@@ -67,6 +74,8 @@ REPOST_FOLDERS = {"rumor-repost": "rumor", "non-rumor-repost": "non-rumor"}
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 YEARLESS_DATE_FORMAT = "%Y年%m月%d日 %H:%M"
 MISSING_USER = "empty"
+Where = TypeVar("Where", str, Path)
+"""Where a file is: a path, or ``archive:member`` for an archive member."""
 CHINA_EPOCH = datetime(1970, 1, 1, 8)
 """The unix epoch as a naive China Standard Time (UTC+8) date."""
 CRAWL_YEAR = 2016
@@ -93,13 +102,15 @@ def load_ced(
     check_limit("limit", limit)
     if isinstance(undated_year, bool) or not isinstance(undated_year, int):
         raise ValueError(f"undated_year must be an int, got {undated_year!r}")
+    if not 1 <= undated_year <= 9999:
+        raise ValueError(f"undated_year must be a year in 1..9999, got {undated_year}")
     policy = ErrorPolicy(on_error, "ced")
     builder = _Builder(max_reactions, undated_year, policy)
     root = existing_path(path)
     if root.is_dir():
         events = _folder_events(_data_folder(root), builder)
     else:
-        if not tarfile.is_tarfile(root):
+        if not _is_archive(root):
             raise ValueError(f"{root}: not a tar archive nor a folder of the CED data set")
         events = _archive_events(root, builder)
     return finish(events, policy, limit)
@@ -107,8 +118,9 @@ def load_ced(
 
 @dataclass(frozen=True)
 class _Source:
-    """A source post and what its file name says."""
+    """A source post, where it was read and what its file name says."""
 
+    where: str | Path
     event: str
     index: int
     post: Reaction
@@ -124,13 +136,12 @@ def _data_folder(root: Path) -> Path:
     )
 
 
-def _folder_events(folder: Path, builder: _Builder) -> Iterator[Scenario]:
+def _folder_events(folder: Path, builder: _Builder) -> Iterator[Located]:
     policy = builder.policy
-    repost_files = {
-        file.name: (file, veracity)
-        for name, veracity in REPOST_FOLDERS.items()
-        for file in (folder / name).glob("*.json")
-    }
+    repost_files: dict[str, list[tuple[Path, str]]] = {}
+    for name, veracity in REPOST_FOLDERS.items():
+        for file in sorted((folder / name).glob("*.json")):
+            repost_files.setdefault(file.name, []).append((file, veracity))
     sources = []
     for file in (folder / SOURCE_FOLDER).glob("*.json"):
         try:
@@ -138,60 +149,133 @@ def _folder_events(folder: Path, builder: _Builder) -> Iterator[Scenario]:
         except ScenarioFormatError as error:
             policy.handle(error)
     for _, file in sorted(sources):
-        repost_file, veracity = repost_files.pop(file.name, (None, None))
         try:
-            source = _source(file.read_bytes(), file)
-            if repost_file is None:
-                raise ScenarioFormatError(
-                    file,
-                    source.event,
-                    None,
-                    f"no repost file for this event in {' or '.join(REPOST_FOLDERS)}/",
-                )
-            yield builder.scenario(source, repost_file.read_bytes(), repost_file, veracity)
+            repost_file, veracity = _one_repost_file(file, repost_files.pop(file.name, []))
+            source = _source(read_file(file), file)
+            data = read_file(repost_file)
+            yield Located(builder.scenario(source, data, repost_file, veracity), file, source.event)
         except ScenarioFormatError as error:
             policy.handle(error)
-    for repost_file, _ in repost_files.values():
-        policy.handle(_orphan(repost_file))
+    for reposts in repost_files.values():
+        for repost_file, _ in reposts:
+            policy.handle(_orphan(repost_file))
 
 
-def _archive_events(archive: Path, builder: _Builder) -> Iterator[Scenario]:
+def _one_repost_file(
+    source_file: str | Path, reposts: Sequence[tuple[Where, str]]
+) -> tuple[Where, str]:
+    """The one ``(repost file, veracity)`` of the event of ``source_file``; an event with
+    none, or with one in each repost folder (its veracity unknowable), is a bad file."""
+    event = PurePosixPath(str(source_file)).stem
+    if not reposts:
+        raise ScenarioFormatError(
+            source_file,
+            event,
+            None,
+            f"no repost file for this event in {' or '.join(REPOST_FOLDERS)}/",
+        )
+    if len(reposts) > 1:
+        raise ScenarioFormatError(
+            source_file,
+            event,
+            None,
+            f"{len(reposts)} repost files for this event "
+            f"({', '.join(str(where) for where, _ in reposts)}): "
+            "whether it is a rumour cannot be told",
+        )
+    return reposts[0]
+
+
+ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error)
+"""What reading a damaged or truncated archive raises (by compression and by tar)."""
+
+
+def _damaged(archive: Path, error: Exception) -> ScenarioFormatError:
+    return ScenarioFormatError(
+        archive,
+        None,
+        None,
+        f"damaged or truncated archive, nothing of it loaded ({type(error).__name__}: {error})",
+    )
+
+
+def _is_archive(path: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(path)
+    except ARCHIVE_ERRORS:
+        return False
+
+
+@dataclass
+class _ArchiveIndex:
+    """What the first pass over an archive finds: the source posts by file name, where each
+    event's repost files are, and the events already reported bad."""
+
+    sources: dict[str, _Source]
+    reposts: dict[str, list[tuple[str, str]]]
+    bad: set[str]
+
+
+def _archive_events(archive: Path, builder: _Builder) -> Iterator[Located]:
     policy = builder.policy
-    sources: dict[str, _Source] = {}
-    bad: set[str] = set()
+    try:
+        index = _index_archive(archive, policy)
+    except ARCHIVE_ERRORS as error:
+        policy.handle(_damaged(archive, error))
+        return
+    for name, source in list(index.sources.items()):
+        try:
+            _one_repost_file(source.where, index.reposts.get(name, []))
+        except ScenarioFormatError as error:
+            del index.sources[name]
+            index.bad.add(name)
+            policy.handle(error)
+    for name, reposts in index.reposts.items():
+        if name not in index.sources and name not in index.bad:
+            index.bad.add(name)
+            for where, _ in reposts:
+                policy.handle(_orphan(where))
+    try:
+        with tarfile.open(archive, "r|*") as members:
+            for member, folder, name in _json_members(members):
+                veracity = REPOST_FOLDERS.get(folder)
+                if veracity is None or name in index.bad:
+                    continue
+                where = f"{archive}:{member.name}"
+                source = index.sources.pop(name)
+                try:
+                    data = _member_bytes(members, member)
+                    yield Located(
+                        builder.scenario(source, data, where, veracity), where, source.event
+                    )
+                except ScenarioFormatError as error:
+                    policy.handle(error)
+    except ARCHIVE_ERRORS as error:
+        policy.handle(_damaged(archive, error))
+
+
+def _index_archive(archive: Path, policy: ErrorPolicy) -> _ArchiveIndex:
+    """The first pass: read the source posts, note where the repost files are."""
+    index = _ArchiveIndex({}, {}, set())
     with tarfile.open(archive, "r|*") as members:
         for member, folder, name in _json_members(members):
+            where = f"{archive}:{member.name}"
+            if folder in REPOST_FOLDERS:
+                index.reposts.setdefault(name, []).append((where, REPOST_FOLDERS[folder]))
+                continue
             if folder != SOURCE_FOLDER:
                 continue
-            where = f"{archive}:{member.name}"
             try:
-                sources[name] = _source(_member_bytes(members, member), where)
+                if name in index.sources or name in index.bad:
+                    raise ScenarioFormatError(
+                        where, PurePosixPath(name).stem, None, "a second source post file"
+                    )
+                index.sources[name] = _source(_member_bytes(members, member), where)
             except ScenarioFormatError as error:
-                bad.add(name)
+                index.sources.pop(name, None)
+                index.bad.add(name)
                 policy.handle(error)
-    with tarfile.open(archive, "r|*") as members:
-        for member, folder, name in _json_members(members):
-            veracity = REPOST_FOLDERS.get(folder)
-            if veracity is None or name in bad:
-                continue
-            where = f"{archive}:{member.name}"
-            source = sources.pop(name, None)
-            try:
-                if source is None:
-                    raise _orphan(where)
-                data = _member_bytes(members, member)
-                yield builder.scenario(source, data, where, veracity)
-            except ScenarioFormatError as error:
-                policy.handle(error)
-    for source in sources.values():
-        policy.handle(
-            ScenarioFormatError(
-                f"{archive}:{SOURCE_FOLDER}/{source.event}.json",
-                source.event,
-                None,
-                f"no repost file for this event in {' or '.join(REPOST_FOLDERS)}/",
-            )
-        )
+    return index
 
 
 def _json_members(members: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str, str]]:
@@ -216,7 +300,7 @@ def _orphan(where: str | Path) -> ScenarioFormatError:
 
 def _event_index(event: str, where: str | Path) -> int:
     parts = event.split("_")
-    if len(parts) != 3 or not parts[0].isdigit() or not all(parts):
+    if len(parts) != 3 or not (parts[0].isascii() and parts[0].isdigit()) or not all(parts):
         raise ScenarioFormatError(where, event, "file name", "expected <idx>_<mid>_<uid>.json")
     return int(parts[0])
 
@@ -230,14 +314,14 @@ def _source(data: bytes, where: str | Path) -> _Source:
     if isinstance(raw_user, str) and raw_user != MISSING_USER:
         raise post.error("user", f"expected an object or {MISSING_USER!r}, got {raw_user!r:.60}")
     user = RecordReader(raw_user if isinstance(raw_user, dict) else {}, where, event)
-    created = user.number("time", required=False)
+    created = user.unix_time("time", required=False)
     profile = drop_none(
         {
             "followers": user.count("followers"),
             "friends": user.count("friends"),
             "statuses": user.count("messages"),
             "verified": user.flag("verified"),
-            "verified_type": user.count("verified_type"),
+            "verified_type": user.integer("verified_type"),
             "gender": user.text("gender", required=False),
             "location": user.text("location", required=False),
             "created_at": None if created is None else unix_to_iso(created),
@@ -263,14 +347,14 @@ def _source(data: bytes, where: str | Path) -> _Source:
         language="zh",
         metadata=metadata,
     )
-    return _Source(event, index, source)
+    return _Source(where, event, index, source)
 
 
 def _source_time(post: RecordReader) -> float:
     """Unix seconds, or (87 events) a Weibo API date such as ``Sat Jun 29 12:40:09 +0800 2013``."""
     if isinstance(post.data.get("time"), str):
         return post.timestamp("time", parse_api_date, "a Weibo API date")
-    return post.number("time")
+    return post.unix_time("time")
 
 
 @dataclass(frozen=True)

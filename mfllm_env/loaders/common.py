@@ -5,6 +5,13 @@ and the field. With ``on_error="raise"`` (the default) the first one propagates;
 ``on_error="skip"`` the bad record (or the bad file, where the file itself cannot be read)
 is left out, the load goes on, and one :class:`ScenarioFormatWarning` per load says how
 many were skipped and shows the first few reasons.
+
+Bad input includes files that cannot be read (a folder, a symlink loop, no permission),
+empty files, bytes that are not UTF-8 JSON, JSON nested too deeply or with numbers too
+long to convert, values of the wrong JSON type, and numbers out of range: counts must be
+whole, non-negative and fit in 64 bits; times must be finite unix seconds within the
+years 1..9999. Two scenarios with the same ``scenario_id`` in one load are refused too
+(:func:`finish`): the second is a bad record naming where the first came from.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from mfllm_env.scenario import Reaction, Scenario
 
@@ -27,6 +34,13 @@ SHOWN_REASONS = 3
 
 API_DATE_FORMAT = "%a %b %d %H:%M:%S %z %Y"
 """Dates as the Twitter v1.1 and Weibo APIs write them: ``Wed Jan 07 11:07:51 +0000 2015``."""
+UNIX_TIME_RANGE = (
+    datetime(1, 1, 1, tzinfo=UTC).timestamp(),
+    datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp(),
+)
+"""The unix seconds a time field may hold: the years 1..9999 (what a date can show)."""
+INTEGER_RANGE = (-(2**63), 2**63 - 1)
+"""The values an integer field may hold: those of a 64-bit integer (what numpy can hold)."""
 
 
 class ScenarioFormatError(ValueError):
@@ -55,6 +69,19 @@ class ScenarioFormatError(ValueError):
 
 class ScenarioFormatWarning(UserWarning):
     """Emitted once per load run with ``on_error="skip"`` that skipped something."""
+
+
+class MissingLabelWarning(ScenarioFormatWarning):
+    """Emitted once per load where posts that should carry a human label have none
+    (a RumourEval post the key files do not label); the warning gives the count."""
+
+
+class Located(NamedTuple):
+    """A scenario and where it was read: the file (or folder) and the record within it."""
+
+    scenario: Scenario
+    path: str | os.PathLike[str]
+    record: str | None
 
 
 class ErrorPolicy:
@@ -95,14 +122,34 @@ class ErrorPolicy:
 
 
 def finish(
-    scenarios: Iterator[Scenario], policy: ErrorPolicy, limit: int | None
+    scenarios: Iterator[Located], policy: ErrorPolicy, limit: int | None
 ) -> Iterator[Scenario]:
-    """Yield from ``scenarios`` up to ``limit``, then close it and emit the skip warning."""
+    """Yield the scenarios of ``scenarios`` up to ``limit``, then close it and emit the skip
+    warning. A scenario whose id an earlier one had is a bad record (handed to ``policy``)."""
+    first_seen: dict[str, str] = {}
+    count = 0
     try:
-        for count, scenario in enumerate(scenarios):
+        if limit == 0:
+            return
+        for scenario, path, record in scenarios:
+            earlier = first_seen.get(scenario.scenario_id)
+            if earlier is not None:
+                policy.handle(
+                    ScenarioFormatError(
+                        path,
+                        record,
+                        "scenario_id",
+                        f"duplicate scenario id {scenario.scenario_id!r}: {earlier} has it too",
+                    )
+                )
+                continue
+            first_seen[scenario.scenario_id] = (
+                str(path) if record is None else f"{path}: record {record}"
+            )
+            yield scenario
+            count += 1
             if limit is not None and count >= limit:
                 return
-            yield scenario
     finally:
         close = getattr(scenarios, "close", None)
         if close is not None:
@@ -122,11 +169,30 @@ def check_choice(name: str, value: object, choices: Iterable[object]) -> None:
 
 
 def existing_path(path: str | os.PathLike[str]) -> Path:
-    """``path`` as a :class:`Path`, or a ``FileNotFoundError`` naming it."""
+    """``path`` as a :class:`Path`, or a ``FileNotFoundError`` naming it (a ``ValueError``
+    if it is not a path at all)."""
+    if not isinstance(path, str | os.PathLike):
+        raise ValueError(f"expected a file or folder path, got {type_name(path)} {path!r:.60}")
     resolved = Path(path)
     if not resolved.exists():
+        if resolved.is_symlink():
+            raise FileNotFoundError(
+                f"{resolved}: a symlink that leads nowhere (its target is missing or it loops)"
+            )
         raise FileNotFoundError(f"no such file or folder: {resolved}")
     return resolved
+
+
+def existing_paths(
+    name: str, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+) -> list[Path]:
+    """One path (a string or path object) or a sequence of them, each checked by
+    :func:`existing_path`; ``name`` is the option named in errors."""
+    if isinstance(paths, str | os.PathLike):
+        return [existing_path(paths)]
+    if isinstance(paths, bytes | Mapping) or not isinstance(paths, Iterable):
+        raise ValueError(f"{name} must be a path or a list of paths, got {paths!r:.60}")
+    return [existing_path(path) for path in paths]
 
 
 def data_files(root: Path, pattern: str, what: str) -> list[Path]:
@@ -139,7 +205,10 @@ def data_files(root: Path, pattern: str, what: str) -> list[Path]:
 
 
 def parse_json(data: bytes | str, path: str | os.PathLike[str], record: str | None = None) -> Any:
-    """Decode JSON text, or raise a :class:`ScenarioFormatError` saying where it breaks."""
+    """Decode JSON text (a UTF-8 byte-order mark is allowed), or raise a
+    :class:`ScenarioFormatError` saying where and why it breaks."""
+    if not data.strip():
+        raise ScenarioFormatError(path, record, None, "empty: no JSON value")
     try:
         return json.loads(data)
     except UnicodeDecodeError as error:
@@ -151,11 +220,29 @@ def parse_json(data: bytes | str, path: str | os.PathLike[str], record: str | No
             None,
             f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}",
         ) from None
+    except RecursionError:
+        raise ScenarioFormatError(path, record, None, "JSON nested too deeply to read") from None
+    except ValueError as error:  # an integer with more digits than Python converts
+        raise ScenarioFormatError(path, record, None, f"unreadable JSON number: {error}") from None
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of a data file, or a :class:`ScenarioFormatError` naming it where it cannot
+    be read (a folder, a symlink loop, no permission, ...)."""
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise unreadable(path, error) from None
+
+
+def unreadable(path: str | os.PathLike[str], error: OSError) -> ScenarioFormatError:
+    """The format error of a data file the system cannot read (``error`` says why)."""
+    return ScenarioFormatError(path, None, None, f"cannot read: {error.strerror or error}")
 
 
 def read_json(path: Path, record: str | None = None) -> Any:
-    """Read and decode one JSON file (see :func:`parse_json`)."""
-    return parse_json(path.read_bytes(), path, record)
+    """Read and decode one JSON file (see :func:`read_file` and :func:`parse_json`)."""
+    return parse_json(read_file(path), path, record)
 
 
 class RecordReader:
@@ -200,13 +287,18 @@ class RecordReader:
         value = self.get(field, (str, int), required=required)
         return None if value is None else str(value)
 
-    def number(self, field: str, *, required: bool = True) -> float | None:
-        """A finite number, as a float."""
+    def unix_time(self, field: str, *, required: bool = True) -> float | None:
+        """Unix seconds (a number within :data:`UNIX_TIME_RANGE`), as a float."""
         value = self.get(field, (int, float), required=required)
         if value is None:
             return None
-        if not math.isfinite(value):
-            raise self.error(field, f"expected a finite number, got {value!r}")
+        low, high = UNIX_TIME_RANGE
+        if not (math.isfinite(value) and low <= value <= high):
+            raise self.error(
+                field,
+                f"expected unix seconds of the years 1..9999 ({low:.0f} .. {high:.0f}), "
+                f"got {value!r:.60}",
+            )
         return float(value)
 
     def scalar_text(self, field: str) -> str | None:
@@ -214,14 +306,25 @@ class RecordReader:
         value = self.get(field, (str, int, float), required=False)
         return None if value is None else str(value)
 
-    def count(self, field: str) -> int | None:
-        """An optional non-negative count, as an int (integral floats accepted)."""
+    def integer(self, field: str) -> int | None:
+        """An optional whole number within :data:`INTEGER_RANGE`, as an int (integral floats
+        accepted)."""
         value = self.get(field, (int, float), required=False)
         if value is None:
             return None
-        if value != int(value):
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
             raise self.error(field, f"expected a whole number, got {value!r}")
+        low, high = INTEGER_RANGE
+        if not low <= value <= high:
+            raise self.error(field, f"expected a 64-bit integer, got {value!r:.60}")
         return int(value)
+
+    def count(self, field: str) -> int | None:
+        """An optional non-negative :meth:`integer`."""
+        value = self.integer(field)
+        if value is not None and value < 0:
+            raise self.error(field, f"expected a count (>= 0), got {value!r}")
+        return value
 
     def flag(self, field: str) -> bool | None:
         """An optional boolean (0/1 accepted)."""

@@ -3,7 +3,8 @@
 Each line is one JSON object (UTF-8; blank lines are ignored) with these fields, named as
 in :mod:`mfllm_env.scenario`:
 
-* ``scenario_id`` (string, required): unique within the file;
+* ``scenario_id`` (string, required): unique within the file (or folder): a second line
+  with an id already read is a bad record;
 * ``language`` (string, default ``"en"``): the event's main language;
 * ``default_label_dimension`` (string, default ``"stance"``);
 * ``metadata`` (object, default ``{}``): event-level facts;
@@ -15,9 +16,11 @@ A reaction object has:
 
 * ``reaction_id`` (string, required);
 * ``author`` (object, required): ``author_id`` (string, required) and ``profile`` (object,
-  default ``{}``; see :class:`~mfllm_env.scenario.Author` for the normalised keys);
+  default ``{}``; see :class:`~mfllm_env.scenario.Author` for the normalised keys, whose
+  values are checked: ``followers``, ``friends``, ``statuses`` whole numbers >= 0,
+  ``verified`` a boolean, the others strings; any of them may be null);
 * ``text`` (string, required; ``""`` for a plain repost);
-* ``timestamp`` (number, required): unix seconds;
+* ``timestamp`` (number, required): unix seconds (of the years 1..9999);
 * ``parent_id`` (string or null, default null): the post it answers;
 * ``language`` (string, default: the scenario's ``language``);
 * ``labels`` (object of string to string, default ``{}``): label dimension -> label;
@@ -38,6 +41,7 @@ from typing import Any
 
 from mfllm_env.loaders.common import (
     ErrorPolicy,
+    Located,
     RecordReader,
     ScenarioFormatError,
     check_limit,
@@ -45,8 +49,13 @@ from mfllm_env.loaders.common import (
     existing_path,
     finish,
     parse_json,
+    unreadable,
 )
 from mfllm_env.scenario import Author, Reaction, Scenario
+
+PROFILE_COUNTS = ("followers", "friends", "statuses")
+PROFILE_TEXTS = ("description", "location", "name", "gender", "created_at")
+"""The normalised profile keys (see :class:`~mfllm_env.scenario.Author`) checked on load."""
 
 
 def load_jsonl(
@@ -56,6 +65,7 @@ def load_jsonl(
 
     A bad line is one bad record (its scenario is left out under ``on_error="skip"``); the
     error names the file, ``"line N"`` and the field path (``"reactions[3].timestamp"``).
+    A file that cannot be read, or holds no scenario at all, is one bad file.
     ``on_error``/``limit``: see :mod:`mfllm_env.loaders`.
     """
     check_limit("limit", limit)
@@ -110,17 +120,28 @@ def _reaction_to_json(reaction: Reaction) -> dict[str, Any]:
     }
 
 
-def _lines(files: list[Path], policy: ErrorPolicy) -> Iterator[Scenario]:
+def _lines(files: list[Path], policy: ErrorPolicy) -> Iterator[Located]:
     for file in files:
-        with file.open("rb") as lines:
+        try:
+            lines = file.open("rb")
+        except OSError as error:
+            policy.handle(unreadable(file, error))
+            continue
+        with lines:
+            empty = True
             for number, line in enumerate(lines, start=1):
                 line = line.strip()
                 if not line:
                     continue
+                empty = False
+                record = f"line {number}"
                 try:
-                    yield _scenario(parse_json(line, file, f"line {number}"), file, number)
+                    data = parse_json(line, file, record)
+                    yield Located(_scenario(data, file, number), file, record)
                 except ScenarioFormatError as error:
                     policy.handle(error)
+        if empty:
+            policy.handle(ScenarioFormatError(file, None, None, "empty: no scenario lines"))
 
 
 def _scenario(data: object, file: Path, number: int) -> Scenario:
@@ -150,6 +171,7 @@ def _scenario(data: object, file: Path, number: int) -> Scenario:
 def _reaction(data: object, file: Path, record: str, prefix: str, language: str) -> Reaction:
     reader = _Reader(data, file, record, prefix)
     author = _Reader(reader.get("author", (dict,)), file, record, f"{prefix}.author")
+    profile = author.get("profile", (dict,), required=False) or {}
     labels = reader.get("labels", (dict,), required=False) or {}
     for dimension, label in labels.items():
         if not isinstance(label, str):
@@ -157,15 +179,28 @@ def _reaction(data: object, file: Path, record: str, prefix: str, language: str)
     return Reaction(
         reaction_id=reader.get("reaction_id", (str,)),
         author=Author(
-            author.get("author_id", (str,)), author.get("profile", (dict,), required=False) or {}
+            author.get("author_id", (str,)),
+            _checked_profile(_Reader(profile, file, record, f"{prefix}.author.profile")),
         ),
         text=reader.get("text", (str,)),
-        timestamp=reader.number("timestamp"),
+        timestamp=reader.unix_time("timestamp"),
         parent_id=reader.get("parent_id", (str,), required=False),
         language=reader.get("language", (str,), required=False) or language,
         labels=labels,
         metadata=reader.get("metadata", (dict,), required=False) or {},
     )
+
+
+def _checked_profile(profile: RecordReader) -> dict[str, Any]:
+    """The profile as given, once its normalised keys hold values of their types."""
+    for field in PROFILE_TEXTS:
+        profile.text(field, required=False)
+    profile.get("verified", (bool,), required=False)
+    counts = {field: profile.count(field) for field in PROFILE_COUNTS}
+    return {
+        **profile.data,
+        **{field: count for field, count in counts.items() if count is not None},
+    }
 
 
 class _Reader(RecordReader):

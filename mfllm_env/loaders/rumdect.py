@@ -33,6 +33,7 @@ from typing import Any
 
 from mfllm_env.loaders.common import (
     ErrorPolicy,
+    Located,
     RecordReader,
     ScenarioFormatError,
     check_limit,
@@ -48,7 +49,7 @@ from mfllm_env.loaders.common import (
 from mfllm_env.scenario import Author, Reaction, Scenario
 
 PROFILE_TEXT_FIELDS = ("verified_reason", "province", "city", "username", "user_avatar")
-PROFILE_COUNT_FIELDS = ("bi_followers_count", "favourites_count", "verified_type")
+PROFILE_COUNT_FIELDS = ("bi_followers_count", "favourites_count")
 METADATA_TEXT_FIELDS = ("id", "original_text", "picture")
 METADATA_COUNT_FIELDS = ("reposts_count", "comments_count", "attitudes_count")
 
@@ -68,10 +69,10 @@ def load_rumdect(
     return finish(_events(files, policy), policy, limit)
 
 
-def _events(files: list[Path], policy: ErrorPolicy) -> Iterator[Scenario]:
+def _events(files: list[Path], policy: ErrorPolicy) -> Iterator[Located]:
     for file in files:
         try:
-            yield _event(file, policy)
+            yield Located(_event(file, policy), file, None)
         except ScenarioFormatError as error:
             policy.handle(error)
 
@@ -117,7 +118,7 @@ def _post(element: object, position: int, file: Path, source_id: str | None) -> 
     parent = reader.ident("parent", required=False)
     created: Any = reader.get("user_created_at", (str, int, float), required=False)
     if isinstance(created, int | float):
-        created = unix_to_iso(created)
+        created = unix_to_iso(reader.unix_time("user_created_at"))
     profile = {
         "followers": reader.count("followers_count"),
         "friends": reader.count("friends_count"),
@@ -132,6 +133,7 @@ def _post(element: object, position: int, file: Path, source_id: str | None) -> 
     }
     profile.update({field: reader.scalar_text(field) for field in PROFILE_TEXT_FIELDS})
     profile.update({field: reader.count(field) for field in PROFILE_COUNT_FIELDS})
+    profile["verified_type"] = reader.integer("verified_type")
     metadata: dict[str, Any] = {
         field: reader.ident(field, required=False) for field in METADATA_TEXT_FIELDS
     }
@@ -141,7 +143,7 @@ def _post(element: object, position: int, file: Path, source_id: str | None) -> 
         reaction_id=post_id,
         author=Author(reader.ident("uid"), drop_none(profile)),
         text=reader.text("text"),
-        timestamp=reader.number("t"),
+        timestamp=reader.unix_time("t"),
         parent_id=None if source_id is None else parent or source_id,
         language="zh",
         metadata=drop_none(metadata),

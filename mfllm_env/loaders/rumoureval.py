@@ -22,6 +22,14 @@ source posts included, goes to label dimension ``"stance"``; the thread veracity
 split from its folder name where that says ``train``/``dev``/``test``
 (``reddit-training-data`` -> ``"train"``, ``reddit-test-data`` -> ``"test"``), else ``None``.
 
+Missing labels are never silent, since whatever scores against human labels would quietly
+score against the labeller instead. A folder without key files is refused unless
+``keys=[]`` says to load it unlabelled; key files that label none of the threads found are
+refused; and where the keys leave some posts without a stance label, one
+:class:`~mfllm_env.loaders.common.MissingLabelWarning` per load gives their count. Every
+scenario counts its posts (source included) without a stance label in
+``metadata["unlabelled_posts"]``.
+
 With ``pheme`` (PHEME's ``en-scheme-annotations.json``) the PHEME ``certainty`` of a post
 joins as label dimension ``"certainty"`` and the PHEME ``support`` of a source post as
 ``"pheme_support"`` (supporting / denying / underspecified), joined on the tweet id.
@@ -45,20 +53,24 @@ are reactions (with ``parent_id=None``). Every reaction carries ``metadata["thre
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mfllm_env.labels import CERTAINTY, SDQC
 from mfllm_env.loaders.common import (
     ErrorPolicy,
+    Located,
+    MissingLabelWarning,
     RecordReader,
     ScenarioFormatError,
     check_choice,
     check_limit,
     drop_none,
     existing_path,
+    existing_paths,
     finish,
     parse_api_date,
     read_json,
@@ -75,6 +87,8 @@ PHEME_SUPPORT = ("supporting", "denying", "underspecified")
 DATASET = "rumoureval2019"
 DELETED_BODIES = ("[deleted]", "[removed]")
 KEY_SPLITS = {"train-key.json": "train", "dev-key.json": "dev"}
+SHOWN_THREADS = 5
+"""How many threads the missing-label warning names."""
 
 
 def load_rumoureval(
@@ -83,7 +97,7 @@ def load_rumoureval(
     split: str | None = None,
     episode: str = "thread",
     platform: str = "all",
-    keys: Sequence[str | os.PathLike[str]] | None = None,
+    keys: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     pheme: str | os.PathLike[str] | None = None,
     on_error: str = "raise",
     limit: int | None = None,
@@ -93,7 +107,8 @@ def load_rumoureval(
     ``split``: ``"train"``, ``"dev"``, ``"test"`` or ``None`` (all threads).
     ``episode``: ``"thread"`` (one scenario per thread) or ``"event"`` (a Twitter event's
     threads merged). ``platform``: ``"twitter"``, ``"reddit"`` or ``"all"``. ``keys``: the
-    key files; by default every ``*-key.json`` in ``path``. ``pheme``: PHEME's
+    key files (one path or a list); by default every ``*-key.json`` in ``path`` (there must
+    be one); ``[]`` loads the threads without stance labels. ``pheme``: PHEME's
     ``en-scheme-annotations.json`` to join ``certainty``. ``on_error``/``limit``: see
     :mod:`mfllm_env.loaders`. Options, paths and key files are checked before the first
     scenario is asked for; a missing path gives ``FileNotFoundError``.
@@ -106,12 +121,22 @@ def load_rumoureval(
     root = existing_path(path)
     if not root.is_dir():
         raise ValueError(f"{root}: expected the RumourEval release folder, not a file")
-    folders = _platform_folders(root, platform)
-    key_paths = (
-        sorted(root.glob("*-key.json")) if keys is None else [existing_path(key) for key in keys]
-    )
+    groups = _thread_groups(_platform_folders(root, platform))
+    if keys is None:
+        key_paths = sorted(root.glob("*-key.json"))
+        if not key_paths:
+            raise ValueError(
+                f"{root}: no key files (*-key.json) here, so no post would carry a human "
+                "stance label; give the key files (keys=[...], --key FILE) or load the "
+                "threads unlabelled on purpose (keys=[], --no-keys)"
+            )
+    else:
+        key_paths = existing_paths("keys", keys)
     annotations = _Annotations.read(key_paths, None if pheme is None else existing_path(pheme))
-    threads = _threads(folders, annotations, split, episode, policy)
+    if key_paths:
+        _check_keys_label_some_thread(root, key_paths, groups, annotations)
+    tally = _UnlabelledTally([path.name for path in key_paths])
+    threads = _threads(groups, annotations, split, episode, policy, tally)
     return finish(threads, policy, limit)
 
 
@@ -133,7 +158,7 @@ class _Annotations:
         for key_path in key_paths:
             split = KEY_SPLITS.get(key_path.name, "test")
             key = RecordReader(read_json(key_path), key_path, None)
-            stances = _string_map(key, "subtaskaenglish", SDQC.labels)
+            stances = _string_map(key, "subtaskaenglish", SDQC.labels, required=True)
             for post_id, stance in stances.items():
                 _set_label(labels, key_path, post_id, "stance", stance)
                 thread_split.setdefault(post_id, split)
@@ -162,8 +187,10 @@ class _Annotations:
         return cls(labels, thread_split, veracity)
 
 
-def _string_map(key: RecordReader, field: str, allowed: Sequence[str]) -> dict[str, str]:
-    table = key.get(field, (dict,), required=False) or {}
+def _string_map(
+    key: RecordReader, field: str, allowed: Sequence[str], *, required: bool = False
+) -> dict[str, str]:
+    table = key.get(field, (dict,), required=required) or {}
     for name, value in table.items():
         if value not in allowed:
             raise ScenarioFormatError(
@@ -185,6 +212,80 @@ def _set_label(
             "given for the same post by an earlier file",
         )
     post[dimension] = value
+
+
+@dataclass
+class _Group:
+    """The thread folders of one episode group: a Twitter event, or one Reddit thread."""
+
+    platform: str
+    folder: Path
+    event: str
+    thread_dirs: list[Path]
+
+
+def _thread_groups(folders: list[tuple[str, Path]]) -> list[_Group]:
+    groups = []
+    for platform, folder in folders:
+        if platform == "twitter":
+            groups += [
+                _Group(platform, folder, event.name, _subfolders(event))
+                for event in _subfolders(folder)
+            ]
+        else:
+            groups += [_Group(platform, folder, p.name, [p]) for p in _subfolders(folder)]
+    return groups
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.iterdir() if path.is_dir())
+
+
+def _check_keys_label_some_thread(
+    root: Path, key_paths: list[Path], groups: list[_Group], annotations: _Annotations
+) -> None:
+    """``ValueError`` if the key files label no source post of any thread under ``root``:
+    they are the keys of other data."""
+    threads = [thread_dir.name for group in groups for thread_dir in group.thread_dirs]
+    if not any("stance" in annotations.labels.get(thread, {}) for thread in threads):
+        raise ValueError(
+            f"{root}: the key files ({', '.join(str(path) for path in key_paths)}) give no "
+            f"stance label to the source post of any of the {len(threads)} threads here; "
+            "are they the keys of this data?"
+        )
+
+
+@dataclass
+class _UnlabelledTally:
+    """The posts of one load that the key files leave without a stance label."""
+
+    key_names: list[str]
+    posts: int = 0
+    total: int = 0
+    threads: list[str] = field(default_factory=list)
+
+    def add(self, scenario_id: str, unlabelled: int, total: int) -> None:
+        self.total += total
+        if unlabelled:
+            self.posts += unlabelled
+            self.threads.append(scenario_id)
+
+    def warn(self) -> None:
+        """Emit the :class:`MissingLabelWarning` of the load, if keys were given and some
+        post has no stance label from them."""
+        if not self.key_names or not self.posts:
+            return
+        shown = ", ".join(self.threads[:SHOWN_THREADS])
+        hidden = len(self.threads) - SHOWN_THREADS
+        more = f" and {hidden} more" if hidden > 0 else ""
+        warnings.warn(
+            f"rumoureval: {self.posts} of {self.total} posts, in {len(self.threads)} thread(s), "
+            f"have no stance label in the key files ({', '.join(self.key_names)}); they count "
+            "as unlabelled (label-eval leaves them out, the environment gives them the "
+            f"labeller's label): {shown}{more}",
+            MissingLabelWarning,
+            stacklevel=2,
+        )
 
 
 def _platform_folders(root: Path, platform: str) -> list[tuple[str, Path]]:
@@ -226,42 +327,49 @@ class _Thread:
     deleted: int
     unavailable: int
 
+    @property
+    def unlabelled(self) -> int:
+        """Its posts (source included) without a stance label."""
+        return sum(1 for post in (self.source, *self.replies) if "stance" not in post.labels)
+
 
 def _threads(
-    folders: list[tuple[str, Path]],
+    groups: list[_Group],
     annotations: _Annotations,
     split: str | None,
     episode: str,
     policy: ErrorPolicy,
-) -> Iterator[Scenario]:
-    for platform, folder in folders:
-        if platform == "twitter":
-            groups = [
-                (event.name, sorted(p for p in event.iterdir() if p.is_dir()))
-                for event in sorted(folder.iterdir())
-                if event.is_dir()
-            ]
-        else:
-            groups = [(p.name, [p]) for p in sorted(folder.iterdir()) if p.is_dir()]
-        for event, thread_dirs in groups:
+    tally: _UnlabelledTally,
+) -> Iterator[Located]:
+    try:
+        for group in groups:
             threads: list[_Thread] = []
-            for thread_dir in thread_dirs:
-                thread_split = annotations.thread_split.get(thread_dir.name, _folder_split(folder))
+            for thread_dir in group.thread_dirs:
+                thread_split = annotations.thread_split.get(
+                    thread_dir.name, _folder_split(group.folder)
+                )
                 if split is not None and thread_split != split:
                     continue
                 try:
                     thread = _read_thread(
-                        platform, event, thread_dir, thread_split, annotations, policy
+                        group.platform, group.event, thread_dir, thread_split, annotations, policy
                     )
                 except ScenarioFormatError as error:
                     policy.handle(error)
                     continue
                 if episode == "thread":
-                    yield _thread_scenario(thread, annotations)
+                    scenario = _thread_scenario(thread, annotations)
+                    tally.add(scenario.scenario_id, thread.unlabelled, len(scenario) + 1)
+                    yield Located(scenario, thread_dir, thread.thread_id)
                 else:
                     threads.append(thread)
             if threads:
-                yield _event_scenario(platform, event, threads, annotations)
+                scenario = _event_scenario(group.platform, group.event, threads, annotations)
+                for thread in threads:
+                    tally.add(thread.thread_id, thread.unlabelled, len(thread.replies) + 1)
+                yield Located(scenario, group.folder / group.event, group.event)
+    finally:
+        tally.warn()
 
 
 def _thread_scenario(thread: _Thread, annotations: _Annotations) -> Scenario:
@@ -272,6 +380,7 @@ def _thread_scenario(thread: _Thread, annotations: _Annotations) -> Scenario:
         "thread_id": thread.thread_id,
         "split": thread.split,
         "veracity": annotations.veracity.get(thread.thread_id),
+        "unlabelled_posts": thread.unlabelled,
     }
     if thread.platform == "reddit":
         meta["deleted_posts"] = thread.deleted
@@ -306,6 +415,7 @@ def _event_scenario(
         "split": splits.pop() if len(splits) == 1 else "mixed",
         "thread_splits": {t.thread_id: t.split for t in threads},
         "thread_veracity": {t.thread_id: annotations.veracity.get(t.thread_id) for t in threads},
+        "unlabelled_posts": sum(t.unlabelled for t in threads),
     }
     if platform == "reddit":
         meta["deleted_posts"] = sum(t.deleted for t in threads)
@@ -453,7 +563,7 @@ def _reddit_submission(path: Path, thread_id: str, annotations: _Annotations) ->
         reaction_id=post_id,
         author=Author(post.text("author")),
         text=f"{title}\n\n{body}" if body else title,
-        timestamp=post.number("created_utc"),
+        timestamp=post.unix_time("created_utc"),
         parent_id=None,
         language="en",
         labels=dict(annotations.labels.get(post_id, {})),
@@ -461,7 +571,7 @@ def _reddit_submission(path: Path, thread_id: str, annotations: _Annotations) ->
             {
                 "thread_id": thread_id,
                 "subreddit": post.text("subreddit", required=False),
-                "score": post.count("score"),
+                "score": post.integer("score"),
                 "url": post.text("url", required=False),
             }
         ),
@@ -472,7 +582,7 @@ def _reddit_comment(item: RecordReader, thread_id: str, annotations: _Annotation
     post_id = item.ident("id")
     body = item.text("body")
     metadata: dict[str, Any] = {"thread_id": thread_id}
-    score = item.count("score")
+    score = item.integer("score")
     if score is not None:
         metadata["score"] = score
     if body in DELETED_BODIES:
@@ -481,7 +591,7 @@ def _reddit_comment(item: RecordReader, thread_id: str, annotations: _Annotation
         reaction_id=post_id,
         author=Author(item.text("author")),
         text=body,
-        timestamp=item.number("created_utc"),
+        timestamp=item.unix_time("created_utc"),
         parent_id=_reddit_parent(item),
         language="en",
         labels=dict(annotations.labels.get(post_id, {})),

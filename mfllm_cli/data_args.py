@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from mfllm_cli.arg_types import positive_int
 from mfllm_cli.specs import SPLITS
 from mfllm_env.loaders import LOADERS
 
@@ -45,9 +46,14 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--pheme", metavar="FILE", help="rumoureval: PHEME annotations to join")
     parser.add_argument(
-        "--max-reactions", type=int, metavar="N", help="ced: keep the first N reactions per event"
+        "--max-reactions",
+        type=positive_int,
+        metavar="N",
+        help="ced: keep the first N reactions per event",
     )
-    parser.add_argument("--limit", type=int, metavar="N", help="load at most N episodes")
+    parser.add_argument(
+        "--limit", type=positive_int, metavar="N", help="load at most N episodes"
+    )
     parser.add_argument(
         "--on-error",
         choices=("raise", "skip"),

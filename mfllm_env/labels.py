@@ -23,6 +23,13 @@ UNLABELLED = -1
 """The id a labeller returns for a text it cannot label."""
 
 
+class UnknownLabelError(ValueError, KeyError):
+    """A label or dimension that no scheme knows: a ``ValueError`` (bad input, which the
+    CLI reports as such) and, for lookups' callers, a ``KeyError``; printed as its message."""
+
+    __str__ = ValueError.__str__
+
+
 @dataclass(frozen=True)
 class LabelScheme:
     """An ordered set of labels along one dimension.
@@ -68,11 +75,11 @@ class LabelScheme:
         return self.index(self.fallback)
 
     def index(self, label: str) -> int:
-        """The id of ``label``; a ``KeyError`` naming the valid labels otherwise."""
+        """The id of ``label``; an :class:`UnknownLabelError` naming the valid labels otherwise."""
         try:
             return self._index[label]  # type: ignore[attr-defined]
         except KeyError:
-            raise KeyError(
+            raise UnknownLabelError(
                 f"{label!r} is not a label of scheme {self.name!r}; valid: {self.labels}"
             ) from None
 
@@ -134,7 +141,7 @@ def scheme_for(dimension: str) -> LabelScheme:
     try:
         return SCHEMES[dimension]
     except KeyError:
-        raise KeyError(
+        raise UnknownLabelError(
             f"no built-in label scheme for dimension {dimension!r}; known: {sorted(SCHEMES)}"
         ) from None
 

@@ -17,6 +17,7 @@ backend call.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from mfllm_env.checks import check_count
 from mfllm_env.labels import LabelScheme
 from mfllm_env.scenario import Author, Scenario
 
@@ -139,8 +141,8 @@ class HistogramMeanField:
     """
 
     def __init__(self, window: int | None = None) -> None:
-        if window is not None and window < 1:
-            raise ValueError(f"window must be a positive number of actions, got {window}")
+        if window is not None:
+            check_count("window", window, 1)
         self.window = window
         self._counts = np.zeros(0)
         self._recent: deque[int] = deque()
@@ -195,6 +197,18 @@ class HistogramMeanField:
         return MeanField(text, shares, count)
 
 
+def follower_rank(author: Author) -> float:
+    """The author's follower count as a rank: -1 (below every count) when the profile has
+    none, or one that is not a finite number >= 0 (text, ``NaN``, ``Infinity``: data no
+    ranking can trust, which must not stop an episode)."""
+    followers = author.profile.get("followers")
+    if isinstance(followers, bool) or not isinstance(followers, (int, float, np.integer)):
+        return -1
+    if isinstance(followers, float) and not math.isfinite(followers):
+        return -1
+    return followers if followers >= 0 else -1
+
+
 class _ReactionList:
     """Shared part of :class:`RecentReactions` and :class:`PopularReactions`: the shares come
     from a :class:`HistogramMeanField`; the text lists ``k`` reactions of the world so far
@@ -203,12 +217,12 @@ class _ReactionList:
     _EMPTY: ClassVar[dict[str, str]] = {"en": "No replies yet.", "zh": "暂无回复。"}
 
     def __init__(self, k: int = 5, max_chars: int = 280) -> None:
-        if k < 1:
-            raise ValueError(f"k must be a positive number of reactions, got {k}")
+        check_count("k", k, 1)
+        check_count("max_chars", max_chars, 1)
         self.k = k
         self.max_chars = max_chars
         self._histogram = HistogramMeanField()
-        self._posts: list[tuple[int, int, str, str]] = []  # (followers, order, name, text)
+        self._posts: list[tuple[float, int, str, str]] = []  # (followers, order, name, text)
         self._language = "en"
 
     def reset(self, scenario: Scenario, scheme: LabelScheme) -> MeanField:
@@ -217,7 +231,7 @@ class _ReactionList:
         initial = self._histogram.reset(scenario, scheme)
         return MeanField(self._EMPTY.get(self._language, self._EMPTY["en"]), initial.shares, 0)
 
-    def _chosen(self) -> list[tuple[int, int, str, str]]:
+    def _chosen(self) -> list[tuple[float, int, str, str]]:
         raise NotImplementedError
 
     def update(
@@ -236,11 +250,9 @@ class _ReactionList:
             )
         histogram = self._histogram.update(previous, states, actions, labels)
         for author, action in zip(authors, actions, strict=True):
-            followers = author.profile.get("followers")
             name = str(author.profile.get("name") or author.author_id)
             text = " ".join(str(action).split())[: self.max_chars]
-            rank = int(followers) if isinstance(followers, (int, float)) else -1
-            self._posts.append((rank, len(self._posts), name, text))
+            self._posts.append((follower_rank(author), len(self._posts), name, text))
         chosen = self._chosen()
         if not chosen:
             return MeanField(previous.text, histogram.shares, histogram.count)
@@ -251,7 +263,7 @@ class _ReactionList:
 class RecentReactions(_ReactionList):
     """The Recent(k) context: the ``k`` newest reactions, oldest first."""
 
-    def _chosen(self) -> list[tuple[int, int, str, str]]:
+    def _chosen(self) -> list[tuple[float, int, str, str]]:
         return self._posts[-self.k :]
 
 
@@ -260,10 +272,11 @@ class PopularReactions(_ReactionList):
 
     Ranked by the author's follower count (the reference implementation sorted on a
     missing key and silently returned the oldest reactions); authors without a follower
-    count rank below every author with one; ties go to the newer reaction. Listed from the
-    most-followed down.
+    count, or with one that is not a finite number >= 0 (:func:`follower_rank`), rank below
+    every author with one; ties go to the newer reaction. Listed from the most-followed
+    down.
     """
 
-    def _chosen(self) -> list[tuple[int, int, str, str]]:
+    def _chosen(self) -> list[tuple[float, int, str, str]]:
         ranked = sorted(self._posts, key=lambda post: (post[0], post[1]), reverse=True)
         return ranked[: self.k]

@@ -40,9 +40,18 @@ counted in ``stats["fallback"]``) is what the synthetic population responds to
 
 Each intervention costs ``cost`` (or the option's own ``cost``) and uses one unit of
 ``budget``; once the budget is spent an intervention is ignored (no cost), counted in
-``stats["over_budget"]``. Invalid actions (an out-of-range id, a non-string in text mode)
-wait, counted in ``stats["invalid_action"]``. In menu mode
-``infos["planner"]["action_mask"]`` marks the options the budget still allows.
+``stats["over_budget"]``. In menu mode ``infos["planner"]["action_mask"]`` marks the
+options the budget still allows.
+
+## Bad input: what raises, what falls back
+The rule of :class:`~mfllm_env.population_env.PopulationEnv`. The call is wrong, it
+raises: ``actions`` not a mapping (``TypeError``), a key other than ``"planner"``
+(``ValueError``), ``step`` before ``reset`` or after the end (``RuntimeError``), a seed
+other than ``None`` or an integer >= 0 (``ValueError``); nothing changes, the env keeps
+working. The planner's action is wrong, it waits, counted: a missing action, a value of
+the wrong type (a float, a bool, an array...), an option id out of range (menu mode) or a
+string that cannot be written as UTF-8 (text mode) is invalid, ``infos["planner"]
+["invalid_action"]`` says so and ``stats["invalid_action"]`` counts it.
 
 ## Reward
 ``reward = -distance(target, window shares) - cost`` where the window shares are the label
@@ -50,8 +59,10 @@ shares of the population's reactions in the ``every`` steps after the decision, 
 ``distance`` is total variation (``"tv"``, default), ``"js"`` or ``"kl"``
 (KL(target || shares), smoothed). Only reactions after the warm-up are scored. The
 return is minus the sum of the windows' distances (every window counts once, a shorter
-last one too) minus the costs. ``target`` defaults, for SDQC stance,
-to :data:`DEBUNK_TARGET` (a false rumour: little support, more deny and query).
+last one too) minus the costs. ``target`` gives a weight >= 0 per label (a mapping, labels
+left out weigh 0, or one weight per label), scaled to sum to 1 (``{"deny": 3, "query": 1}``
+is 75% deny, 25% query); it defaults, for SDQC stance, to :data:`DEBUNK_TARGET` (a false
+rumour: little support, more deny and query).
 
 ## Episode end
 After ``horizon`` reactions past warm-up (all of the scenario's by default): the planner
@@ -63,7 +74,8 @@ final shares; :attr:`PlannerEnv.trajectory` the shares of every population step.
 ``horizon=None``, ``target=None``, ``distance="tv"``, ``action_mode="menu"``,
 ``menu=None`` (:data:`DEFAULT_MENU`, less its targeted options whose group no author of
 the scenario belongs to), ``official=OFFICIAL_ACCOUNT``,
-``history_length=8``, ``agents_per_step=8``, ``warmup=16``, ``mean_field=None``,
+``history_length=8`` (at most :data:`MAX_HISTORY_LENGTH`), ``agents_per_step=8``,
+``warmup=16``, ``mean_field=None``,
 ``labeler=None``, ``max_message_length=280``, ``render_mode=None``; further keyword
 arguments go to :class:`PopulationEnv`.
 
@@ -89,10 +101,11 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
+from mfllm_env.checks import check_actions, check_count, check_seed, is_text
 from mfllm_env.labels import UNLABELLED, ActionLabeler
 from mfllm_env.mean_field import MeanFieldModel
 from mfllm_env.metrics import js_divergence, kl_divergence, total_variation
-from mfllm_env.population_env import PopulationEnv, _check_count
+from mfllm_env.population_env import PopulationEnv
 from mfllm_env.scenario import Author, Scenario
 from mfllm_env.simulation import Policy
 from mfllm_env.spaces import FreeText
@@ -114,6 +127,9 @@ DEBUNK_TARGET: dict[str, float] = {"support": 0.1, "deny": 0.4, "query": 0.3, "c
 """The default target for SDQC stance: the response to a false rumour one would want."""
 
 DISTANCES = {"tv": total_variation, "js": js_divergence, "kl": kl_divergence}
+
+MAX_HISTORY_LENGTH = 1024
+"""Most population steps the planner's ``step_shares`` observation can hold."""
 
 
 @dataclass(frozen=True)
@@ -177,22 +193,48 @@ DEFAULT_MENU: tuple[InterventionOption, ...] = (
 """The default menu, for SDQC stance in English (option 0 waits)."""
 
 
+def _is_amount(value: object) -> bool:
+    """A finite number >= 0 (a cost, a strength)."""
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
+        return False
+    return math.isfinite(value) and value >= 0
+
+
 def _target_vector(
     target: Mapping[str, float] | Sequence[float], labels: Sequence[str]
 ) -> np.ndarray:
+    """The target as shares over ``labels``: weights (a mapping label -> weight, missing
+    labels 0, or one weight per label) scaled to sum to 1."""
     if isinstance(target, Mapping):
-        unknown = sorted(set(target) - set(labels))
+        unknown = sorted(str(name) for name in set(target) - set(labels))
         if unknown:
             raise ValueError(f"target names unknown labels {unknown}; labels are {list(labels)}")
-        vector = np.array([float(target.get(label, 0.0)) for label in labels])
-    else:
-        vector = np.asarray(target, dtype=np.float64)
-        if vector.shape != (len(labels),):
+        values = [target.get(label, 0.0) for label in labels]
+    elif isinstance(target, Sequence) and not isinstance(target, (str, bytes)):
+        values = list(target)
+        if len(values) != len(labels):
             raise ValueError(
-                f"target needs {len(labels)} shares ({list(labels)}), got {vector.shape}"
+                f"target needs {len(labels)} shares ({list(labels)}), got {len(values)}"
             )
-    if not np.all(np.isfinite(vector)) or vector.min() < 0 or vector.sum() <= 0:
-        raise ValueError(f"target shares must be finite, >= 0 and not all 0, got {vector.tolist()}")
+    else:
+        raise TypeError(
+            f"target must map labels to shares or list one share per label, got {target!r}"
+        )
+    bad = [
+        (label, value)
+        for label, value in zip(labels, values, strict=True)
+        if not isinstance(value, (int, float, np.integer, np.floating))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+    ]
+    if bad or not any(values):
+        raise ValueError(
+            "target shares must be finite numbers >= 0 and not all 0, got "
+            + ", ".join(f"{label} {value!r}" for label, value in zip(labels, values, strict=True))
+        )
+    vector = np.asarray(values, dtype=np.float64)
+    vector /= vector.max()  # first, so that a sum of huge weights cannot overflow
     return vector / vector.sum()
 
 
@@ -228,14 +270,15 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
         render_mode: str | None = None,
         **population_options: Any,
     ) -> None:
-        _check_count("every", every, 1)
-        _check_count("budget", budget, 0)
-        _check_count("history_length", history_length, 1)
-        _check_count("max_message_length", max_message_length, 1)
+        check_count("every", every, 1)
+        check_count("budget", budget, 0)
+        check_count("history_length", history_length, 1, MAX_HISTORY_LENGTH)
+        check_count("max_message_length", max_message_length, 1)
+        check_count("warmup", warmup, 0)
+        check_count("agents_per_step", agents_per_step, 1)
         if horizon is not None:
-            _check_count("horizon", horizon, 1)
-        number = isinstance(cost, (int, float)) and not isinstance(cost, bool)
-        if not (number and math.isfinite(cost) and cost >= 0):
+            check_count("horizon", horizon, 1)
+        if not _is_amount(cost):
             raise ValueError(f"cost must be a finite number >= 0, got {cost!r}")
         if distance not in DISTANCES:
             raise ValueError(f"distance must be one of {sorted(DISTANCES)}, got {distance!r}")
@@ -250,7 +293,7 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
             raise ValueError(f"population must be a policy or 'synthetic', got {population!r}")
         if not synthetic and not (hasattr(population, "act") and hasattr(population, "reset")):
             raise TypeError("population must have reset(seed) and act(observations)")
-        if warmup >= len(scenario.reactions):
+        if warmup >= len(scenario.reactions):  # checked as a count above
             raise ValueError(
                 f"scenario {scenario.scenario_id!r} has {len(scenario.reactions)} reactions: "
                 f"none left to plan for after a warm-up of {warmup}"
@@ -259,7 +302,7 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
             scenario,
             agents_per_step=agents_per_step,
             warmup=warmup,
-            max_reactions=None if horizon is None else warmup + horizon,
+            max_reactions=None if horizon is None else min(warmup + horizon, len(scenario)),
             action_mode="label" if synthetic else getattr(population, "action_mode", "text"),
             mean_field=mean_field,
             labeler=labeler,
@@ -316,6 +359,11 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
         self._reset_episode_state()
 
     def _check_menu(self, groups: set[Any]) -> None:
+        strangers = [o for o in self.menu if not isinstance(o, InterventionOption)]
+        if strangers:
+            raise TypeError(
+                f"menu options must be InterventionOption objects, got {strangers[0]!r}"
+            )
         if not self.menu or not self.menu[0].waits:
             raise ValueError("the menu's option 0 must wait (no messages, no note)")
         names = [option.name for option in self.menu]
@@ -334,8 +382,16 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
                     f"menu option {option.name!r} targets group {option.target!r}, which no "
                     "author of this scenario belongs to (profile 'group')"
                 )
-            if option.cost is not None and not (math.isfinite(option.cost) and option.cost >= 0):
-                raise ValueError(f"menu option {option.name!r}: cost must be >= 0")
+            if option.cost is not None and not _is_amount(option.cost):
+                raise ValueError(
+                    f"menu option {option.name!r}: cost must be a finite number >= 0, "
+                    f"got {option.cost!r}"
+                )
+            if not _is_amount(option.strength):
+                raise ValueError(
+                    f"menu option {option.name!r}: strength must be a finite number >= 0, "
+                    f"got {option.strength!r}"
+                )
 
     def _reset_episode_state(self) -> None:
         k = self.scheme.size
@@ -361,6 +417,7 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
     def reset(
         self, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        seed = check_seed(seed)
         if seed is not None:
             self.np_random, self._seed = seeding.np_random(seed)
             seeds = self.np_random.integers(0, 2**31 - 1, size=2)
@@ -447,7 +504,7 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
                 return None, True
             option = self.menu[int(action)]
             return (None if option.waits else option), False
-        if not isinstance(action, str):
+        if not is_text(action):
             return None, True
         text = " ".join(action.split())[: self.max_message_length]
         if not text:
@@ -510,8 +567,12 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
         dict[str, dict[str, Any]],
     ]:
         if not self.agents:
-            raise RuntimeError("step() called on a finished episode; call reset() first")
-        option, invalid = self._parse(actions.get(PLANNER))
+            raise RuntimeError(
+                "step() called on a finished episode; call reset() first"
+                if self._decision
+                else "step() called before reset()"
+            )
+        option, invalid = self._parse(check_actions(actions, self.agents).get(PLANNER))
         self.stats["invalid_action"] += invalid
         over_budget = option is not None and self._budget_left == 0
         if over_budget:

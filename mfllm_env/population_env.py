@@ -26,14 +26,33 @@ against the real ones throughout.
 |                    | shares, fraction of reactions done                                     |
 
 ## Action space
-Text mode accepts any string. It is labelled by the labeller; a text the labeller cannot
-label (it returns -1), a non-string action or a missing action gets the scheme's
-``fallback`` label, and ``infos`` say so (``fallback``; ``empty_action`` for an empty or
-whitespace-only string; ``invalid_action`` for a missing or non-string action);
-:attr:`PopulationEnv.stats` counts them over the episode. Label mode takes an int in
-``[0, K)``; anything else falls back the same way. Label mode has no texts: the mean-field
-model and the agents' histories see label names, for real reactions (warm-up) and actions
-alike.
+Text mode accepts any string (cut to ``max_action_length`` characters). It is labelled by
+the labeller; a text the labeller cannot label (it returns -1) gets the scheme's
+``fallback`` label. Label mode takes an int (a Python or numpy integer, not a bool) in
+``[0, K)``. Label mode has no texts: the mean-field model and the agents' histories see
+label names, for real reactions (warm-up) and actions alike.
+
+## Bad input: what raises, what falls back
+One rule for both halves of the API, :meth:`PopulationEnv.step` and ``begin_step``:
+
+* **The call is wrong: it raises.** ``actions`` that is not a mapping: ``TypeError``. A
+  key that is not an agent acting this step (unknown, already terminated, not a string):
+  ``ValueError`` naming the keys. ``step`` before ``reset`` or after the episode ended:
+  ``RuntimeError``. ``reset(seed=...)`` with anything but ``None`` or an integer >= 0:
+  ``ValueError``. Nothing of the episode changes before such an error, so the env keeps
+  working with a corrected call.
+* **An active agent's action is wrong: it falls back, counted.** A missing action, a
+  value of the wrong type (a float, a bool, bytes, an array, ``None``...), an int out of
+  range (label mode) or a string with characters that cannot be written as UTF-8 (lone
+  surrogates; text mode) is an *invalid action*: the agent gets the fallback label and
+  acts with an empty text. ``infos[agent]`` says so (``invalid_action``, ``fallback``;
+  ``empty_action`` for an empty or whitespace-only string) and :attr:`PopulationEnv.stats`
+  counts them over the episode (``invalid_action``, ``fallback``, ``empty_action``), as do
+  the run's metrics.
+
+Constructor arguments are checked at once: counts must be integers in the documented
+range (at most :data:`~mfllm_env.checks.MAX_COUNT`), else ``ValueError`` naming the argument
+and value.
 
 ## Observation space
 ``event``: the source post. ``state``: the agent's profile and up to ``history_length`` of
@@ -105,6 +124,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
+from mfllm_env.checks import check_actions, check_count, check_seed, is_text
 from mfllm_env.labels import UNLABELLED, ActionLabeler, LabelScheme, scheme_for
 from mfllm_env.mean_field import HistogramMeanField, MeanField, MeanFieldModel, MeanFieldUpdate
 from mfllm_env.metrics import kl_divergence
@@ -226,12 +246,6 @@ def render_state(profile_text: str, own_history: Sequence[str], language: str = 
     return profile_text + " " + t["history"].format(posts=" | ".join(own_history))
 
 
-def _check_count(name: str, value: object, minimum: int) -> None:
-    """A clear error for an argument that must be an int >= ``minimum``."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
 class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
     """A population reacting to one event; see the module docstring."""
 
@@ -260,17 +274,17 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
     ) -> None:
         if not isinstance(scenario, Scenario):
             raise TypeError(f"scenario must be a mfllm_env.Scenario, got {type(scenario).__name__}")
-        _check_count("agents_per_step", agents_per_step, 1)
-        _check_count("warmup", warmup, 0)
-        _check_count("history_length", history_length, 0)
-        _check_count("max_text_length", max_text_length, 1)
-        _check_count("max_action_length", max_action_length, 1)
+        check_count("agents_per_step", agents_per_step, 1)
+        check_count("warmup", warmup, 0)
+        check_count("history_length", history_length, 0)
+        check_count("max_text_length", max_text_length, 1)
+        check_count("max_action_length", max_action_length, 1)
         if action_mode not in ("text", "label"):
             raise ValueError(f"action_mode must be 'text' or 'label', got {action_mode!r}")
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         if max_reactions is not None:
-            _check_count("max_reactions", max_reactions, 1)
+            check_count("max_reactions", max_reactions, 1)
         reactions = scenario.reactions[:max_reactions]
         if not reactions:
             raise ValueError(f"scenario {scenario.scenario_id!r} has no reactions to replay")
@@ -316,6 +330,7 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
         self._profiles: dict[str, str] = {}  # author id -> profile line, kept across resets
         self.np_random, self._seed = seeding.np_random(None)
         self.agents: list[str] = []
+        self._reset_done = False
         self._reset_episode_state()
 
     # -- set-up helpers -------------------------------------------------------------
@@ -418,11 +433,13 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
     def reset(
         self, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        seed = check_seed(seed)
         if seed is not None:
             self.np_random, self._seed = seeding.np_random(seed)
             space_seeds = self.np_random.integers(0, 2**31 - 1, size=2)
             self._action_space.seed(int(space_seeds[0]))
             self._observation_space.seed(int(space_seeds[1]))
+        self._reset_done = True
         self._reset_episode_state()
         self._mean_field = self.mean_field_model.reset(self.scenario, self.scheme)
         self._shares32 = self._observed_shares()
@@ -492,11 +509,13 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
         limit = self.max_action_length
         for agent in agents:
             action = actions.get(agent)
-            if isinstance(action, str):
-                texts.append(action if len(action) <= limit else action[:limit])
+            if isinstance(action, str) and len(action) > limit:
+                action = action[:limit]
+            if is_text(action):
+                texts.append(action)
                 invalid.append(False)
                 empty.append(not action.strip())
-            else:  # missing or not a string: invalid, labelled as the empty text
+            else:  # missing, not a string or not writable: invalid, labelled as the empty text
                 texts.append("")
                 invalid.append(True)
                 empty.append(False)
@@ -557,9 +576,14 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
         batched call (:func:`mfllm_env.mean_field.update_mean_fields`).
         """
         if not self.agents:
-            raise RuntimeError("step() called on a finished episode; call reset() first")
+            raise RuntimeError(
+                "step() called on a finished episode; call reset() first"
+                if self._reset_done
+                else "step() called before reset()"
+            )
         if self._pending is not None:
             raise RuntimeError("begin_step() called twice; call end_step() first")
+        actions = check_actions(actions, self.agents)
         acted = self.agents
         count = len(acted)
         start = self._active[0]

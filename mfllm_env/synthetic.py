@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mfllm_env.checks import check_count, check_seed
 from mfllm_env.labels import SDQC
 from mfllm_env.scenario import Author, Reaction, Scenario
 
@@ -150,8 +151,29 @@ class Intervention:
             raise ValueError(
                 f"unknown intervention kind {self.kind!r}; known: {sorted(INTERVENTION_EFFECTS)}"
             )
-        if self.at < 0:
-            raise ValueError(f"intervention index must be >= 0, got {self.at}")
+        check_count("intervention index", self.at, 0)
+        _check_parameter("intervention strength", self.strength)
+
+
+MAX_PARAMETER = 1e6
+"""Largest magnitude of a number of the response model (parameters, intervention
+strengths): beyond it the logits overflow and the label probabilities are undefined."""
+
+_POSITIVE_PARAMETERS = ("prior_weight", "half_life")
+"""Parameters that divide: they must be at least 1 / MAX_PARAMETER."""
+
+_NON_NEGATIVE_PARAMETERS = ("framing_noise", "personal_noise")
+"""Standard deviations."""
+
+
+def _check_parameter(name: str, value: object, minimum: float = -MAX_PARAMETER) -> None:
+    """A clear ``ValueError`` unless ``value`` is a finite number in
+    ``[minimum, MAX_PARAMETER]``."""
+    number = isinstance(value, (int, float, np.integer, np.floating))
+    if isinstance(value, bool) or not number or not minimum <= value <= MAX_PARAMETER:
+        raise ValueError(
+            f"{name} must be a number >= {minimum:g} and <= {MAX_PARAMETER:g}, got {value!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -166,6 +188,28 @@ class SyntheticPopulation:
     half_life: float = 60.0
     profile_clarity: float = 0.8
     interventions: tuple[Intervention, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for name in (
+            "feedback_strength",
+            "prior_weight",
+            "framing_noise",
+            "personal_noise",
+            "query_decay",
+            "half_life",
+            "profile_clarity",
+        ):
+            minimum = (
+                1 / MAX_PARAMETER
+                if name in _POSITIVE_PARAMETERS
+                else 0.0
+                if name in _NON_NEGATIVE_PARAMETERS
+                else -MAX_PARAMETER
+            )
+            _check_parameter(name, getattr(self, name), minimum)
+        for intervention in self.interventions:
+            if not isinstance(intervention, Intervention):
+                raise TypeError(f"interventions must be Intervention objects, got {intervention!r}")
 
     def shares(self, counts: np.ndarray) -> np.ndarray:
         """The smoothed population shares the feedback term uses."""
@@ -210,6 +254,10 @@ class SyntheticPopulation:
         return p / p.sum()
 
 
+MAX_REACTIONS = 1_000_000
+"""Most reactions (and users) of one synthetic event."""
+
+
 def synthetic_scenario(
     seed: int = 0,
     *,
@@ -222,17 +270,20 @@ def synthetic_scenario(
     """Generate one synthetic event (see the module docstring); same seed, same scenario.
 
     ``n_users`` defaults to ``0.7 * n_reactions`` (some users react more than once).
-    ``population_options`` override other :class:`SyntheticPopulation` fields.
+    ``population_options`` override other :class:`SyntheticPopulation` fields; every number
+    must be finite and at most :data:`MAX_PARAMETER` in size (``ValueError`` otherwise).
     """
-    if n_reactions < 1:
-        raise ValueError(f"n_reactions must be >= 1, got {n_reactions}")
+    check_seed(seed)
+    check_count("n_reactions", n_reactions, 1, MAX_REACTIONS)
+    if n_users is not None:
+        check_count("n_users", n_users, 1, MAX_REACTIONS)
     population = SyntheticPopulation(
         feedback_strength=feedback_strength,
         interventions=tuple(interventions),
         **population_options,
     )
     rng = np.random.default_rng(seed)
-    n_users = n_users or max(1, int(0.7 * n_reactions))
+    n_users = n_users if n_users is not None else max(1, int(0.7 * n_reactions))
     group_names = list(GROUPS)
     groups = rng.integers(0, len(group_names), size=n_users)
     user_logits = np.asarray([GROUPS[group_names[g]] for g in groups]) + rng.normal(
@@ -314,6 +365,20 @@ def _make_author(rng: np.random.Generator, index: int, group: str, clarity: floa
     )
 
 
+def _finite_logits(values: Any, what: str) -> np.ndarray:
+    """``values`` as one finite logit per SDQC label; ``ValueError`` naming ``what``."""
+    try:
+        logits = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        logits = np.zeros(0)
+    if logits.shape != (SDQC.size,) or not np.all(np.abs(logits) <= MAX_PARAMETER):
+        raise ValueError(
+            f"{what} must be {SDQC.size} finite numbers of size <= {MAX_PARAMETER:g}, "
+            f"got {values!r}"
+        )
+    return logits
+
+
 class SyntheticResponse:
     """The synthetic scenario's ground-truth population, as a label-mode policy.
 
@@ -340,14 +405,28 @@ class SyntheticResponse:
             )
         if env.action_mode != "label" or env.scheme.labels != SDQC.labels:
             raise ValueError("SyntheticResponse needs an SDQC environment in label mode")
-        options: dict[str, Any] = dict(metadata["population"])
-        scripted = tuple(Intervention(**iv) for iv in options.pop("interventions", ()))
-        self._base = SyntheticPopulation(**options, interventions=scripted)
+        scenario_id = env.scenario.scenario_id
+        try:
+            options: dict[str, Any] = dict(metadata["population"])
+            scripted = tuple(Intervention(**iv) for iv in options.pop("interventions", ()))
+            self._base = SyntheticPopulation(**options, interventions=scripted)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"scenario {scenario_id!r}: metadata 'population' is not a synthetic "
+                f"population: {error}"
+            ) from None
         self._population = self._base
+        self._framing = _finite_logits(metadata["framing"], f"scenario {scenario_id!r}: framing")
         self._logits = {
-            a: np.asarray(v, dtype=np.float64) for a, v in metadata["user_logits"].items()
+            author: _finite_logits(values, f"scenario {scenario_id!r}: user_logits of {author!r}")
+            for author, values in dict(metadata["user_logits"]).items()
         }
-        self._framing = np.asarray(metadata["framing"], dtype=np.float64)
+        missing_authors = {r.author.author_id for r in env.scenario.reactions} - set(self._logits)
+        if missing_authors:
+            raise ValueError(
+                f"scenario {scenario_id!r}: metadata 'user_logits' lacks the authors "
+                f"{sorted(missing_authors)[:5]}"
+            )
         self._n = len(env.scenario.reactions)
         self.env = env
         self._rng = np.random.default_rng(0)

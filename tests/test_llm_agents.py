@@ -128,7 +128,7 @@ def test_same_seed_same_trajectory(tiny_backend, tmp_path):
         runs.append((tmp_path / name / "trajectory.jsonl").read_text())
     assert runs[0] == runs[1]
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
-    assert metrics["throughput"]["completion_tokens"] > 0
+    assert metrics["tokens"]["completion_tokens"] > 0
     assert metrics["metrics"]["mean_field_calls"]["mean"] == 3
 
 
@@ -237,6 +237,22 @@ def test_recent_and_popular_contexts():
         RecentReactions(k=0)
 
 
+def test_popular_context_ranks_follower_counts_it_cannot_trust_last():
+    """Infinity, NaN, a negative, text or a bool as a follower count (what a broken data
+    file can hold) ranks as no count, mid-episode, instead of raising OverflowError."""
+    followers = [float("inf"), 7, float("nan"), -3, "many", True, 10**30, 1e20]
+    env = PopulationEnv(
+        _scenario(followers), agents_per_step=4, warmup=8, mean_field=PopularReactions(k=4)
+    )
+    env.reset(seed=0)
+    while env.agents:
+        env.step(dict.fromkeys(env.agents, "ignored in warm-up"))
+    assert env.mean_field.text == "- u6: post 6\n- u7: post 7\n- u1: post 1\n- u5: post 5"
+    for argument in ({"k": float("nan")}, {"k": 2.5}, {"max_chars": 0}):
+        with pytest.raises(ValueError, match=f"{next(iter(argument))} must be an integer"):
+            PopularReactions(**argument)
+
+
 def test_cli_runs_an_llm_policy_from_a_model_folder(tmp_path, capsys):
     from tests.conftest import build_tiny_model_and_tokenizer
 
@@ -265,7 +281,7 @@ def test_cli_runs_an_llm_policy_from_a_model_folder(tmp_path, capsys):
         (["--policy", "herding", "--mean-field", "cos"], "needs an LLM policy"),
         (["--policy", "mf", "--model", "nobody/nothing-here"], "cannot load model"),
         (["--policy", "mf", "--model", "http://127.0.0.1:9/v1"], "127.0.0.1:9"),
-        (["--policy", "state", "--k", "0"], "--k must be >= 1"),
+        (["--policy", "state", "--k", "0"], "argument --k: must be an integer >= 1"),
     ],
 )
 def test_cli_reports_bad_llm_options(tmp_path, capsys, extra, message):
@@ -291,4 +307,4 @@ def test_smollm2_end_to_end(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["metrics"]["backend_errors"]["mean"] == 0
     assert metrics["metrics"]["mean_field_calls"]["mean"] == 2
-    assert metrics["throughput"]["completion_tokens"] > 0
+    assert metrics["tokens"]["completion_tokens"] > 0

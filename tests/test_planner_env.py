@@ -229,14 +229,15 @@ def test_horizon_limits_the_episode(scenario):
 def test_invalid_menu_actions_wait(scenario):
     env = _make(scenario)
     env.reset(seed=0)
-    bad = [99, -1, "debunk", None, True, 1.0]
+    bad = [99, -1, "debunk", None, True, 1.0, float("nan"), np.array([1]), 10**30, b"\x01"]
+    env = _make(scenario, agents_per_step=4)  # 12 decisions: one per bad action, and more
+    env.reset(seed=0)
     for action in bad:
         _, rewards, _, _, infos = env.step({PLANNER: action})
         assert infos[PLANNER]["invalid_action"] is True
         assert infos[PLANNER]["intervention"] is None
         assert infos[PLANNER]["cost"] == 0.0
         assert np.isfinite(rewards[PLANNER])
-    assert env.agents == []
     assert env.stats["invalid_action"] == len(bad)
     assert env.stats["interventions"] == 0
     assert env.population_env.injected == []
@@ -266,13 +267,47 @@ def test_text_mode_empty_waits_and_non_strings_are_invalid(scenario):
         assert infos[PLANNER]["invalid_action"] is False
         assert infos[PLANNER]["intervention"] is None and infos[PLANNER]["cost"] == 0.0
     assert env.stats["invalid_action"] == 0
-    for action in [5, None, b"bytes"]:
+    for action in [5, None, b"bytes", "Fact check: \udc80 false"]:
         _, _, _, _, infos = env.step({PLANNER: action})
         assert infos[PLANNER]["invalid_action"] is True
         assert infos[PLANNER]["intervention"] is None
-    assert env.stats["invalid_action"] == 3
+    assert env.stats["invalid_action"] == 4
     assert env.stats["interventions"] == 0
     assert env.population_env.injected == []
+
+
+@pytest.mark.parametrize(
+    ("actions", "error", "message"),
+    [
+        (None, TypeError, "actions must be a mapping from agent name to action, got NoneType"),
+        ([DEBUNK], TypeError, "got list"),
+        ({"planer": DEBUNK}, ValueError, r"do not act this step: 'planer' \(acting now: planner\)"),
+        ({PLANNER: DEBUNK, "reaction_00000": 1}, ValueError, "'reaction_00000'"),
+    ],
+)
+def test_a_wrong_step_call_raises_and_changes_nothing(scenario, actions, error, message):
+    env = _make(scenario)
+    env.reset(seed=0)
+    with pytest.raises(error, match=message):
+        env.step(actions)
+    assert env.agents == [PLANNER] and env.stats == {
+        "interventions": 0,
+        "over_budget": 0,
+        "invalid_action": 0,
+        "fallback": 0,
+    }
+    _, _, _, _, infos = env.step({PLANNER: DEBUNK})  # still works
+    assert infos[PLANNER]["intervention"] == "debunk"
+
+
+def test_step_before_reset_and_bad_seeds(scenario):
+    env = _make(scenario)
+    with pytest.raises(RuntimeError, match=r"step\(\) called before reset\(\)"):
+        env.step({PLANNER: 0})
+    for seed in (-1, 2.5, "1", False):
+        with pytest.raises(ValueError, match="seed must be None or an integer >= 0"):
+            env.reset(seed=seed)
+    assert plain(env.reset(seed=np.int32(4))) == plain(env.reset(seed=4))
 
 
 # -- 5. Injection ---------------------------------------------------------------------------
@@ -450,6 +485,32 @@ def test_targeted_intervention_reaches_only_its_group():
         ({"target": {"support": 0.5, "rumour": 0.5}}, ValueError, r"unknown labels \['rumour'\]"),
         ({"target": [0.5, 0.5]}, ValueError, "target needs 4 shares"),
         ({"target": [0, 0, 0, 0]}, ValueError, "not all 0"),
+        ({"target": {"support": float("nan")}}, ValueError, "got support nan, deny 0.0"),
+        ({"target": [1, -1, 0, 0]}, ValueError, "deny -1"),
+        ({"target": [1, float("inf"), 0, 0]}, ValueError, "deny inf"),
+        ({"target": [1, "a lot", 0, 0]}, ValueError, "deny 'a lot'"),
+        ({"target": "deny"}, TypeError, "target must map labels to shares"),
+        ({"target": {1: 0.5}}, ValueError, r"unknown labels \['1'\]"),
+        ({"every": 2**31}, ValueError, "every must be an integer >= 1 and <= 2147483647"),
+        ({"budget": 10**20}, ValueError, "budget must be an integer >= 0 and <= 2147483647"),
+        ({"history_length": 10**6}, ValueError, "history_length must be an integer >= 1 and <= 10"),
+        ({"warmup": float("nan")}, ValueError, "warmup must be an integer >= 0"),
+        ({"warmup": "16"}, ValueError, "warmup must be an integer >= 0"),
+        ({"agents_per_step": 0}, ValueError, "agents_per_step must be an integer >= 1"),
+        ({"horizon": 1.5}, ValueError, "horizon must be an integer >= 1"),
+        ({"cost": float("inf")}, ValueError, "cost must be a finite number >= 0, got inf"),
+        ({"cost": "0.1"}, ValueError, "cost must be a finite number >= 0, got '0.1'"),
+        (
+            {"menu": (WAIT, dataclasses.replace(DEFAULT_MENU[1], strength=float("nan")))},
+            ValueError,
+            "menu option 'debunk': strength must be a finite number >= 0, got nan",
+        ),
+        (
+            {"menu": (WAIT, dataclasses.replace(DEFAULT_MENU[1], cost="free"))},
+            ValueError,
+            "menu option 'debunk': cost must be a finite number >= 0, got 'free'",
+        ),
+        ({"menu": (WAIT, "debunk")}, TypeError, "must be InterventionOption objects, got 'debunk'"),
         ({"menu": (DEFAULT_MENU[1], WAIT)}, ValueError, "option 0 must wait"),
         ({"menu": ()}, ValueError, "option 0 must wait"),
         ({"menu": (WAIT, DEFAULT_MENU[1], DEFAULT_MENU[1])}, ValueError, "must be unique"),
@@ -487,6 +548,8 @@ def test_default_target_is_the_debunk_target(scenario):
     np.testing.assert_allclose(env.target, expected)
     env = PlannerEnv(scenario, target={"deny": 3, "query": 1})
     np.testing.assert_allclose(env.target, [0.0, 0.75, 0.25, 0.0])
+    env = PlannerEnv(scenario, target=[1e308, 1e308, 0, 0])  # a sum that would overflow
+    np.testing.assert_allclose(env.target, [0.5, 0.5, 0.0, 0.0])
 
 
 # -- 9. Baselines ---------------------------------------------------------------------------

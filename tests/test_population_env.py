@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import re
 
 import numpy as np
 import pettingzoo
@@ -154,7 +155,25 @@ def test_bad_text_actions_fall_back_and_are_counted(scenario):
     assert not infos[agents[2]]["empty_action"] and not infos[agents[7]]["empty_action"]
 
 
-@pytest.mark.parametrize("bad", [-1, 4, 2.0, True, "support", None])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        -1,
+        4,
+        10**30,
+        2.0,
+        float("nan"),
+        np.float32(1.0),
+        True,
+        "support",
+        b"1",
+        None,
+        np.array([1, 2]),
+        np.array(1),
+        [1],
+        {"label": 1},
+    ],
+)
 def test_bad_label_actions_fall_back(scenario, bad):
     env = PopulationEnv(scenario, action_mode="label")
     env.reset(seed=0)
@@ -212,6 +231,63 @@ def test_custom_mean_field_model_is_used(scenario):
     assert env.mean_field.count == 20
 
 
+@pytest.mark.parametrize("bad", ["\ud800 a lone surrogate", b"This is fake", 1.5, ["x"]])
+def test_text_actions_that_cannot_be_written_fall_back(scenario, bad):
+    env = PopulationEnv(scenario, warmup=0)
+    env.reset(seed=0)
+    agent = env.agents[0]
+    _, _, _, _, infos = env.step({**dict.fromkeys(env.agents, "Is this true?"), agent: bad})
+    assert infos[agent]["invalid_action"] and infos[agent]["fallback"]
+    assert env.stats["invalid_action"] == 1
+    assert env.mean_field.text.encode("utf-8")  # nothing unwritable reached the world
+
+
+@pytest.mark.parametrize(
+    ("actions", "error", "message"),
+    [
+        (None, TypeError, "actions must be a mapping from agent name to action, got NoneType"),
+        ([0, 1], TypeError, "got list"),
+        ("support", TypeError, "got str"),
+        ({"reaction_99999": 0}, ValueError, "do not act this step: 'reaction_99999'"),
+        ({"reaction_00016": 0}, ValueError, r"'reaction_00016' \(acting now: reaction_00000\.\."),
+        ({3: 0}, ValueError, "do not act this step: 3 "),
+        ({f"x{i}": 0 for i in range(9)}, ValueError, "'x4' and 4 more"),
+    ],
+)
+def test_a_wrong_step_call_raises_and_changes_nothing(scenario, actions, error, message):
+    env = PopulationEnv(scenario, action_mode="label", warmup=0)
+    env.reset(seed=0)
+    acting = list(env.agents)
+    with pytest.raises(error, match=message):
+        env.step(actions)
+    assert env.agents == acting and env.stats["actions"] == 0
+    with pytest.raises(error, match=message):
+        env.begin_step(actions)
+    _, _, terminations, _, _ = env.step(dict.fromkeys(acting, 1))  # still works
+    assert all(terminations[agent] for agent in acting) and env.stats["invalid_action"] == 0
+    with pytest.raises(ValueError, match="'reaction_00000'"):  # acted: not acting any more
+        env.step({acting[0]: 1})
+
+
+def test_step_before_reset_says_so(scenario):
+    with pytest.raises(RuntimeError, match=r"step\(\) called before reset\(\)"):
+        PopulationEnv(scenario).step({})
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, float("nan"), "3", True, [3]])
+def test_bad_seeds_are_rejected(scenario, seed):
+    env = PopulationEnv(scenario, action_mode="label")
+    message = f"seed must be None or an integer >= 0, got {seed!r}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        env.reset(seed=seed)
+
+
+def test_numpy_and_huge_seeds_are_seeds(scenario):
+    env = PopulationEnv(scenario, action_mode="label")
+    assert plain(_rollout(env, np.int64(7))) == plain(_rollout(env, 7))
+    _rollout(env, 2**70)
+
+
 def test_episode_end_and_step_after_end(scenario):
     env = PopulationEnv(scenario, action_mode="label", max_reactions=20)
     env.reset(seed=0)
@@ -229,6 +305,14 @@ def test_episode_end_and_step_after_end(scenario):
         ({"agents_per_step": 2.5}, "agents_per_step"),
         ({"warmup": -1}, "warmup"),
         ({"warmup": "50"}, "warmup"),
+        ({"warmup": float("nan")}, "warmup must be an integer >= 0 and <= 2147483647, got nan"),
+        ({"warmup": float("inf")}, "warmup"),
+        ({"warmup": 10**20}, "warmup"),
+        ({"agents_per_step": 2**31}, "agents_per_step"),
+        ({"history_length": 10**20}, "history_length"),
+        ({"max_text_length": -5}, "max_text_length"),
+        ({"max_reactions": float("nan")}, "max_reactions"),
+        ({"max_reactions": True}, "max_reactions"),
         ({"history_length": -1}, "history_length"),
         ({"max_action_length": 0}, "max_action_length"),
         ({"action_mode": "tokens"}, "action_mode"),

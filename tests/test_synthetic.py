@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from agents.baselines import ClassifierPolicy, collect_examples
 from mfllm_env import SDQC, Intervention, PopulationEnv, SyntheticPopulation, synthetic_scenario
 from mfllm_env.simulation import run_episode
+from mfllm_env.synthetic import SyntheticResponse
 
 
 def _shares(scenario) -> np.ndarray:
@@ -64,11 +67,51 @@ def test_debunk_intervention_raises_deny_and_lowers_support():
     assert gains[:, 0].mean() > 0.1 and gains[:, 1].mean() < -0.05
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError, match="n_reactions"):
-        synthetic_scenario(n_reactions=0)
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"n_reactions": 0}, "n_reactions must be an integer >= 1"),
+        ({"n_reactions": 2.5}, "n_reactions must be an integer >= 1"),
+        ({"n_reactions": 10**7}, "n_reactions must be an integer >= 1 and <= 1000000"),
+        ({"n_users": 0}, "n_users must be an integer >= 1"),
+        ({"seed": -1}, "seed must be None or an integer >= 0, got -1"),
+        ({"feedback_strength": float("nan")}, "feedback_strength must be a number"),
+        ({"feedback_strength": 1e300}, r"feedback_strength must be a number .*, got 1e\+300"),
+        ({"prior_weight": 0.0}, "prior_weight must be a number >= 1e-06"),
+        ({"half_life": float("-inf")}, "half_life must be a number >= 1e-06"),
+        ({"personal_noise": -0.5}, "personal_noise must be a number >= 0"),
+        ({"query_decay": "1"}, "query_decay must be a number"),
+    ],
+)
+def test_bad_generator_arguments(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        synthetic_scenario(**arguments)
+
+
+def test_bad_interventions():
     with pytest.raises(ValueError, match="unknown intervention"):
         Intervention(at=3, kind="nuke")
+    with pytest.raises(ValueError, match="intervention index must be an integer >= 0"):
+        Intervention(at=1.5)
+    with pytest.raises(ValueError, match="intervention strength must be a number"):
+        Intervention(at=1, strength=float("nan"))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"framing": [0.1, float("nan"), 0.0, 0.0]}, "framing must be 4 finite numbers"),
+        ({"framing": "tilted"}, "framing must be 4 finite numbers"),
+        ({"user_logits": {}}, "'user_logits' lacks the authors"),
+        ({"population": {"feedback_strength": float("inf")}}, "feedback_strength must be"),
+        ({"population": {"herding": 2.0}}, "metadata 'population' is not a synthetic population"),
+    ],
+)
+def test_synthetic_response_checks_the_ground_truth_before_the_episode(change, message):
+    scenario = synthetic_scenario(seed=0, n_reactions=24)
+    broken = dataclasses.replace(scenario, metadata={**scenario.metadata, **change})
+    with pytest.raises(ValueError, match=message):
+        SyntheticResponse(PopulationEnv(broken, action_mode="label"))
 
 
 def test_mean_field_aware_policy_recovers_trajectory_state_only_cannot():

@@ -1,0 +1,71 @@
+"""Checks of arguments and actions shared by the environments: one wording, one rule.
+
+Each raises a ``ValueError`` (``TypeError`` for an argument of the wrong kind altogether)
+that names the argument and the value, so that a caller -- the CLI included -- can show
+it as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+MAX_COUNT = 2**31 - 1
+"""Largest value of a count argument (agents per step, warm-up, lengths, budgets)."""
+
+
+def check_count(name: str, value: object, minimum: int, maximum: int = MAX_COUNT) -> None:
+    """A clear ``ValueError`` for an argument that must be an int in
+    ``[minimum, maximum]``."""
+    integer = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not (integer and minimum <= value <= maximum):  # type: ignore[operator]
+        raise ValueError(
+            f"{name} must be an integer >= {minimum} and <= {maximum}, got {value!r}"
+        )
+
+
+def check_seed(seed: object) -> int | None:
+    """``seed`` as a plain int (or ``None``); a clear ``ValueError`` for anything else
+    (a negative number, a float, a bool, a string)."""
+    if seed is None:
+        return None
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
+        return int(seed)
+    raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
+
+
+def check_actions(actions: object, active: Sequence[str]) -> Mapping[str, Any]:
+    """``actions`` if it is a mapping whose keys are all among the ``active`` agents;
+    ``TypeError`` / ``ValueError`` naming what is wrong otherwise. Missing agents are
+    not an error here (their action is invalid and falls back, counted)."""
+    if not isinstance(actions, Mapping):
+        raise TypeError(
+            f"actions must be a mapping from agent name to action, got {type(actions).__name__}"
+        )
+    if len(actions) > len(active) or not all(key in active for key in actions):
+        allowed = set(active)
+        strangers = [key for key in actions if key not in allowed]
+        shown = ", ".join(repr(key)[:40] for key in strangers[:5])
+        more = f" and {len(strangers) - 5} more" if len(strangers) > 5 else ""
+        acting = f"{active[0]}..{active[-1]}" if len(active) > 1 else active[0]
+        raise ValueError(
+            f"actions name agents that do not act this step: {shown}{more} "
+            f"(acting now: {acting})"
+        )
+    return actions
+
+
+def is_text(action: object) -> bool:
+    """Whether ``action`` is a string that can be written out (as UTF-8: no lone
+    surrogates, which a broken decoder or a JSON ``\\ud800`` escape can produce)."""
+    if not isinstance(action, str):
+        return False
+    if action.isascii():
+        return True
+    try:
+        action.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

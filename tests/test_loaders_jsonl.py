@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,48 @@ def test_format_fields_and_defaults(tmp_path: Path):
             "reactions",
             "reactions must be in time order",
         ),
+        *(
+            (
+                lambda d, odd=odd: d["reactions"][1].update(timestamp=odd),
+                "reactions[1].timestamp",
+                f"expected unix seconds of the years 1..9999 (-62135596800 .. 253402300799), "
+                f"got {odd!r}",
+            )
+            for odd in (float("inf"), float("-inf"), float("nan"), 1e20, -1e12)
+        ),
+        (
+            lambda d: d["source"]["author"]["profile"].update(followers=float("inf")),
+            "source.author.profile.followers",
+            "expected a whole number, got inf",
+        ),
+        (
+            lambda d: d["source"]["author"]["profile"].update(followers=1e20),
+            "source.author.profile.followers",
+            "expected a 64-bit integer, got 1e+20",
+        ),
+        (
+            lambda d: d["source"]["author"]["profile"].update(followers=-3),
+            "source.author.profile.followers",
+            "expected a count (>= 0), got -3",
+        ),
+        (
+            lambda d: d["source"]["author"]["profile"].update(followers="many"),
+            "source.author.profile.followers",
+            "expected int or float, got str 'many'",
+        ),
+        (
+            lambda d: d["reactions"][0]["author"]["profile"].update(verified="yes"),
+            "reactions[0].author.profile.verified",
+            "expected bool, got str",
+        ),
+        (
+            lambda d: d["reactions"][0]["author"]["profile"].update(name=7),
+            "reactions[0].author.profile.name",
+            "expected str, got int 7",
+        ),
+        (lambda d: d.update(reactions={"r1": {}}), "reactions", "expected list, got dict"),
+        (lambda d: d.update(scenario_id=12), "scenario_id", "expected str, got int 12"),
+        (lambda d: d["source"].pop("text"), "source.text", "missing required field"),
     ],
 )
 def test_bad_line_names_file_line_and_field(tmp_path: Path, mutate, field, reason):
@@ -132,6 +175,87 @@ def test_invalid_json_and_missing_file(tmp_path: Path):
         iter_scenarios("jsonl", tmp_path / "absent.jsonl")
     with pytest.raises(ValueError, match="on_error must be one of"):
         iter_scenarios("jsonl", path, on_error="ignore")
+
+
+def test_duplicate_scenario_ids_are_refused_naming_both_records(tmp_path: Path):
+    write_scenarios_jsonl(
+        [small_scenario("demo/1"), small_scenario("demo/2")], tmp_path / "a.jsonl"
+    )
+    write_scenarios_jsonl(
+        [small_scenario("demo/3"), small_scenario("demo/1")], tmp_path / "b.jsonl"
+    )
+    with pytest.raises(ScenarioFormatError) as caught:
+        load_scenarios("jsonl", tmp_path)
+    error = caught.value
+    second = tmp_path / "b.jsonl"
+    assert (error.path, error.record, error.field) == (str(second), "line 2", "scenario_id")
+    assert str(error) == (
+        f"{second}: record line 2: field 'scenario_id': duplicate scenario id 'demo/1': "
+        f"{tmp_path / 'a.jsonl'}: record line 1 has it too"
+    )
+    with pytest.warns(ScenarioFormatWarning, match="jsonl: skipped 1 .*duplicate scenario id"):
+        loaded = load_scenarios("jsonl", tmp_path, on_error="skip")
+    assert [s.scenario_id for s in loaded] == ["demo/1", "demo/2", "demo/3"]
+
+
+def test_limit_reads_no_further_than_the_limit(tmp_path: Path):
+    path = tmp_path / "a.jsonl"
+    write_scenarios_jsonl([small_scenario("demo/1")], path)
+    path.write_text(path.read_text() + "not json\n")
+    assert [s.scenario_id for s in load_scenarios("jsonl", path, limit=1)] == ["demo/1"]
+    assert load_scenarios("jsonl", path, limit=0) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "record", "reason"),
+    [
+        (b"", None, "empty: no scenario lines"),
+        (b"\n  \n", None, "empty: no scenario lines"),
+        (b"\x00\xff\xfe garbage", "line 1", "not UTF-8 text"),
+        (b'{"scenario_id": "caf\xe9"}\n', "line 1", "not UTF-8 text"),
+        (b"[" * 100_000 + b"\n", "line 1", "JSON nested too deeply to read"),
+        (b'{"scenario_id": ' + b"9" * 5000 + b"}\n", "line 1", "unreadable JSON number"),
+        (b"[1, 2]\n", "line 1", "expected a JSON object"),
+        (b'"just a string"\n', "line 1", "expected a JSON object"),
+    ],
+)
+def test_unreadable_lines_and_files(tmp_path: Path, content: bytes, record, reason):
+    good = tmp_path / "a.jsonl"
+    write_scenarios_jsonl([small_scenario("demo/1")], good)
+    bad = tmp_path / "b.jsonl"
+    bad.write_bytes(content)
+    with pytest.raises(ScenarioFormatError, match=re.escape(reason)) as caught:
+        load_scenarios("jsonl", tmp_path)
+    assert (caught.value.path, caught.value.record) == (str(bad), record)
+    with pytest.warns(ScenarioFormatWarning, match=rf"skipped 1 bad .*{re.escape(str(bad))}"):
+        assert len(load_scenarios("jsonl", tmp_path, on_error="skip")) == 1
+
+
+def test_odd_but_readable_files_load(tmp_path: Path):
+    path = tmp_path / "a.jsonl"
+    write_scenarios_jsonl([small_scenario("demo/1"), small_scenario("demo/2")], path)
+    text = path.read_bytes()
+    path.write_bytes(b"\xef\xbb\xbf" + text.rstrip(b"\n"))  # a BOM, no final newline
+    assert [s.scenario_id for s in load_scenarios("jsonl", path)] == ["demo/1", "demo/2"]
+    path.write_bytes(text[:-5])  # the last line cut short
+    with pytest.raises(ScenarioFormatError, match=r"record line 2: invalid JSON"):
+        load_scenarios("jsonl", path)
+
+
+def test_folder_or_symlink_loop_where_a_file_is_expected(tmp_path: Path):
+    write_scenarios_jsonl([small_scenario("demo/1")], tmp_path / "a.jsonl")
+    (tmp_path / "b.jsonl").mkdir()
+    with pytest.raises(ScenarioFormatError, match=r"b\.jsonl: cannot read: Is a directory"):
+        load_scenarios("jsonl", tmp_path)
+    with pytest.warns(ScenarioFormatWarning, match=r"skipped 1 .*b\.jsonl: cannot read"):
+        assert len(load_scenarios("jsonl", tmp_path, on_error="skip")) == 1
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to(loop.name)
+    with pytest.raises(ScenarioFormatError, match=r"loop\.jsonl: cannot read: Too many levels"):
+        load_scenarios("jsonl", loop)
+    (tmp_path / "dangling.jsonl").symlink_to(tmp_path / "absent.jsonl")
+    with pytest.raises(FileNotFoundError, match=r"a symlink to nothing: .*dangling\.jsonl"):
+        load_scenarios("jsonl", tmp_path / "dangling.jsonl")
 
 
 def test_writer_rejects_non_json_values(tmp_path: Path):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from mfllm_env.loaders import (
+    MissingLabelWarning,
     ScenarioFormatError,
     ScenarioFormatWarning,
     iter_scenarios,
@@ -218,6 +220,30 @@ def corrupt(root: Path, change) -> Path:
         ),
         (lambda t: json.dumps({**t, "user": "someone"}), "user", "expected dict, got str"),
         (lambda t: json.dumps({**t, "retweet_count": "many"}), "retweet_count", "expected int"),
+        (
+            lambda t: json.dumps({**t, "retweet_count": float("nan")}),
+            "retweet_count",
+            "expected a whole number, got nan",
+        ),
+        (
+            lambda t: json.dumps({**t, "retweet_count": 1e20}),
+            "retweet_count",
+            "expected a 64-bit integer, got 1e+20",
+        ),
+        (
+            lambda t: json.dumps({**t, "favorite_count": -1}),
+            "favorite_count",
+            "expected a count (>= 0), got -1",
+        ),
+        (
+            lambda t: json.dumps({**t, "user": {**t["user"], "followers_count": float("inf")}}),
+            "followers_count",
+            "expected a whole number, got inf",
+        ),
+        (lambda t: json.dumps([t]), None, "expected a JSON object, got list"),
+        (lambda t: json.dumps({**t, "id_str": 5.5}), "id_str", "expected str or int, got float"),
+        ("", None, "empty: no JSON value"),
+        ("[" * 100_000, None, "JSON nested too deeply to read"),
     ],
 )
 def test_bad_reply_raises_naming_file_record_field_or_is_skipped(
@@ -251,6 +277,93 @@ def test_bad_key_file_always_raises(thread_copy: Path):
     with pytest.raises(ScenarioFormatError, match="'agree' is not one of") as caught:
         iter_scenarios("rumoureval", thread_copy, on_error="skip")
     assert (caught.value.path, caught.value.record) == (str(key), REPLY)
+
+
+def test_folder_without_key_files_is_refused_unless_asked(thread_copy: Path):
+    (thread_copy / "train-key.json").unlink()
+    for on_error in ("raise", "skip"):
+        with pytest.raises(ValueError, match=r"no key files \(\*-key\.json\) here") as caught:
+            iter_scenarios("rumoureval", thread_copy, on_error=on_error)
+        assert str(thread_copy) in str(caught.value) and "--no-keys" in str(caught.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # unlabelled on purpose: no warning
+        (thread,) = load_scenarios("rumoureval", thread_copy, keys=[])
+    assert not any(post.labels for post in posts(thread))
+    assert thread.metadata["unlabelled_posts"] == 6
+
+
+def test_key_files_of_other_data_are_refused(thread_copy: Path, tmp_path: Path):
+    other = tmp_path / "other-key.json"
+    other.write_text(json.dumps({"subtaskaenglish": {"1": "support"}}))
+    with pytest.raises(ValueError, match="give no stance label to the source post of any of"):
+        iter_scenarios("rumoureval", thread_copy, keys=[other])
+    other.write_text(json.dumps({"subtaskbenglish": {CHARLIE[1]: "true"}}))
+    with pytest.raises(ScenarioFormatError, match="'subtaskaenglish': missing required field"):
+        iter_scenarios("rumoureval", thread_copy, keys=other)
+
+
+def test_posts_the_keys_leave_unlabelled_are_counted(thread_copy: Path):
+    key_path = thread_copy / "train-key.json"
+    key = json.loads(key_path.read_text())
+    del key["subtaskaenglish"][REPLY]
+    key_path.write_text(json.dumps(key))
+    with pytest.warns(MissingLabelWarning) as warned:
+        (thread,) = load_scenarios("rumoureval", thread_copy)
+    assert len(warned) == 1
+    assert str(warned[0].message).startswith(
+        "rumoureval: 1 of 6 posts, in 1 thread(s), have no stance label in the key files "
+        "(train-key.json); they count as unlabelled"
+    )
+    assert thread.metadata["unlabelled_posts"] == 1
+    assert [r.reaction_id for r in thread.reactions if "stance" not in r.labels] == [REPLY]
+    with pytest.warns(MissingLabelWarning, match="1 of 6 posts"):
+        (event,) = load_scenarios("rumoureval", thread_copy, episode="event")
+    assert event.metadata["unlabelled_posts"] == 1
+
+
+def test_a_single_key_path_is_one_key_file(thread_copy: Path):
+    key = thread_copy / "train-key.json"
+    expected = load_scenarios("rumoureval", thread_copy, keys=[key])
+    assert load_scenarios("rumoureval", thread_copy, keys=str(key)) == expected
+    assert load_scenarios("rumoureval", thread_copy, keys=key) == expected
+    with pytest.raises(ValueError, match="keys must be a path or a list of paths, got 5"):
+        iter_scenarios("rumoureval", thread_copy, keys=5)
+    with pytest.raises(ValueError, match="expected a file or folder path, got int 5"):
+        iter_scenarios("rumoureval", thread_copy, pheme=5)
+
+
+@pytest.mark.parametrize("episode", ["thread", "event"])
+def test_a_thread_in_two_release_folders_is_a_duplicate(thread_copy: Path, episode: str):
+    shutil.copytree(thread_copy / "twitter-english", thread_copy / "twitter-en-test-data")
+    with pytest.raises(ScenarioFormatError, match="duplicate scenario id") as caught:
+        load_scenarios("rumoureval", thread_copy, episode=episode)
+    error = caught.value
+    first, second = (
+        thread_copy / folder / CHARLIE[0] for folder in ("twitter-en-test-data", "twitter-english")
+    )
+    if episode == "thread":
+        first, second = first / CHARLIE[1], second / CHARLIE[1]
+    assert (error.path, error.field) == (str(second), "scenario_id")
+    assert f"{first}: record " in str(error) and "has it too" in str(error)
+    with pytest.warns(ScenarioFormatWarning, match="skipped 1 .*duplicate scenario id"):
+        assert len(load_scenarios("rumoureval", thread_copy, episode=episode, on_error="skip")) == 1
+
+
+def test_a_folder_where_a_post_or_key_file_is_expected(thread_copy: Path):
+    reply = corrupt(thread_copy, "{}")
+    reply.unlink()
+    reply.mkdir()
+    with pytest.raises(ScenarioFormatError, match="cannot read: Is a directory") as caught:
+        load_scenarios("rumoureval", thread_copy)
+    assert caught.value.path == str(reply)
+    with pytest.warns(ScenarioFormatWarning, match="skipped 1 .*cannot read: Is a directory"):
+        (thread,) = load_scenarios("rumoureval", thread_copy, on_error="skip")
+    assert len(thread) == 4
+    key = thread_copy / "train-key.json"
+    key.unlink()
+    key.mkdir()
+    with pytest.raises(ScenarioFormatError, match=r"train-key\.json: cannot read"):
+        iter_scenarios("rumoureval", thread_copy, on_error="skip")
 
 
 def test_options_and_paths_are_checked_up_front(rumoureval_dir: Path, tmp_path: Path):

@@ -218,6 +218,81 @@ def test_ced_bad_files_skip_their_event(ced_copy: Path):
     ]
 
 
+def test_ced_event_in_both_repost_folders_is_refused(tmp_path: Path):
+    folder = write_ced_folder(tmp_path / "CED_Dataset", events=3, reactions=2)
+    name = "0_mid0_1000.json"  # a non-rumour event, now in both folders
+    shutil.copy(folder / "non-rumor-repost" / name, folder / "rumor-repost" / name)
+    archive = write_archive_like_ced(folder, tmp_path / "ced.tar.xz")
+    for path, where in ((folder, folder), (archive, f"{archive}:CED_Dataset")):
+        with pytest.raises(ScenarioFormatError) as caught:
+            load_scenarios("ced", path)
+        error = caught.value
+        assert (error.path, error.record) == (f"{where}/original-microblog/{name}", "0_mid0_1000")
+        assert error.reason == (
+            f"2 repost files for this event ({where}/non-rumor-repost/{name}, "
+            f"{where}/rumor-repost/{name}): whether it is a rumour cannot be told"
+        )
+        with pytest.warns(ScenarioFormatWarning, match="ced: skipped 1 .*0_mid0_1000"):
+            events = load_scenarios("ced", path, on_error="skip")
+        assert sorted(e.scenario_id for e in events) == ["ced/1_mid1_1001", "ced/2_mid2_1002"]
+
+
+def test_ced_damaged_archive(tmp_path: Path):
+    folder = write_ced_folder(tmp_path / "CED_Dataset", events=3, reactions=200)
+    whole = write_archive_like_ced(folder, tmp_path / "ced.tar.xz").read_bytes()
+    archive = tmp_path / "cut.tar.xz"
+    archive.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ScenarioFormatError, match="damaged or truncated archive") as caught:
+        load_scenarios("ced", archive)
+    assert caught.value.path == str(archive)
+    with pytest.warns(ScenarioFormatWarning, match="skipped 1 .*damaged or truncated archive"):
+        assert load_scenarios("ced", archive, on_error="skip") == []
+    archive.write_bytes(whole[:100])
+    with pytest.raises(ValueError, match=r"cut\.tar\.xz: not a tar archive"):
+        iter_scenarios("ced", archive)
+
+
+def test_ced_folder_where_a_file_is_expected(tmp_path: Path):
+    folder = write_ced_folder(tmp_path / "CED_Dataset", events=3, reactions=2)
+    reposts = folder / "rumor-repost" / "1_mid1_1001.json"
+    reposts.unlink()
+    reposts.mkdir()
+    with pytest.raises(ScenarioFormatError, match="cannot read: Is a directory") as caught:
+        load_scenarios("ced", folder)
+    assert caught.value.path == str(reposts)
+    with pytest.warns(ScenarioFormatWarning, match="skipped 1 .*cannot read: Is a directory"):
+        assert len(load_scenarios("ced", folder, on_error="skip")) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "reason"),
+    [
+        ({"time": 1e20}, "time", "expected unix seconds of the years 1..9999"),
+        ({"time": float("inf")}, "time", "got inf"),
+        ({"likes": -1}, "likes", "expected a count (>= 0), got -1"),
+        ({"reposts": float("nan")}, "reposts", "expected a whole number, got nan"),
+        ({"user": {"time": 1e20}}, "time", "expected unix seconds of the years 1..9999"),
+        ({"user": {"followers": 2**70}}, "followers", "expected a 64-bit integer"),
+        ({"user": ["empty"]}, "user", "expected dict or str, got list"),
+    ],
+)
+def test_ced_source_numbers_must_be_in_range(tmp_path: Path, change, field, reason):
+    folder = write_ced_folder(tmp_path / "CED_Dataset", events=2, reactions=2)
+    source = folder / "original-microblog" / "1_mid1_1001.json"
+    source.write_text(json.dumps({**json.loads(source.read_text()), **change}))
+    with pytest.raises(ScenarioFormatError) as caught:
+        load_scenarios("ced", folder)
+    error = caught.value
+    assert (error.path, error.record, error.field) == (str(source), "1_mid1_1001", field)
+    assert reason in error.reason
+
+
+def test_ced_undated_year_is_a_year(tmp_path: Path):
+    folder = write_ced_folder(tmp_path / "CED_Dataset", events=1, reactions=2)
+    with pytest.raises(ValueError, match=r"undated_year must be a year in 1\.\.9999, got 0"):
+        iter_scenarios("ced", folder, undated_year=0)
+
+
 def test_ced_missing_paths(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match=r"CED_Dataset\.tar\.xz"):
         iter_scenarios("ced", tmp_path / "CED_Dataset.tar.xz")
@@ -346,6 +421,17 @@ def test_rumdect_folder(tmp_path: Path):
         ({"t": "noon"}, "3900000000000003", "t", "expected int or float, got str"),
         ({"text": None}, "3900000000000003", "text", "expected str, got null"),
         ({"mid": None}, "element 1", "mid", "expected str or int, got null"),
+        ({"t": 1e20}, "3900000000000003", "t", "expected unix seconds of the years 1..9999"),
+        ({"t": float("nan")}, "3900000000000003", "t", "got nan"),
+        (
+            {"user_created_at": -1e15},
+            "3900000000000003",
+            "user_created_at",
+            "expected unix seconds of the years 1..9999",
+        ),
+        ({"followers_count": -5}, "3900000000000003", "followers_count", "expected a count"),
+        ({"reposts_count": 2**64}, "3900000000000003", "reposts_count", "a 64-bit integer"),
+        ({"verified_type": 0.5}, "3900000000000003", "verified_type", "expected a whole number"),
     ],
 )
 def test_rumdect_bad_reaction(tmp_path: Path, change, record, field, reason):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,21 @@ def test_through_the_mfllm_entry_point(ced_sample_dir: Path, capsys):
     assert json.loads(capsys.readouterr().out)["reactions"] == 1419
     assert main(["scenarios", "ced", str(ced_sample_dir), "--episode", "event"]) == 2
     assert "unknown option(s) 'episode'" in capsys.readouterr().err
+
+
+def test_rumoureval_without_key_files_is_refused_unless_no_keys(
+    rumoureval_dir: Path, tmp_path: Path, capsys
+):
+    from mfllm_cli.main import main
+
+    thread = rumoureval_dir / "twitter-english" / "charliehebdo" / "552783667052167168"
+    shutil.copytree(thread, tmp_path / "twitter-english" / "charliehebdo" / thread.name)
+    assert main(["scenarios", "rumoureval", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"mfllm scenarios: error: {tmp_path}: no key files (*-key.json) here")
+    assert main(["scenarios", "rumoureval", str(tmp_path), "--no-keys", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["episodes"] == 1 and summary["reactions"] == 5 and summary["labelled"] == {}
+    with pytest.raises(SystemExit):
+        run_cli(["scenarios", "rumoureval", str(tmp_path), "--no-keys", "--key", "k.json"])
+    assert "not allowed with argument" in capsys.readouterr().err

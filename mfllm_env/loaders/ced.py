@@ -180,7 +180,7 @@ def _one_repost_file(
             event,
             None,
             f"{len(reposts)} repost files for this event "
-            f"({', '.join(str(where) for where, _ in reposts)}): "
+            f"({', '.join(sorted(str(where) for where, _ in reposts))}): "
             "whether it is a rumour cannot be told",
         )
     return reposts[0]

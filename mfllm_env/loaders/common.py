@@ -169,17 +169,19 @@ def check_choice(name: str, value: object, choices: Iterable[object]) -> None:
 
 
 def existing_path(path: str | os.PathLike[str]) -> Path:
-    """``path`` as a :class:`Path`, or a ``FileNotFoundError`` naming it (a ``ValueError``
-    if it is not a path at all)."""
+    """``path`` as a :class:`Path`, or a ``FileNotFoundError`` naming it where it does not
+    exist (a broken symlink included), a :class:`ScenarioFormatError` where it cannot be
+    looked at (a symlink loop, no permission) and a ``ValueError`` if it is not a path."""
     if not isinstance(path, str | os.PathLike):
         raise ValueError(f"expected a file or folder path, got {type_name(path)} {path!r:.60}")
     resolved = Path(path)
-    if not resolved.exists():
-        if resolved.is_symlink():
-            raise FileNotFoundError(
-                f"{resolved}: a symlink that leads nowhere (its target is missing or it loops)"
-            )
-        raise FileNotFoundError(f"no such file or folder: {resolved}")
+    try:
+        resolved.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        what = "a symlink to nothing" if resolved.is_symlink() else "no such file or folder"
+        raise FileNotFoundError(f"{what}: {resolved}") from None
+    except OSError as error:
+        raise unreadable(resolved, error) from None
     return resolved
 
 

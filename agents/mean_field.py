@@ -22,6 +22,7 @@ import numpy as np
 
 from agents.backends.base import Backend, GenerationParams, Prompt
 from agents.prompts import chain_summary_messages, mean_field_messages
+from mfllm_env.checks import check_count
 from mfllm_env.labels import LabelScheme
 from mfllm_env.mean_field import HistogramMeanField, MeanField, MeanFieldUpdate
 from mfllm_env.scenario import Author, Scenario
@@ -178,8 +179,8 @@ class ChainOfSummarization(_LLMRewriter):
         params: GenerationParams = CHAIN_PARAMS,
         seed: int = 0,
     ) -> None:
-        if every < 1 or frames < 1:
-            raise ValueError(f"every and frames must be >= 1, got {every} and {frames}")
+        check_count("every", every, 1)
+        check_count("frames", frames, 1)
         super().__init__(backend, params, seed)
         self.every = every
         self._frames: deque[str] = deque(maxlen=frames)

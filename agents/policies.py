@@ -40,6 +40,7 @@ from agents.prompts import (
     format_shares,
     policy_messages,
 )
+from mfllm_env.checks import check_count
 from mfllm_env.spaces import AnnotatedText
 
 REFERENCE_CHARS = 1000
@@ -112,8 +113,7 @@ class LLMPolicy:
             raise ValueError(f"context must be one of {CONTEXT_KINDS}, got {context!r}")
         if show_shares and not share_labels:
             raise ValueError("show_shares needs share_labels (the label names of the shares)")
-        if max_action_chars < 1:
-            raise ValueError(f"max_action_chars must be >= 1, got {max_action_chars}")
+        check_count("max_action_chars", max_action_chars, 1)
         self.backend = backend
         self.context: ContextKind = context
         self.params = params or GenerationParams()

@@ -217,6 +217,19 @@ def _scenario(followers):
     return Scenario("toy", source, reactions, language="en")
 
 
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda b: ChainOfSummarization(b, every=float("nan")), "every must be an integer >= 1"),
+        (lambda b: ChainOfSummarization(b, frames=0), "frames must be an integer >= 1"),
+        (lambda b: LLMPolicy(b, max_action_chars=2.5), "max_action_chars must be an integer"),
+    ],
+)
+def test_llm_components_refuse_odd_numbers(tiny_backend, make, message):
+    with pytest.raises(ValueError, match=message):
+        make(tiny_backend)
+
+
 def test_recent_and_popular_contexts():
     followers = [5, None, 500, 50, 500, 1]
     recent = PopulationEnv(

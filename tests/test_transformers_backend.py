@@ -135,6 +135,26 @@ def test_bad_arguments():
         GenerationParams(max_new_tokens=0)
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"max_new_tokens": 2.5}, "max_new_tokens must be an integer >= 1, got 2.5"),
+        ({"max_new_tokens": float("nan")}, "max_new_tokens must be an integer >= 1, got nan"),
+        ({"temperature": float("nan")}, "temperature must be a finite number >= 0, got nan"),
+        ({"temperature": float("inf")}, "temperature must be a finite number >= 0, got inf"),
+        ({"temperature": "0.7"}, "temperature must be a finite number >= 0, got '0.7'"),
+        ({"top_p": float("nan")}, r"top_p must be in \(0, 1\], got nan"),
+        ({"seed": -1}, "seed must be an integer >= 0, got -1"),
+        ({"seed": 1.5}, "seed must be an integer >= 0, got 1.5"),
+    ],
+)
+def test_bad_generation_parameters_are_refused_before_any_model_runs(arguments, message):
+    """NaN or a float where a count belongs once passed the checks and broke sampling (or
+    the HTTP request) in the middle of a run."""
+    with pytest.raises(ValueError, match=message):
+        GenerationParams(**arguments)
+
+
 def test_sampler_keeps_to_top_k_and_top_p():
     import torch
 

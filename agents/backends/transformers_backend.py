@@ -39,7 +39,6 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from agents.backends.base import Completion, GenerationParams, Prompt, Score
 from agents.backends.chat import render_chat
 
-
 CACHE_ARGUMENT = (
     "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 )

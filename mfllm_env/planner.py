@@ -239,7 +239,14 @@ def _target_vector(
 
 
 class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
-    """An intervention planner against a frozen population; see the module docstring."""
+    """An intervention planner against a frozen population; see the module docstring.
+
+    Bad input (the module docstring's "Bad input" section): a wrong *call* raises and
+    changes nothing (``actions`` not a mapping: ``TypeError``; a key other than
+    ``"planner"``: ``ValueError``; ``step`` before ``reset`` or after the end:
+    ``RuntimeError``; a bad seed: ``ValueError``); a wrong *action* waits, flagged in
+    ``infos["planner"]["invalid_action"]`` and counted in ``stats["invalid_action"]``.
+    """
 
     metadata: ClassVar[dict[str, Any]] = {
         "name": "mfllm/Planner-v0",

@@ -247,7 +247,16 @@ def render_state(profile_text: str, own_history: Sequence[str], language: str = 
 
 
 class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
-    """A population reacting to one event; see the module docstring."""
+    """A population reacting to one event; see the module docstring.
+
+    Bad input (the module docstring's "Bad input" section): a wrong *call* raises and
+    changes nothing -- ``actions`` not a mapping (``TypeError``), keys of agents not acting
+    now (``ValueError``), ``step`` before ``reset`` or after the end (``RuntimeError``), a
+    seed other than ``None`` or an int >= 0 (``ValueError``); a wrong *action* of an acting
+    agent (missing, wrong type, out of range, unwritable text) falls back to the scheme's
+    fallback label, flagged in ``infos[agent]["invalid_action"]`` and counted in
+    ``stats["invalid_action"]``.
+    """
 
     metadata: ClassVar[dict[str, Any]] = {
         "name": "mfllm/Population-v0",
@@ -543,6 +552,9 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
             raise ValueError(f"inject() needs one label per text, got {len(texts)} and {ids.size}")
         if ids.min() < 0 or ids.max() >= self.scheme.size:
             raise ValueError(f"label ids must be in [0, {self.scheme.size}), got {ids.tolist()}")
+        bad = next((i for i, text in enumerate(texts) if not is_text(text)), None)
+        if bad is not None:
+            raise ValueError(f"inject() text {bad} is not writable text: {texts[bad]!r}")
         state = render_profile(Reaction("injected", author, "", 0.0), self._language)
         self._mean_field = self.mean_field_model.update(
             self._mean_field, [state] * ids.size, list(texts), ids, authors=[author] * ids.size

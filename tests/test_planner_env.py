@@ -386,6 +386,11 @@ def test_inject_is_checked():
         env.inject(["a", "b"], [0], author)
     with pytest.raises(ValueError, match="label ids"):
         env.inject(["a"], [4], author)
+    with pytest.raises(ValueError, match=r"inject\(\) text 1 is not writable text: None"):
+        env.inject(["a", None], [0, 1], author)
+    with pytest.raises(ValueError, match="text 0 is not writable"):
+        env.inject(["\ud800"], [0], author)
+    assert env.stats["injected"] == 0
     observations = env.inject(["Is this true?"], [QUERY], author)
     assert set(observations) == set(env.agents)
     assert all(obs["mean_field"] == env.mean_field.text for obs in observations.values())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -127,6 +129,28 @@ def test_artifact_loader_rejects_other_files(tmp_path) -> None:
         LinearTextModel.load(bad)
     with pytest.raises(FileNotFoundError, match="train_sdqc"):
         SDQCLabeler.from_artifact(tmp_path / "missing.json.gz")
+
+
+def test_artifact_loader_names_the_file_of_a_damaged_artifact(tmp_path) -> None:
+    shipped = DEFAULT_ARTIFACT.read_bytes()
+    data = json.loads(gzip.decompress(shipped))
+    bad = tmp_path / "bad.json.gz"
+    for content, reason in [
+        (shipped[: len(shipped) // 2], "not a readable .* artifact \\(EOFError"),
+        (b"plain bytes", "not a readable .* artifact \\(BadGzipFile"),
+        (gzip.compress(b"\xff\xfe"), "not a readable .* artifact \\(UnicodeDecodeError"),
+        (gzip.compress(b"[" * 100_000), "not a readable .* artifact \\(RecursionError"),
+        (gzip.compress(json.dumps({**data, "labels": 4}).encode()), "a malformed .*TypeError"),
+        (gzip.compress(json.dumps({**data, "idf": [1.0]}).encode()), "a malformed .*ValueError"),
+        (gzip.compress(json.dumps({"format": data["format"]}).encode()), "a malformed .*KeyError"),
+    ]:
+        bad.write_bytes(content)
+        with pytest.raises(ValueError, match=f"{re.escape(str(bad))}: {reason}"):
+            LinearTextModel.load(bad)
+    bad.unlink()
+    bad.mkdir()
+    with pytest.raises(ValueError, match="IsADirectoryError"):
+        LinearTextModel.load(bad)
 
 
 def test_shipped_artifact_is_small() -> None:

@@ -3,10 +3,11 @@
 Each property builds a tiny data set of one loader's format in a fresh folder, corrupts it
 once (a JSON value swapped for an odd one or removed, the bytes of a file truncated,
 spliced with garbage or re-encoded, a file replaced by a folder or a symlink loop, a record
-duplicated, ...) and loads it with ``on_error="raise"`` and ``"skip"``. The load must either
-give well-formed scenarios or raise a ``ValueError`` (the package's
-:class:`ScenarioFormatError` or an up-front check) whose message names the data; any other
-exception fails. Generated cases per run: 150 + 100 + 100 + 60 + 60 = 470.
+duplicated, an unpaired surrogate, a stray file, ...) and loads it with ``on_error="raise"``
+and ``"skip"``. The load must either give scenarios (with unique ids, that write to JSONL and
+read back) or raise a ``ValueError`` (the package's :class:`ScenarioFormatError` or an
+up-front check) whose message names the data; any other exception fails. Generated cases
+per run: 150 + 100 + 100 + 60 + 60 = 470.
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ from test_loaders_jsonl import small_scenario
 from test_loaders_weibo import weibo_post, write_ced_folder
 
 from mfllm_env.labels import SDQC
-from mfllm_env.loaders import ScenarioFormatError, ScenarioFormatWarning, load_scenarios
+from mfllm_env.loaders import (
+    ScenarioFormatError,
+    ScenarioFormatWarning,
+    load_scenarios,
+    write_scenarios_jsonl,
+)
 from mfllm_env.loaders.jsonl import scenario_to_json
 
 DEEP = "\x00deep\x00"
@@ -51,6 +57,7 @@ ODD_VALUES = st.one_of(
     st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
     st.just(DEEP),
+    st.sampled_from(["\ud83d", "half \udc00 an emoji"]),  # unpaired surrogates
 )
 
 Files = dict[str, Any]
@@ -62,7 +69,8 @@ def serialise(name: str, value: Any) -> bytes:
         text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in value)
     else:
         text = json.dumps(value, ensure_ascii=False)
-    return text.replace(json.dumps(DEEP), "[" * 5000 + "]" * 5000).encode("utf-8")
+    text = text.replace(json.dumps(DEEP), "[" * 5000 + "]" * 5000)
+    return text.encode("utf-8", "backslashreplace")  # a lone surrogate as a JSON escape
 
 
 def write(root: Path, files: Files) -> None:
@@ -133,7 +141,8 @@ def corrupt_file_system(data: st.DataObject, path: Path) -> None:
     file of the same kind beside it."""
     action = data.draw(st.sampled_from(["folder", "symlink-loop", "remove", "stray"]))
     if action == "stray":
-        stray = path.with_name(data.draw(st.sampled_from(["x", "1_2_3", "0_a", "²_1_2"])))
+        names = ["x", "1_2_3", "0_a", "²_1_2", os.fsdecode(b"9_\xff_1")]  # the last not UTF-8
+        stray = path.with_name(data.draw(st.sampled_from(names)))
         stray.with_suffix(path.suffix).write_bytes(data.draw(st.sampled_from([b"{}", b"[]"])))
         return
     path.unlink()
@@ -181,9 +190,11 @@ def load_or_clear_error(source: str, root: Path, **options: Any) -> None:
                 continue
         ids = [scenario.scenario_id for scenario in scenarios]
         assert len(ids) == len(set(ids)), ids
-        for scenario in scenarios:
-            times = [post.timestamp for post in (scenario.source, *scenario.reactions)]
-            assert all(math.isfinite(t) for t in times)
+        with fresh_folder() as out:  # what loads can be written as JSONL and read back
+            write_scenarios_jsonl(scenarios, out / "copy.jsonl")
+            if scenarios:
+                copies = load_scenarios("jsonl", out / "copy.jsonl")
+                assert [copy.scenario_id for copy in copies] == ids
         for warning in caught:
             if warning.category is ScenarioFormatWarning:  # the skip count names the data
                 assert str(root) in str(warning.message), warning.message

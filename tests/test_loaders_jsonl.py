@@ -216,6 +216,7 @@ def test_limit_reads_no_further_than_the_limit(tmp_path: Path):
         (b"[" * 100_000 + b"\n", "line 1", "JSON nested too deeply to read"),
         (b'{"scenario_id": ' + b"9" * 5000 + b"}\n", "line 1", "unreadable JSON number"),
         (b"[1, 2]\n", "line 1", "expected a JSON object"),
+        (b'{"scenario_id": "half \\ud83d an emoji"}\n', "line 1", "unpaired UTF-16 surrogate"),
         (b'"just a string"\n', "line 1", "expected a JSON object"),
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import shutil
 import tarfile
 import time
@@ -448,6 +449,22 @@ def test_rumdect_bad_reaction(tmp_path: Path, change, record, field, reason):
     with pytest.warns(ScenarioFormatWarning, match="rumdect: skipped 1 bad record"):
         events = load_scenarios("rumdect", folder, on_error="skip")
     assert [len(e) for e in events] == [2, 1]
+
+
+def test_rumdect_unpaired_surrogate_and_file_name_not_utf8(tmp_path: Path):
+    folder = write_rumdect(tmp_path / "rumdect")
+    file = folder / "4010312877.json"
+    file.write_text(file.read_text().replace("真的假的？", "\\ud83d?"))  # half an emoji
+    with pytest.raises(ScenarioFormatError, match="unpaired UTF-16 surrogate") as caught:
+        load_scenarios("rumdect", folder)
+    assert (caught.value.path, caught.value.field) == (str(file), "[1].text")
+    file.unlink()
+    odd = folder / os.fsdecode(b"\xff.json")
+    (folder / "4010312999.json").rename(odd)
+    with pytest.raises(ScenarioFormatError, match="field 'file name': not valid UTF-8"):
+        load_scenarios("rumdect", folder)
+    with pytest.warns(ScenarioFormatWarning, match="skipped 1"):
+        assert load_scenarios("rumdect", folder, on_error="skip") == []
 
 
 def test_rumdect_bad_files(tmp_path: Path):

@@ -37,6 +37,7 @@ import html
 import json
 import os
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise, repeat
@@ -357,20 +358,35 @@ class LinearTextModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LinearTextModel:
-        """Read an artifact written by :meth:`save`; ``ValueError`` if it is not one."""
-        with gzip.open(path, "rb") as stream:
-            data = json.loads(stream.read().decode("utf-8"))
+        """Read an artifact written by :meth:`save`; ``FileNotFoundError`` if there is none,
+        ``ValueError`` naming the file if it is not one (not gzip JSON, another format, a
+        missing or malformed field)."""
+        try:
+            with gzip.open(path, "rb") as stream:
+                data = json.loads(stream.read().decode("utf-8"))
+        except FileNotFoundError:
+            raise
+        except (OSError, EOFError, zlib.error, ValueError, RecursionError) as error:
+            raise ValueError(
+                f"{path}: not a readable {ARTIFACT_FORMAT} artifact ({type(error).__name__}: "
+                f"{error})"
+            ) from None
         if not isinstance(data, dict) or data.get("format") != ARTIFACT_FORMAT:
             raise ValueError(f"{path}: not a {ARTIFACT_FORMAT} artifact")
-        return cls(
-            labels=tuple(data["labels"]),
-            vocabulary=tuple(data["vocabulary"]),
-            idf=np.asarray(data["idf"], dtype=np.float64),
-            coef=np.asarray(data["coef"], dtype=np.float64).reshape(len(data["labels"]), -1),
-            intercept=np.asarray(data["intercept"], dtype=np.float64),
-            offset=np.asarray(data["offset"], dtype=np.float64),
-            metadata=dict(data.get("metadata", {})),
-        )
+        try:
+            return cls(
+                labels=tuple(data["labels"]),
+                vocabulary=tuple(data["vocabulary"]),
+                idf=np.asarray(data["idf"], dtype=np.float64),
+                coef=np.asarray(data["coef"], dtype=np.float64).reshape(len(data["labels"]), -1),
+                intercept=np.asarray(data["intercept"], dtype=np.float64),
+                offset=np.asarray(data["offset"], dtype=np.float64),
+                metadata=dict(data.get("metadata", {})),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"{path}: a malformed {ARTIFACT_FORMAT} artifact ({type(error).__name__}: {error})"
+            ) from None
 
 
 class SDQCLabeler:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -132,6 +133,13 @@ def finish(
         if limit == 0:
             return
         for scenario, path, record in scenarios:
+            if not is_unicode(scenario.scenario_id):
+                policy.handle(
+                    ScenarioFormatError(
+                        path, record, "file name", "not valid UTF-8 (it names the scenario)"
+                    )
+                )
+                continue
             earlier = first_seen.get(scenario.scenario_id)
             if earlier is not None:
                 policy.handle(
@@ -206,13 +214,15 @@ def data_files(root: Path, pattern: str, what: str) -> list[Path]:
     return files
 
 
-def parse_json(data: bytes | str, path: str | os.PathLike[str], record: str | None = None) -> Any:
+def parse_json(data: bytes, path: str | os.PathLike[str], record: str | None = None) -> Any:
     """Decode JSON text (a UTF-8 byte-order mark is allowed), or raise a
-    :class:`ScenarioFormatError` saying where and why it breaks."""
+    :class:`ScenarioFormatError` saying where and why it breaks. A string with an unpaired
+    surrogate escape (``"\\ud83d"`` alone, half an emoji) is refused: it is not text that
+    can be written, printed or tokenised."""
     if not data.strip():
         raise ScenarioFormatError(path, record, None, "empty: no JSON value")
     try:
-        return json.loads(data)
+        value = json.loads(data)
     except UnicodeDecodeError as error:
         raise ScenarioFormatError(path, record, None, f"not UTF-8 text ({error})") from None
     except json.JSONDecodeError as error:
@@ -226,6 +236,50 @@ def parse_json(data: bytes | str, path: str | os.PathLike[str], record: str | No
         raise ScenarioFormatError(path, record, None, "JSON nested too deeply to read") from None
     except ValueError as error:  # an integer with more digits than Python converts
         raise ScenarioFormatError(path, record, None, f"unreadable JSON number: {error}") from None
+    if SURROGATE_ESCAPE.search(data):
+        field = lone_surrogate_field(value)
+        if field is not None:
+            raise ScenarioFormatError(
+                path,
+                record,
+                field or None,
+                "an unpaired UTF-16 surrogate escape: not valid Unicode text",
+            )
+    return value
+
+
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+"""What JSON text holding a surrogate (paired or not) must contain."""
+
+
+def lone_surrogate_field(value: Any, path: str = "") -> str | None:
+    """Where in ``value`` the first string holding an unpaired surrogate is: a field path
+    such as ``"reactions[2].text"`` (``"<key>"`` for an object key, ``""`` for ``value``
+    itself); ``None`` where there is none."""
+    if isinstance(value, str):
+        return None if is_unicode(value) else path
+    if isinstance(value, list):
+        children = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+    elif isinstance(value, dict):
+        if not all(is_unicode(key) for key in value):
+            return f"{path}.<key>" if path else "<key>"
+        children = [(f"{path}.{key}" if path else key, item) for key, item in value.items()]
+    else:
+        return None
+    for name, item in children:
+        found = lone_surrogate_field(item, name)
+        if found is not None:
+            return found
+    return None
+
+
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (it holds no unpaired surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_file(path: Path) -> bytes:

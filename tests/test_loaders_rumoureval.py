@@ -379,6 +379,9 @@ def test_options_and_paths_are_checked_up_front(rumoureval_dir: Path, tmp_path: 
         iter_scenarios("rumoureval", rumoureval_dir, episode="day")
     with pytest.raises(ValueError, match="no RumourEval data"):
         iter_scenarios("rumoureval", tmp_path)
+    (tmp_path / "twitter-english" / "event").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"no thread folders in .*twitter-english \(expected"):
+        iter_scenarios("rumoureval", tmp_path, keys=[])
     assert len(load_scenarios("rumoureval", rumoureval_dir, limit=3)) == 3
     reddit_dev = load_scenarios("rumoureval", rumoureval_dir, platform="reddit", split="dev")
     assert len(reddit_dev) == 10

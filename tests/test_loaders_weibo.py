@@ -299,6 +299,16 @@ def test_ced_missing_paths(tmp_path: Path):
         iter_scenarios("ced", tmp_path / "CED_Dataset.tar.xz")
     with pytest.raises(ValueError, match="no original-microblog/ folder"):
         iter_scenarios("ced", tmp_path)
+    (tmp_path / "original-microblog").mkdir()
+    with pytest.raises(
+        ValueError, match=r"no event files \(\*\.json\) in original-microblog, rumor-repost"
+    ):
+        iter_scenarios("ced", tmp_path)
+    archive = tmp_path / "empty.tar.xz"
+    with tarfile.open(archive, "w:xz") as tar:
+        tar.add(tmp_path / "original-microblog", arcname="CED_Dataset/original-microblog")
+    with pytest.raises(ScenarioFormatError, match="no CED event files in this archive"):
+        load_scenarios("ced", archive, on_error="skip")
 
 
 # The MF-LLM paper's Rumdect format: fixture in the documented shape.

@@ -129,6 +129,9 @@ class _Source:
 def _data_folder(root: Path) -> Path:
     for candidate in (root, root / "CED_Dataset"):
         if (candidate / SOURCE_FOLDER).is_dir():
+            folders = (SOURCE_FOLDER, *REPOST_FOLDERS)
+            if not any(next((candidate / name).glob("*.json"), None) for name in folders):
+                raise ValueError(f"{candidate}: no event files (*.json) in {', '.join(folders)}")
             return candidate
     raise ValueError(
         f"{root}: no {SOURCE_FOLDER}/ folder here or in {root / 'CED_Dataset'} "
@@ -223,6 +226,8 @@ def _archive_events(archive: Path, builder: _Builder) -> Iterator[Located]:
     except ARCHIVE_ERRORS as error:
         policy.handle(_damaged(archive, error))
         return
+    if not index.sources and not index.reposts and not index.bad:
+        raise ScenarioFormatError(archive, None, None, "no CED event files in this archive")
     for name, source in list(index.sources.items()):
         try:
             _one_repost_file(source.where, index.reposts.get(name, []))

@@ -234,6 +234,11 @@ def _thread_groups(folders: list[tuple[str, Path]]) -> list[_Group]:
             ]
         else:
             groups += [_Group(platform, folder, p.name, [p]) for p in _subfolders(folder)]
+    if not any(group.thread_dirs for group in groups):
+        raise ValueError(
+            f"no thread folders in {', '.join(str(folder) for _, folder in folders)} "
+            "(expected twitter-*/<event>/<thread>/ or reddit-*/<thread>/)"
+        )
     return groups
 
 

@@ -3,35 +3,37 @@
 Each turns an option's text into its value or raises :class:`argparse.ArgumentTypeError`,
 which argparse reports with the option's name and exit code 2, before any work starts::
 
-    mfllm simulate: error: argument --seed: must be an integer >= 0, got '-1'
+    mfllm simulate: error: argument --seed: must be an integer >= 0 and <= 4294967295, got '-1'
 
 Numbers are written in ASCII (``12``, ``-3``, ``0.5``, ``1e-4``); floats must be finite
-(``nan``, ``inf`` and overflowing values such as ``1e400`` are refused) and integers fit
-in 64 bits. Seeds lie in ``[0, 2**32 - 1]``: numpy's global seeding, scikit-learn's
-``random_state`` and transformers' ``set_seed`` (used by the trainers) take no others.
+(``nan``, ``inf`` and overflowing values such as ``1e400`` are refused). Counts are at
+most ``2**31 - 1``, the environments' limit (:data:`mfllm_env.checks.MAX_COUNT`). Seeds
+lie in ``[0, 2**32 - 1]``: numpy's global seeding, scikit-learn's ``random_state`` and
+transformers' ``set_seed`` (used by the trainers) take no others.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 
-INT64_MAX = 2**63 - 1
+from mfllm_env.checks import MAX_COUNT
+
 SEED_MAX = 2**32 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
-def _integer(text: str) -> int:
-    """``text`` as an int written in ASCII digits, within 64 bits."""
+def _integer(text: str) -> int | None:
+    """``text`` as an int written in ASCII digits; ``None`` if it is not one, or has so
+    many digits that it is far out of any range (``int()`` of thousands of digits is slow,
+    or refused)."""
     stripped = text.strip()
-    if not _INTEGER.fullmatch(stripped):
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}")
-    # Checked on the digits first: int() of thousands of digits is slow, or refused.
-    digits = stripped.lstrip("+-").lstrip("0")
-    if len(digits) > len(str(INT64_MAX)) or not -INT64_MAX - 1 <= int(stripped) <= INT64_MAX:
-        raise argparse.ArgumentTypeError(f"must fit in 64 bits, got {text!r}")
+    if not _INTEGER.fullmatch(stripped) or len(stripped.lstrip("+-0")) > 30:
+        return None
     return int(stripped)
 
 
@@ -49,34 +51,46 @@ def _finite_float(text: str) -> float:
     return value + 0.0  # -0.0 as 0.0
 
 
-def int_at_least(least: int) -> Callable[[str], int]:
-    """The type of an integer option that must be ``>= least`` (a count, a length)."""
+def int_in(least: int, most: int = MAX_COUNT) -> Callable[[str], int]:
+    """The type of an integer option in ``least .. most`` (a count, a length, a seed)."""
 
     def parse(text: str) -> int:
         value = _integer(text)
-        if value < least:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {least}, got {text!r}")
+        if value is None or not least <= value <= most:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer >= {least} and <= {most}, got {text!r}"
+            )
         return value
 
-    parse.__name__ = f"int_at_least_{least}"
+    parse.__name__ = "integer"
     return parse
 
 
-positive_int = int_at_least(1)
-non_negative_int = int_at_least(0)
+positive_int = int_in(1)
+non_negative_int = int_in(0)
+seed = int_in(0, SEED_MAX)
 
 
-def seed(text: str) -> int:
-    """A random seed: an integer in ``[0, 2**32 - 1]``."""
-    try:
-        value = _integer(text)
-    except argparse.ArgumentTypeError:
-        value = -1
-    if not 0 <= value <= SEED_MAX:
+def thread_count(text: str) -> int:
+    """Torch threads: ``1`` to the number of CPUs of this machine (more only slow torch
+    down, and far more crash it)."""
+    value = positive_int(text)
+    cpus = os.cpu_count() or 1
+    if value > cpus:
         raise argparse.ArgumentTypeError(
-            f"must be an integer >= 0 and <= 2**32 - 1 ({SEED_MAX}), got {text!r}"
+            f"must be at most the {cpus} CPUs of this machine, got {text!r}"
         )
     return value
+
+
+def adapter_folder(text: str) -> Path:
+    """A PEFT adapter folder (one holding ``adapter_config.json``)."""
+    path = Path(text)
+    if not (path / "adapter_config.json").is_file():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a PEFT adapter folder (no adapter_config.json in it)"
+        )
+    return path
 
 
 def float_in(

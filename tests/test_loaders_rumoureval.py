@@ -295,8 +295,12 @@ def test_folder_without_key_files_is_refused_unless_asked(thread_copy: Path):
 def test_key_files_of_other_data_are_refused(thread_copy: Path, tmp_path: Path):
     other = tmp_path / "other-key.json"
     other.write_text(json.dumps({"subtaskaenglish": {"1": "support"}}))
-    with pytest.raises(ValueError, match="give no stance label to the source post of any of"):
+    with pytest.raises(ValueError, match=r"give\(s\) no stance label to the source post of"):
         iter_scenarios("rumoureval", thread_copy, keys=[other])
+    pheme = tmp_path / "pheme.json"
+    pheme.write_text(json.dumps([{"tweetid": "1", "certainty": "certain"}]))
+    with pytest.raises(ValueError, match="no certainty or pheme_support label to the source"):
+        iter_scenarios("rumoureval", thread_copy, pheme=pheme)
     other.write_text(json.dumps({"subtaskbenglish": {CHARLIE[1]: "true"}}))
     with pytest.raises(ScenarioFormatError, match="'subtaskaenglish': missing required field"):
         iter_scenarios("rumoureval", thread_copy, keys=other)

@@ -25,7 +25,8 @@ split from its folder name where that says ``train``/``dev``/``test``
 Missing labels are never silent, since whatever scores against human labels would quietly
 score against the labeller instead. A folder without key files is refused unless
 ``keys=[]`` says to load it unlabelled; key files that label none of the threads found are
-refused; and where the keys leave some posts without a stance label, one
+refused (so are PHEME annotations that label none of them); and where the keys leave
+some posts without a stance label, one
 :class:`~mfllm_env.loaders.common.MissingLabelWarning` per load gives their count. Every
 scenario counts its posts (source included) without a stance label in
 ``metadata["unlabelled_posts"]``.
@@ -134,7 +135,10 @@ def load_rumoureval(
         key_paths = existing_paths("keys", keys)
     annotations = _Annotations.read(key_paths, None if pheme is None else existing_path(pheme))
     if key_paths:
-        _check_keys_label_some_thread(root, key_paths, groups, annotations)
+        _check_some_thread_labelled(root, key_paths, groups, annotations, ("stance",))
+    if pheme is not None:
+        dimensions = ("certainty", "pheme_support")
+        _check_some_thread_labelled(root, [Path(pheme)], groups, annotations, dimensions)
     tally = _UnlabelledTally([path.name for path in key_paths])
     threads = _threads(groups, annotations, split, episode, policy, tally)
     return finish(threads, policy, limit)
@@ -246,17 +250,22 @@ def _subfolders(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if path.is_dir())
 
 
-def _check_keys_label_some_thread(
-    root: Path, key_paths: list[Path], groups: list[_Group], annotations: _Annotations
+def _check_some_thread_labelled(
+    root: Path,
+    files: list[Path],
+    groups: list[_Group],
+    annotations: _Annotations,
+    dimensions: tuple[str, ...],
 ) -> None:
-    """``ValueError`` if the key files label no source post of any thread under ``root``:
-    they are the keys of other data."""
+    """``ValueError`` if ``files`` (the key files, or PHEME's) give no label of
+    ``dimensions`` to the source post of any thread under ``root``: they are of other data."""
     threads = [thread_dir.name for group in groups for thread_dir in group.thread_dirs]
-    if not any("stance" in annotations.labels.get(thread, {}) for thread in threads):
+    labels = annotations.labels
+    if not any(d in labels.get(thread, {}) for thread in threads for d in dimensions):
         raise ValueError(
-            f"{root}: the key files ({', '.join(str(path) for path in key_paths)}) give no "
-            f"stance label to the source post of any of the {len(threads)} threads here; "
-            "are they the keys of this data?"
+            f"{root}: {', '.join(str(path) for path in files)} give(s) no "
+            f"{' or '.join(dimensions)} label to the source post of any of the "
+            f"{len(threads)} threads here; are they the annotations of this data?"
         )
 
 

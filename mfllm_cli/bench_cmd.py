@@ -1,21 +1,26 @@
 """``mfllm bench``: every policy on every episode under every seed, and a leaderboard.
 
-The bench folder (``--out``) holds:
+The bench folder (``--out``, a run folder: see :mod:`mfllm_env.runs`) holds:
 
 - ``config.json``: the settings every episode was played with (a resume must match them);
 - ``episodes.jsonl``: one record per played episode (:func:`mfllm_env.benchmark.episode_record`:
-  policy, seed, settings, token counts, wall time, the real and simulated label ids),
-  appended as each episode finishes, so an interrupted bench keeps every finished episode
-  and ``--resume`` plays only the missing ones;
+  policy, seed, settings, token counts, the real and simulated label ids), appended as
+  each episode finishes, so an interrupted bench keeps every finished episode and
+  ``--resume`` plays only the missing ones; put in a fixed order (policy, seed, episode)
+  at the end;
+- ``timing.jsonl`` (the wall time of each episode) and ``timing.json`` (per policy, the
+  mean wall time per episode): the only wall-clock figures of the folder;
 - ``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.json``: mean ± standard error per
-  policy, the KL by rollout horizon, paired comparisons, cost (rewritten at most once a
-  minute while a bench runs, and at the end);
-- ``kl_by_policy.png``, ``horizons.png`` and ``trajectories/<episode>.png``.
+  policy, the KL by rollout horizon, paired comparisons, cost in tokens and fallbacks
+  (rewritten at most once a minute while a bench runs, and at the end);
+- ``kl_by_policy.png``, ``horizons.png`` and ``trajectories/<episode>.png`` (names from
+  :func:`mfllm_env.runs.file_name`).
 
-Episode ``e`` under seed ``s`` is played with a seed derived from ``(s, e)`` and the LLM
-mean field is seeded with ``s``; episodes are stepped one at a time by default
-(``--parallel 1``), so each episode's result depends only on its seeds and a resumed
-bench gives the same leaderboard as an uninterrupted one.
+Episode ``e`` under seed ``s`` is played with a seed derived from ``(s, e)``
+(:func:`mfllm_env.simulation.episode_seed`) and the LLM mean field is seeded with ``s``;
+episodes are stepped one at a time by default (``--parallel 1``), so each episode's result
+depends only on its seeds and a resumed bench writes the records and leaderboard of an
+uninterrupted one, to the byte.
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ from tqdm.auto import tqdm
 
 from agents.backends import Backend
 from agents.baselines import RealTextPolicy
+from mfllm_cli.arg_types import (
+    adapter_folder,
+    float_in,
+    positive_int,
+    positive_int_list,
+    seed_list,
+)
 from mfllm_cli.simulate_cmd import (
     CLASSIFIER_POLICIES,
     FIT_DEFAULTS,
@@ -43,21 +55,23 @@ from mfllm_cli.simulate_cmd import (
     RUN_DEFAULTS,
     add_episode_arguments,
     build_policy,
+    check_episode_options,
     fit_scenarios,
     llm_parts,
     load_llm_backends,
 )
 from mfllm_cli.specs import iter_spec
+from mfllm_env import runs
 from mfllm_env.benchmark import (
     LEADERBOARD_METRICS,
     NAIVE_FORECASTERS,
+    RECORD_KEYS,
     comparison_lines,
     csv_text,
     episode_record,
     leaderboard,
     markdown_table,
     paired_comparison,
-    read_records,
     scored_rows,
 )
 from mfllm_env.labels import LabelScheme, scheme_for
@@ -65,8 +79,9 @@ from mfllm_env.mean_field import MeanFieldModel
 from mfllm_env.metrics import share_trajectory
 from mfllm_env.population_env import PopulationEnv
 from mfllm_env.report import plot_horizons, plot_metric_bars, plot_policy_shares
+from mfllm_env.runs import RunFolder
 from mfllm_env.scenario import Scenario
-from mfllm_env.simulation import Policy, file_slug, json_ready, play_episodes
+from mfllm_env.simulation import Policy, episode_seed, json_ready, play_episodes
 
 REAL_TEXTS = "real-texts"
 BENCH_POLICIES = (*CLASSIFIER_POLICIES, *LLM_POLICIES, "mf-ib-tune", REAL_TEXTS)
@@ -79,13 +94,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ci": {
         "scenarios": "synthetic:0-1",
         "policies": "random,herding,state-classifier,mf-classifier,state,mf,real-texts",
-        "seeds": "0,1",
+        "seeds": [0, 1],
         "warmup": 16,
         "max_reactions": 48,
         "agents_per_step": 8,
         "max_new_tokens": 12,
         "summary_tokens": 32,
-        "horizons": "8,16,32",
+        "horizons": [8, 16, 32],
         "nll": True,
     },
     # Every policy (sft and mf-ib-tune when their adapters are given), ten synthetic
@@ -93,11 +108,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "full": {
         "scenarios": "synthetic:0-9",
         "policies": ",".join(BENCH_POLICIES),
-        "seeds": "0,1,2",
-        "horizons": "16,32,64,128",
+        "seeds": [0, 1, 2],
+        "horizons": [16, 32, 64, 128],
     },
 }
-BENCH_DEFAULTS = {**RUN_DEFAULTS, "parallel": 1, "horizons": "16,32,64"}
+BENCH_DEFAULTS = {**RUN_DEFAULTS, "parallel": 1, "horizons": [16, 32, 64]}
 # Settings that change what an episode's result is; a resume must keep them.
 EPISODE_SETTINGS = (
     "scenarios", "warmup", "forecast", "max_reactions", "agents_per_step", "limit", "fit",
@@ -133,18 +148,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "mf-ib-tune needs --ib-tune; real-texts posts the real reactions, so its score is the "
         "labeller's own error: the ceiling of any policy",
     )
-    parser.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
+    parser.add_argument(
+        "--seeds", type=seed_list, help="comma-separated distinct seeds, e.g. 0,1,2 (0 .. 2**32-1)"
+    )
     parser.add_argument("--out", required=True, type=Path, help="bench folder")
     parser.add_argument("--resume", action="store_true", help="continue an existing folder")
     parser.add_argument(
+        "--overwrite", action="store_true", help="remove what --out holds and bench afresh"
+    )
+    parser.add_argument(
         "--forecast",
-        type=float,
+        type=float_in(0, 100, low_open=True, high_open=True),
         metavar="PCT",
         help="trend forecasting: warm up on the first PCT%% of each episode (instead of "
         "--warmup reactions) and forecast the rest",
     )
     parser.add_argument(
         "--horizons",
+        type=positive_int_list,
         help="rollout lengths (reactions after warm-up) at which to report the KL, e.g. "
         "16,32,64 (episodes with shorter rollouts do not count at that horizon)",
     )
@@ -153,7 +174,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=MEAN_FIELDS,
         help="the mean field of the mf policy (default llm)",
     )
-    parser.add_argument("--sft-adapter", type=Path, help="adapter of the sft policy")
+    parser.add_argument("--sft-adapter", type=adapter_folder, help="adapter of the sft policy")
     parser.add_argument(
         "--ib-tune",
         type=Path,
@@ -161,24 +182,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "adapters/mean_field",
     )
     parser.add_argument(
-        "--bootstrap", type=int, default=2000, help="bootstrap resamples per comparison"
+        "--bootstrap", type=positive_int, default=2000, help="bootstrap resamples per comparison"
     )
     add_episode_arguments(parser, {})
     parser.set_defaults(func=run)
 
 
-def _int_list(text: str, flag: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"{flag} must be comma-separated integers, got {text!r}") from None
-    if not values or len(set(values)) != len(values):
-        raise ValueError(f"{flag} must list distinct integers, got {text!r}")
-    return values
-
-
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill what the user left out from the preset, then from the defaults, and check it."""
+    """Fill what the user left out from the preset, then from the defaults, and refuse
+    what contradicts itself before any work (each value was checked as it was parsed);
+    sets ``policy_list``, ``seed_list`` and ``horizon_list``."""
+    if args.forecast is not None and args.warmup is not None:
+        raise ValueError("--forecast sets the warm-up as a share of each episode: drop --warmup")
     preset = PRESETS.get(args.preset, {})
     for name, value in {**BENCH_DEFAULTS, **preset}.items():
         if getattr(args, name, None) is None:
@@ -213,25 +228,9 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
             if not (args.ib_tune / "adapters" / part).is_dir():
                 raise FileNotFoundError(f"--ib-tune: no adapters/{part} in {args.ib_tune}")
     args.policy_list = policies
-    args.seed_list = _int_list(str(args.seeds), "--seeds")
-    if min(args.seed_list) < 0:
-        raise ValueError(f"--seeds must be >= 0, got {args.seeds!r}")
-    args.horizon_list = _int_list(str(args.horizons), "--horizons")
-    if min(args.horizon_list) < 1:
-        raise ValueError(f"--horizons must be >= 1, got {args.horizons!r}")
-    if args.forecast is not None and not 0 < args.forecast < 100:
-        raise ValueError(f"--forecast must be a percentage in (0, 100), got {args.forecast}")
-    for name in ("warmup", "agents_per_step", "parallel", "bootstrap", "limit", "max_reactions"):
-        value = getattr(args, name)
-        least = 0 if name == "warmup" else 1
-        if value is not None and value < least:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
+    args.seed_list, args.horizon_list = args.seeds, args.horizons
+    check_episode_options(args)
     return args
-
-
-def episode_seed(seed: int, index: int) -> int:
-    """The seed of episode ``index`` under bench seed ``seed`` (distinct for every pair)."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
 def warmup_of(args: argparse.Namespace, scenario: Scenario) -> int:
@@ -243,29 +242,11 @@ def warmup_of(args: argparse.Namespace, scenario: Scenario) -> int:
     return min(max(round(total * args.forecast / 100), 1), max(total - 1, 1))
 
 
-def prepare_folder(args: argparse.Namespace) -> None:
-    """Create the bench folder, or check that a resumed one has the same episode
-    settings, and write its ``config.json``."""
+def folder_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The bench's ``config.json``: the episode settings (a resume must keep them) and the
+    command line (which may change)."""
     settings = {name: getattr(args, name) for name in EPISODE_SETTINGS}
-    settings = json.loads(json.dumps(settings, default=str))
-    path = args.out / "config.json"
-    if path.exists():
-        if not args.resume:
-            raise ValueError(f"{args.out} holds a bench already: pass --resume to continue it")
-        saved = json.loads(path.read_text())["settings"]
-        changed = sorted(k for k in settings if saved.get(k) != settings[k])
-        if changed:
-            details = ", ".join(f"{k}: {saved.get(k)!r} -> {settings[k]!r}" for k in changed)
-            raise ValueError(
-                f"--resume with other episode settings than {path} ({details}); policies, "
-                "seeds, horizons and threads may change, these may not"
-            )
-    elif args.resume and args.out.exists() and any(args.out.iterdir()):
-        raise ValueError(f"--resume: {args.out} has no config.json; is it a bench folder?")
-    args.out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"settings": settings, "command": sys.argv}, indent=2))
-    tmp.replace(path)
+    return {**json.loads(json.dumps(settings, default=str)), "argv": sys.argv[1:]}
 
 
 class PolicyFactory:
@@ -348,6 +329,7 @@ def training_prior(
 
 
 def run(args: argparse.Namespace) -> int:
+    folder = RunFolder(args.out, "bench", resume=args.resume, overwrite=args.overwrite)
     args = resolve(args)
     scenarios = list(iter_spec(args.scenarios, limit=args.limit))
     scheme = scheme_for(scenarios[0].default_label_dimension)
@@ -360,28 +342,48 @@ def run(args: argparse.Namespace) -> int:
     args.episode_ids = {s.scenario_id for _, s in playable}
     if not playable:
         raise ValueError(f"every episode of {args.scenarios} is shorter than the warm-up")
-    prepare_folder(args)
-    records_path = args.out / "episodes.jsonl"
-    records, broken = read_records(records_path)
-    if broken:
-        print(
-            f"{broken} unreadable line(s) in {records_path} (an interrupted write): dropped, "
-            "and those episodes played again",
-            file=sys.stderr,
-        )
-        rewritten = records_path.with_suffix(".tmp")
-        rewritten.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        rewritten.replace(records_path)
-    done = {(r["policy"], r["seed"], r["episode"]) for r in records}
     evaluated = [s for _, s in playable]
     prior = training_prior(args, scheme, evaluated)
     factory = PolicyFactory(args, scheme, evaluated)
+    with folder.writing(folder_config(args), may_change={"argv"}, results=RESULTS):
+        records = play_bench(args, playable, factory, scenarios[0].language, prior, skipped)
+    table = write_report(args, records, prior)
+    print(
+        markdown_table(
+            table, [(k, t) for k, t, _ in LEADERBOARD_METRICS[:1] + LEADERBOARD_METRICS[5:7]]
+        )
+    )
+    print(f"wrote {args.out}/ (episodes.jsonl, leaderboard.md/.csv/.json, timing.json, "
+          "kl_by_policy.png, horizons.png, trajectories/)")  # fmt: skip
+    return 0
+
+
+RESULTS = ("episodes.jsonl",)  # a bench folder with records in it is kept if the bench fails
+
+
+def play_bench(
+    args: argparse.Namespace,
+    playable: list[tuple[int, Scenario]],
+    factory: PolicyFactory,
+    language: str,
+    prior: list[float] | None,
+    skipped: int,
+) -> list[dict[str, Any]]:
+    """Play the episodes the folder lacks, appending each record (and its wall time, in
+    ``timing.jsonl``) as it ends; then put both files in a fixed order (policy, seed,
+    episode), so a resumed bench writes the files an uninterrupted one would. Returns
+    every record of the folder."""
+    records_path, timing_path = args.out / "episodes.jsonl", args.out / "timing.jsonl"
+    records = runs.read_records(records_path, RECORD_KEYS, "a benchmark episode record")
+    done = {(r["policy"], r["seed"], r["episode"]) for r in records}
+    timing = [t for t in runs.read_records(timing_path, TIMING_KEYS) if _key(t) in done]
+    runs.write_atomic(timing_path, runs.jsonl_text(timing))  # none of an unfinished episode
     total = len(args.policy_list) * len(args.seed_list) * len(playable)
     finished = sum(
         (name, seed, s.scenario_id) in done
         for name in args.policy_list
         for seed in args.seed_list
-        for s in evaluated
+        for _, s in playable
     )
     todo = [
         (name, seed)
@@ -397,10 +399,13 @@ def run(args: argparse.Namespace) -> int:
     )
     bar = tqdm(total=total, initial=finished, unit="ep", disable=args.no_progress)
     reported = time.monotonic()
-    with open(records_path, "a", encoding="utf-8") as out:
+    with (
+        open(records_path, "a", encoding="utf-8") as out,
+        open(timing_path, "a", encoding="utf-8") as timing_out,
+    ):
         for name, seed in todo:
             bar.set_description(f"{name} seed {seed}")
-            policy, new_mean_field = factory.build(name, seed, scenarios[0].language)
+            policy, new_mean_field = factory.build(name, seed, language)
             settings = factory.settings(name)
 
             def episodes(
@@ -428,23 +433,49 @@ def run(args: argparse.Namespace) -> int:
                     metrics=result.metrics,
                     settings=settings,
                 )
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                out.flush()
+                # Timing first: the record is what marks the episode done.
+                seconds = {"seconds": result.metrics["seconds"]}
+                runs.append_record(timing_out, {**_identity(record), **seconds})
+                runs.append_record(out, record)
                 records.append(record)
                 bar.update(1)
             if time.monotonic() - reported > REPORT_EVERY_SECONDS:
                 write_report(args, records, prior)
                 reported = time.monotonic()
     bar.close()
-    table = write_report(args, records, prior)
-    print(
-        markdown_table(
-            table, [(k, t) for k, t, _ in LEADERBOARD_METRICS[:1] + LEADERBOARD_METRICS[5:7]]
+    position = {s.scenario_id: e for e, s in playable}
+
+    def order(row: dict[str, Any]) -> tuple:
+        return (
+            BENCH_POLICIES.index(row["policy"]) if row["policy"] in BENCH_POLICIES else -1,
+            row["policy"],
+            row["seed"],
+            position.get(row["episode"], len(position)),
+            row["episode"],
         )
-    )
-    print(f"wrote {args.out}/ (episodes.jsonl, leaderboard.md/.csv/.json, kl_by_policy.png, "
-          "horizons.png, trajectories/)")  # fmt: skip
-    return 0
+
+    _sorted_file(timing_path, runs.read_records(timing_path, TIMING_KEYS), order)
+    return _sorted_file(records_path, records, order)
+
+
+def _sorted_file(path: Path, rows: list[dict[str, Any]], key: Callable) -> list[dict[str, Any]]:
+    """``rows`` (the records of ``path``) sorted by ``key``, ``path`` rewritten so if
+    that changed their order."""
+    ordered = sorted(rows, key=key)
+    if ordered != rows:
+        runs.write_atomic(path, runs.jsonl_text(ordered))
+    return ordered
+
+
+TIMING_KEYS = ("policy", "seed", "episode", "seconds")
+
+
+def _identity(row: dict[str, Any]) -> dict[str, Any]:
+    return {"policy": row["policy"], "seed": row["seed"], "episode": row["episode"]}
+
+
+def _key(row: dict[str, Any]) -> tuple:
+    return (row["policy"], row["seed"], row["episode"])
 
 
 def comparisons(
@@ -475,8 +506,8 @@ def comparisons(
 
 
 def cost_rows(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per policy: mean seconds, prompt and completion tokens per episode, and fallbacks
-    (unusable actions given the fallback label) per simulated reaction."""
+    """Per policy: mean prompt and completion tokens per episode, and fallbacks (unusable
+    actions given the fallback label) per simulated reaction (wall times: timing.json)."""
     by_policy: dict[str, list[dict[str, Any]]] = {}
     for record in records:
         by_policy.setdefault(record["policy"], []).append(record)
@@ -490,13 +521,28 @@ def cost_rows(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
             return float(np.mean([u.get(key, 0) + u.get(f"mean_field_{key}", 0) for u in usage]))
 
         rows[policy] = {
-            "seconds_per_episode": float(np.mean([r["seconds"] for r in group])),
             "prompt_tokens_per_episode": per_episode("prompt_tokens"),
             "completion_tokens_per_episode": per_episode("completion_tokens"),
             "fallbacks_per_reaction": sum(u.get("fallbacks", 0) for u in usage) / reactions,
             "backend_errors": float(sum(u.get("backend_errors", 0) for u in usage)),
         }
     return rows
+
+
+def seconds_per_episode(
+    args: argparse.Namespace, records: Sequence[dict[str, Any]]
+) -> dict[str, dict[str, float]]:
+    """``timing.json``: per policy, the mean wall time of the episodes of ``records``
+    (from ``timing.jsonl``)."""
+    wanted = {_key(r) for r in records}
+    seconds: dict[str, list[float]] = {}
+    for row in runs.read_records(args.out / "timing.jsonl", TIMING_KEYS):
+        if _key(row) in wanted:
+            seconds.setdefault(row["policy"], []).append(row["seconds"])
+    return {
+        policy: {"seconds_per_episode": float(np.mean(values)), "episodes": len(values)}
+        for policy, values in seconds.items()
+    }
 
 
 def write_report(
@@ -561,24 +607,27 @@ def write_report(
         "",
         "## Cost",
         "",
-        "| policy | s / episode | prompt tokens / episode | generated tokens / episode | "
+        "Wall time per episode is in timing.json (this report holds no wall-clock figure, "
+        "so the same bench writes the same report).",
+        "",
+        "| policy | prompt tokens / episode | generated tokens / episode | "
         "fallbacks / reaction | backend errors |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|",
     ]
     for policy, cost in costs.items():
         lines.append(
-            f"| {policy} | {cost['seconds_per_episode']:.1f} | "
-            f"{cost['prompt_tokens_per_episode']:.0f} | "
+            f"| {policy} | {cost['prompt_tokens_per_episode']:.0f} | "
             f"{cost['completion_tokens_per_episode']:.0f} | "
             f"{cost['fallbacks_per_reaction']:.3f} | {cost['backend_errors']:.0f} |"
         )
     out = args.out
-    (out / "leaderboard.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (out / "leaderboard.csv").write_text(csv_text(table, keys + horizon_keys), encoding="utf-8")
+    runs.write_atomic(out / "leaderboard.md", "\n".join(lines) + "\n")
+    runs.write_atomic(out / "leaderboard.csv", csv_text(table, keys + horizon_keys))
     payload = {"leaderboard": table, "comparisons": compared, "cost": costs, "prior": prior}
-    (out / "leaderboard.json").write_text(
-        json.dumps(json_ready(payload), indent=2, allow_nan=False), encoding="utf-8"
+    runs.write_atomic(
+        out / "leaderboard.json", json.dumps(json_ready(payload), indent=2, allow_nan=False)
     )
+    runs.write_json(out / "timing.json", seconds_per_episode(args, records))
     write_plots(args, records, table)
     return table
 
@@ -602,7 +651,8 @@ def _settings_line(args: argparse.Namespace, prior: list[float] | None) -> str:
         else ""
     )
     return (
-        f"Seeds {args.seeds}; {warmup}; {args.agents_per_step} agents per step; "
+        f"Seeds {', '.join(map(str, args.seed_list))}; {warmup}; "
+        f"{args.agents_per_step} agents per step; "
         f"max reactions {args.max_reactions or 'all'}; {model}{prior_text}."
     )
 
@@ -652,7 +702,7 @@ def write_plots(
             share_trajectory(real, k, step_size=step),
             sims,
             first["labels"],
-            args.out / "trajectories" / f"{file_slug(episode)}.png",
+            args.out / "trajectories" / f"{runs.file_name(episode)}.png",
             x_values=x,
             warmup=first["warmup"],
             title=f"{episode}: real vs simulated shares (seed {first_seed})",

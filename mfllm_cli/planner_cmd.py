@@ -5,6 +5,7 @@ baselines, into a report folder)."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
@@ -15,8 +16,22 @@ from typing import Any
 
 import numpy as np
 
+from mfllm_cli.arg_types import (
+    adapter_folder,
+    int_in,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+    seed,
+    seed_list,
+    thread_count,
+)
 from mfllm_cli.specs import iter_spec
+from mfllm_env import runs
 from mfllm_env.planner import BASELINE_PLANNERS, DISTANCES, PlannerEnv, run_planner_episode
+from mfllm_env.runs import RunFolder
 from mfllm_env.scenario import Scenario
 
 POPULATIONS = ("synthetic", "mf")
@@ -37,43 +52,74 @@ def add_planner_env_arguments(parser: argparse.ArgumentParser) -> None:
         help="synthetic: the synthetic scenario's ground-truth response model; mf: the "
         "MF-LLM population (mf policy + llm mean field on --model) (default: synthetic)",
     )
-    parser.add_argument("--limit", type=int, help="use at most this many scenarios")
-    parser.add_argument("--every", type=int, default=2, help="population steps per decision")
-    parser.add_argument("--budget", type=int, default=3, help="interventions per episode")
-    parser.add_argument("--cost", type=float, default=0.05, help="cost per intervention")
-    parser.add_argument("--horizon", type=int, help="reactions after warm-up (default: all)")
+    parser.add_argument("--limit", type=positive_int, help="use at most this many scenarios")
+    parser.add_argument(
+        "--every", type=positive_int, default=2, help="population steps per decision"
+    )
+    parser.add_argument(
+        "--budget", type=non_negative_int, default=3, help="interventions per episode"
+    )
+    parser.add_argument(
+        "--cost", type=non_negative_float, default=0.05, help="cost per intervention"
+    )
+    parser.add_argument(
+        "--horizon", type=positive_int, help="reactions after warm-up (default: all)"
+    )
     parser.add_argument(
         "--target",
+        type=target_shares,
         help="target shares, e.g. support=0.1,deny=0.4,query=0.3,comment=0.2 (default: that)",
     )
     parser.add_argument("--distance", choices=sorted(DISTANCES), default="tv")
-    parser.add_argument("--warmup", type=int, default=16)
-    parser.add_argument("--agents-per-step", type=int, default=8)
+    parser.add_argument("--warmup", type=non_negative_int, default=16)
+    parser.add_argument("--agents-per-step", type=positive_int, default=8)
     llm = parser.add_argument_group("LLM population and planner")
     llm.add_argument("--model", default="smollm2", help="smollm2 | a model folder | a hub id")
-    llm.add_argument("--population-adapter", type=Path, help="adapter of the mf population policy")
     llm.add_argument(
-        "--mean-field-adapter", type=Path, help="adapter of the population's llm mean field"
+        "--population-adapter", type=adapter_folder, help="adapter of the mf population policy"
     )
-    llm.add_argument("--max-new-tokens", type=int, default=16, help="per population action")
-    llm.add_argument("--summary-tokens", type=int, default=48, help="per mean-field rewrite")
-    llm.add_argument("--threads", type=int, help="torch threads")
+    llm.add_argument(
+        "--mean-field-adapter",
+        type=adapter_folder,
+        help="adapter of the population's llm mean field",
+    )
+    llm.add_argument(
+        "--max-new-tokens", type=positive_int, default=16, help="per population action"
+    )
+    llm.add_argument(
+        "--summary-tokens", type=positive_int, default=48, help="per mean-field rewrite"
+    )
+    llm.add_argument("--threads", type=thread_count, help="torch threads")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def parse_target(text: str | None) -> dict[str, float] | None:
-    if not text:
-        return None
-    target = {}
+def target_shares(text: str) -> dict[str, float]:
+    """``--target``: ``LABEL=SHARE,...`` with each label once and finite shares >= 0 (the
+    env checks the labels against the scenario's scheme and normalises the shares)."""
+    target: dict[str, float] = {}
     for part in text.split(","):
-        name, sep, value = part.partition("=")
+        name, sep, value = (piece.strip() for piece in part.partition("="))
+        if not (sep and name):
+            raise argparse.ArgumentTypeError(f"takes LABEL=SHARE,... (got {part!r})")
+        if name in target:
+            raise argparse.ArgumentTypeError(f"names {name!r} twice in {text!r}")
         try:
-            target[name.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise ValueError(f"--target takes LABEL=SHARE,... (got {part!r})")
+            target[name] = non_negative_float(value)
+        except argparse.ArgumentTypeError as error:
+            raise argparse.ArgumentTypeError(f"the share of {name!r} {error}") from None
     return target
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Refuse planner options that contradict each other before any work (``train
+    planner`` and ``planner-eval`` call it first)."""
+    if args.population == "synthetic":
+        for flag, given in (
+            ("--population-adapter", args.population_adapter),
+            ("--mean-field-adapter", args.mean_field_adapter),
+        ):
+            if given is not None:
+                raise ValueError(f"{flag} needs --population mf (the synthetic one has no LLM)")
 
 
 def planner_env_factory(
@@ -81,16 +127,12 @@ def planner_env_factory(
 ) -> Callable[..., PlannerEnv]:
     """``make_env(i, action_mode="menu")``: a planner env for scenario ``i`` with a fresh
     population (an LLM population's models are loaded once, here)."""
-    for name in ("every", "agents_per_step", "max_new_tokens", "summary_tokens"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
-    target = parse_target(args.target)
     options = {
         "every": args.every,
         "budget": args.budget,
         "cost": args.cost,
         "horizon": args.horizon,
-        "target": target,
+        "target": args.target,
         "distance": args.distance,
         "warmup": args.warmup,
         "agents_per_step": args.agents_per_step,
@@ -128,8 +170,6 @@ def planner_env_factory(
 
 
 def _scenarios(spec: str, limit: int | None) -> list[Scenario]:
-    if limit is not None and limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {limit}")
     scenarios = list(iter_spec(spec, limit=limit))
     if not scenarios:
         raise ValueError(f"--scenarios {spec!r} selects no scenario")
@@ -151,24 +191,33 @@ def register_training(methods: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", choices=("reinforce", "grpo"), default="reinforce")
     parser.add_argument("--out", required=True, type=Path, help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="remove what --out holds and train afresh"
+    )
+    parser.add_argument("--seed", type=seed, default=0, help="0 .. 2**32-1")
     parser.add_argument(
         "--max-steps",
-        type=int,
+        type=positive_int,
         help="updates (reinforce: iterations, default 200; grpo: GRPO steps, default 30)",
     )
-    parser.add_argument("--save-steps", type=int, help="checkpoint every N updates")
-    parser.add_argument("--learning-rate", type=float, help="reinforce 2.0, grpo 5e-5")
+    parser.add_argument("--save-steps", type=positive_int, help="checkpoint every N updates")
+    parser.add_argument(
+        "--learning-rate", type=positive_float, help="reinforce 2.0, grpo 5e-5"
+    )
     reinforce = parser.add_argument_group("reinforce")
-    reinforce.add_argument("--episodes-per-step", type=int, default=16)
-    reinforce.add_argument("--entropy-weight", type=float, default=0.01)
+    reinforce.add_argument("--episodes-per-step", type=positive_int, default=16)
+    reinforce.add_argument("--entropy-weight", type=non_negative_float, default=0.01)
     grpo = parser.add_argument_group("grpo")
-    grpo.add_argument("--generations", type=int, default=4, help="G: messages per decision")
-    grpo.add_argument("--states-per-step", type=int, default=2, help="decision points per step")
-    grpo.add_argument("--message-tokens", type=int, default=32)
-    grpo.add_argument("--temperature", type=float, default=1.0)
-    grpo.add_argument("--lora-r", type=int, default=16)
-    grpo.add_argument("--lora-alpha", type=int, default=32)
+    grpo.add_argument(
+        "--generations", type=int_in(2), default=4, help="G: messages per decision (>= 2)"
+    )
+    grpo.add_argument(
+        "--states-per-step", type=positive_int, default=2, help="decision points per step"
+    )
+    grpo.add_argument("--message-tokens", type=positive_int, default=32)
+    grpo.add_argument("--temperature", type=positive_float, default=1.0)
+    grpo.add_argument("--lora-r", type=positive_int, default=16)
+    grpo.add_argument("--lora-alpha", type=positive_int, default=32)
     parser.set_defaults(func=run_train)
 
 
@@ -181,14 +230,16 @@ def run_train(args: argparse.Namespace) -> int:
     )
     from training.report import plot_training_report
     from training.run_folder import (
+        RESUMABLE_CHANGES,
+        TRAINING_RESULTS,
         LoraSettings,
         command_config,
         hide_progress_bars,
         load_trainable,
-        prepare_run_folder,
-        write_json,
     )
 
+    validate(args)
+    folder = RunFolder(args.out, "train planner", resume=args.resume, overwrite=args.overwrite)
     grpo = args.method == "grpo"
     if args.max_steps is None:
         args.max_steps = 30 if grpo else 200
@@ -230,33 +281,35 @@ def run_train(args: argparse.Namespace) -> int:
             save_steps=args.save_steps,
             seed=args.seed,
         )
-    settings = command_config(args, {"func", "resume", "no_progress"})
-    prepare_run_folder(args.out, settings, resume=args.resume)
-    print(f"training a {args.method} planner on {len(scenarios)} scenario(s)", file=sys.stderr)
-    if grpo:
-        model, tokenizer = load_trainable(args.model)
-        summary = train_grpo_planner(
-            make_env,
-            len(scenarios),
-            config,
-            args.out,
-            model=model,
-            tokenizer=tokenizer,
-            resume=args.resume,
-            progress=not args.no_progress,
+    model, tokenizer = load_trainable(args.model) if grpo else (None, None)
+    settings = command_config(args, {"func", "no_progress"})
+    with folder.writing(settings, may_change=RESUMABLE_CHANGES, results=TRAINING_RESULTS):
+        print(
+            f"training a {args.method} planner on {len(scenarios)} scenario(s)", file=sys.stderr
         )
-        trained = args.out / "planner" / "adapter"
-    else:
-        summary = train_reinforce(
-            make_env,
-            len(scenarios),
-            config,
-            args.out,
-            resume=args.resume,
-            progress=not args.no_progress,
-        )
-        trained = args.out / "planner.json"
-    write_json(args.out / "summary.json", summary)
+        if grpo:
+            summary = train_grpo_planner(
+                make_env,
+                len(scenarios),
+                config,
+                args.out,
+                model=model,
+                tokenizer=tokenizer,
+                resume=args.resume,
+                progress=not args.no_progress,
+            )
+            trained = args.out / "planner" / "adapter"
+        else:
+            summary = train_reinforce(
+                make_env,
+                len(scenarios),
+                config,
+                args.out,
+                resume=args.resume,
+                progress=not args.no_progress,
+            )
+            trained = args.out / "planner.json"
+    runs.write_json(args.out / "summary.json", summary)
     plot_training_report(args.out / "log.jsonl", args.out / "report.png")
     print(json.dumps(summary, indent=2, default=str))
     kind = "llm" if grpo else "reinforce"
@@ -283,10 +336,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated: none, scripted, threshold, random, reinforce=PLANNER.json "
         "(played greedily), llm (untuned), llm=ADAPTER (default: the four baselines)",
     )
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated episode seeds")
-    parser.add_argument("--threshold", type=float, default=0.3, help="threshold planner's level")
+    parser.add_argument(
+        "--seeds",
+        type=seed_list,
+        default="0,1,2",
+        help="comma-separated distinct episode seeds (0 .. 2**32-1)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=probability,
+        default=0.3,
+        help="threshold planner's level: a share in [0, 1]",
+    )
     parser.add_argument("--out", required=True, type=Path, help="report folder")
     parser.add_argument("--resume", action="store_true", help="play only missing episodes")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="remove what --out holds and evaluate afresh"
+    )
     parser.set_defaults(func=run_eval)
 
 
@@ -328,72 +394,88 @@ def _planner_names(text: str) -> list[str]:
 def run_eval(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from mfllm_env.benchmark import read_records
-    from training.run_folder import command_config, hide_progress_bars, prepare_run_folder
+    from training.run_folder import command_config, hide_progress_bars
 
+    validate(args)
+    folder = RunFolder(args.out, "planner-eval", resume=args.resume, overwrite=args.overwrite)
     names = _planner_names(args.planners)
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
-    if not seeds:
-        raise ValueError("--seeds names no seed")
+    seeds = args.seeds
     if args.no_progress:
         hide_progress_bars()
     scenarios = _scenarios(args.scenarios, args.limit)
     new_env = planner_env_factory(args, scenarios)
     # Planners and seeds may be added on resume; every setting of how episodes are played
     # (threads included) must stay.
-    config = command_config(args, {"func", "resume", "no_progress", "planners", "seeds"})
-    prepare_run_folder(
-        args.out, config, resume=args.resume, kind="a planner evaluation", resumable=frozenset()
-    )
-    episodes_path = args.out / "episodes.jsonl"
-    rows, broken = read_records(episodes_path, EPISODE_KEYS, "a planner episode record")
-    if broken:
-        print(
-            f"dropped {broken} broken line(s) of {episodes_path}; replaying them", file=sys.stderr
-        )
-    # Rewrite without any broken line, so appends start on a clean line.
-    episodes_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    done = {(r["planner"], r["scenario"], r["seed"]) for r in rows}
-    todo = [
-        (name, i, seed)
-        for name in names
-        for i in range(len(scenarios))
-        for seed in seeds
-        if (name, scenarios[i].scenario_id, seed) not in done
-    ]
+    config = command_config(args, {"func", "no_progress", "planners", "seeds"})
+    episodes_path, timing_path = args.out / "episodes.jsonl", args.out / "timing.jsonl"
     cache: dict = {}
     envs: dict[tuple[str, int], PlannerEnv] = {}
-    with episodes_path.open("a", encoding="utf-8") as handle:
-        for name, i, seed in tqdm(todo, desc="planner episodes", disable=args.no_progress):
-            text_mode = name.partition("=")[0] == "llm"
-            key = ("text" if text_mode else "menu", i)
-            if key not in envs:
-                envs[key] = new_env(i, action_mode=key[0])
-            env = envs[key]
-            started = time.perf_counter()
-            record = run_planner_episode(env, _planner(name, env, args, cache), seed)
-            record.update(
-                planner=name,
-                scenario=scenarios[i].scenario_id,
-                seed=seed,
-                seconds=time.perf_counter() - started,
-            )
-            rows.append(record)
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
+    with folder.writing(config, results=("episodes.jsonl",)):
+        rows = runs.read_records(episodes_path, EPISODE_KEYS, "a planner episode record")
+        done = {_episode_key(r) for r in rows}
+        timing = [t for t in runs.read_records(timing_path, TIMING_KEYS) if _episode_key(t) in done]
+        runs.write_atomic(timing_path, runs.jsonl_text(timing))  # none of an unfinished episode
+        todo = [
+            (name, i, seed)
+            for name in names
+            for i in range(len(scenarios))
+            for seed in seeds
+            if (name, scenarios[i].scenario_id, seed) not in done
+        ]
+        with (
+            episodes_path.open("a", encoding="utf-8") as handle,
+            timing_path.open("a", encoding="utf-8") as timing_handle,
+        ):
+            for name, i, seed in tqdm(todo, desc="planner episodes", disable=args.no_progress):
+                text_mode = name.partition("=")[0] == "llm"
+                key = ("text" if text_mode else "menu", i)
+                if key not in envs:
+                    envs[key] = new_env(i, action_mode=key[0])
+                env = envs[key]
+                started = time.perf_counter()
+                record = run_planner_episode(env, _planner(name, env, args, cache), seed)
+                record.update(planner=name, scenario=scenarios[i].scenario_id, seed=seed)
+                # Timing first: the record is what marks the episode done.
+                seconds = time.perf_counter() - started
+                runs.append_record(timing_handle, {**_identity(record), "seconds": seconds})
+                runs.append_record(handle, record)
+                rows.append(record)
+    # A fixed order (planner, scenario, seed as asked; others after), whatever was resumed.
+    wanted = [(n, s.scenario_id, seed) for n in names for s in scenarios for seed in seeds]
+    position = {key: k for k, key in enumerate(wanted)}
+    rows = _sorted_records(episodes_path, rows, position)
+    _sorted_records(timing_path, runs.read_records(timing_path, TIMING_KEYS), position)
     labels = (next(iter(envs.values())) if envs else new_env(0)).scheme.labels
-    wanted = {(n, s.scenario_id, seed) for n in names for s in scenarios for seed in seeds}
-    rows = [r for r in rows if (r["planner"], r["scenario"], r["seed"]) in wanted]
+    rows = [r for r in rows if _episode_key(r) in position]
     results = summarise(rows, names, labels)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "results.md").write_text(results_markdown(results, labels))
+    runs.write_atomic(args.out / "results.json", json.dumps(results, indent=2) + "\n")
+    runs.write_atomic(args.out / "results.md", results_markdown(results, labels))
     plot_planner_shares(rows, names, labels, args.out / "shares.png")
     print(results_markdown(results, labels))
-    print(f"wrote {args.out}/ (episodes.jsonl, results.md, results.json, shares.png)")
+    print(f"wrote {args.out}/ (episodes.jsonl, timing.jsonl, results.md, results.json, shares.png)")
     return 0
+
+
+TIMING_KEYS = ("planner", "scenario", "seed", "seconds")
+
+
+def _episode_key(row: dict[str, Any]) -> tuple[str, str, int]:
+    return (row["planner"], row["scenario"], row["seed"])
+
+
+def _identity(row: dict[str, Any]) -> dict[str, Any]:
+    return {"planner": row["planner"], "scenario": row["scenario"], "seed": row["seed"]}
+
+
+def _sorted_records(
+    path: Path, rows: list[dict[str, Any]], position: dict[tuple[str, str, int], int]
+) -> list[dict[str, Any]]:
+    """``rows`` (the records of ``path``) in the order of ``position`` (others after, as
+    they were); ``path`` rewritten (atomically) if that changed their order."""
+    ordered = sorted(rows, key=lambda r: position.get(_episode_key(r), len(position)))
+    if ordered != rows:
+        runs.write_atomic(path, runs.jsonl_text(ordered))
+    return ordered
 
 
 def summarise(
@@ -410,13 +492,13 @@ def summarise(
         by_planner[row["planner"]].append(row)
     results: dict[str, Any] = {}
     for name in names:
-        runs = by_planner.get(name, [])
-        if not runs:
+        episodes = by_planner.get(name, [])
+        if not episodes:
             continue
         per_seed: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for run in runs:
+        for run in episodes:
             per_seed[run["seed"]].append(run)
-        entry: dict[str, Any] = {"episodes": len(runs), "seeds": len(per_seed)}
+        entry: dict[str, Any] = {"episodes": len(episodes), "seeds": len(per_seed)}
 
         measures: dict[str, Callable[[dict[str, Any]], float]] = {
             "return": lambda r: r["return"],
@@ -498,12 +580,14 @@ def plot_planner_shares(
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(labels), squeeze=False)[0]
     for index, name in enumerate(names):
-        runs = [r for r in rows if r["planner"] == name]
-        if not runs:
+        played = [r for r in rows if r["planner"] == name]
+        if not played:
             continue
-        length = min(len(r["trajectory"]) for r in runs)
-        x = [step["reactions"][1] for step in runs[0]["trajectory"][:length]]
-        values = np.array([[step["cumulative"] for step in r["trajectory"][:length]] for r in runs])
+        length = min(len(r["trajectory"]) for r in played)
+        x = [step["reactions"][1] for step in played[0]["trajectory"][:length]]
+        values = np.array(
+            [[step["cumulative"] for step in r["trajectory"][:length]] for r in played]
+        )
         for j, ax in enumerate(axes):
             label = display_name(name, names)
             ax.plot(x, values[:, :, j].mean(0), color=f"C{index % 10}", label=label)
@@ -517,6 +601,7 @@ def plot_planner_shares(
             ax.axvline(warmup_end, color="grey", linestyle=":", linewidth=1)
     axes[0].legend(fontsize=7)
     fig.suptitle("Share trajectories by planner (mean over episodes; dotted: end of warm-up)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=100)
+    runs.write_atomic(path, image.getvalue())
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from collections.abc import Callable
@@ -14,6 +15,14 @@ from agents.backends import Backend, GenerationParams, load_backend
 from agents.baselines import ClassifierPolicy, HerdingPolicy, UniformRandomPolicy, collect_examples
 from agents.mean_field import ChainOfSummarization, LLMMeanField
 from agents.policies import LLMPolicy
+from mfllm_cli.arg_types import (
+    adapter_folder,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    seed,
+    thread_count,
+)
 from mfllm_cli.specs import iter_spec, path_and_selector
 from mfllm_env.labels import LabelScheme, scheme_for
 from mfllm_env.mean_field import (
@@ -23,6 +32,7 @@ from mfllm_env.mean_field import (
     RecentReactions,
 )
 from mfllm_env.population_env import PopulationEnv
+from mfllm_env.runs import RunFolder
 from mfllm_env.scenario import Scenario
 from mfllm_env.simulation import EpisodeSkippedWarning, Policy, simulate
 
@@ -33,6 +43,7 @@ MEAN_FIELDS = ("histogram", "llm", "cos")
 CONTEXT_OF_POLICY = {"mf": "mean_field", "state": "none", "sft": "none"}
 SYNTHETIC_FIT_SEEDS = range(1000, 1020)
 FIT_DEFAULTS = ("synthetic", "rumoureval")  # sources whose classifiers have a default --fit
+RESULTS = ("trajectory.jsonl",)  # a run folder with steps in it is kept if the run fails
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,17 +73,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Summarization); default: llm for --policy mf, histogram otherwise; recent and popular "
         "bring their own",
     )
-    parser.add_argument("--adapter", type=Path, help="PEFT adapter folder for the policy's model")
+    parser.add_argument(
+        "--adapter", type=adapter_folder, help="PEFT adapter folder for the policy's model"
+    )
     parser.add_argument(
         "--mean-field-adapter",
-        type=Path,
+        type=adapter_folder,
         help="PEFT adapter folder for the llm/cos mean field's model (e.g. from mfllm train "
         "ib-tune); default: the policy's model",
     )
     add_episode_arguments(parser, RUN_DEFAULTS)
     parser.add_argument("--out", required=True, type=Path, help="run folder to write")
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of episode 0's policy (episode e: seed+e)"
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in --out: keep its finished episodes, play the rest",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="remove what --out holds and run afresh"
+    )
+    parser.add_argument(
+        "--seed",
+        type=seed,
+        default=0,
+        help="seed of the run, 0 .. 2**32-1; episode e plays with a seed derived from (seed, e)",
     )
     parser.set_defaults(func=run)
 
@@ -110,26 +134,37 @@ def add_episode_arguments(parser: argparse.ArgumentParser, defaults: dict[str, o
     )
     llm.add_argument(
         "--parallel",
-        type=int,
+        type=positive_int,
         default=defaults.get("parallel"),
         help="episodes stepped together (batched calls)",
     )
     llm.add_argument(
-        "--k", type=int, default=defaults.get("k"), help="reactions shown by recent and popular"
+        "--k",
+        type=positive_int,
+        default=defaults.get("k"),
+        help="reactions shown by recent and popular",
     )
     llm.add_argument(
-        "--max-new-tokens", type=int, default=defaults.get("max_new_tokens"), help="per action"
+        "--max-new-tokens",
+        type=positive_int,
+        default=defaults.get("max_new_tokens"),
+        help="per action",
     )
     llm.add_argument(
         "--summary-tokens",
-        type=int,
+        type=positive_int,
         default=defaults.get("summary_tokens"),
         help="per mean-field rewrite",
     )
-    llm.add_argument("--temperature", type=float, default=defaults.get("temperature"))
+    llm.add_argument(
+        "--temperature",
+        type=non_negative_float,
+        default=defaults.get("temperature"),
+        help="sampling temperature (0: greedy)",
+    )
     llm.add_argument(
         "--cos-every",
-        type=int,
+        type=positive_int,
         default=defaults.get("cos_every"),
         help="cos: LLM rewrite every N steps",
     )
@@ -145,7 +180,7 @@ def add_episode_arguments(parser: argparse.ArgumentParser, defaults: dict[str, o
         default=defaults.get("nll"),
         help="score the real reactions' NLL under the policy",
     )
-    llm.add_argument("--threads", type=int, help="torch threads for a local model")
+    llm.add_argument("--threads", type=thread_count, help="torch threads for a local model")
     parser.add_argument(
         "--fit",
         help="scenarios the classifier policies are fitted on (default: 20 other synthetic "
@@ -153,20 +188,22 @@ def add_episode_arguments(parser: argparse.ArgumentParser, defaults: dict[str, o
     )
     parser.add_argument(
         "--warmup",
-        type=int,
+        type=non_negative_int,
         default=defaults.get("warmup"),
         help="real reactions that drive the mean field",
     )
-    parser.add_argument("--agents-per-step", type=int, default=defaults.get("agents_per_step"))
+    parser.add_argument(
+        "--agents-per-step", type=positive_int, default=defaults.get("agents_per_step")
+    )
     parser.add_argument(
         "--max-reactions",
-        type=int,
+        type=positive_int,
         default=defaults.get("max_reactions"),
         help="cut each episode to this many reactions",
     )
     parser.add_argument(
         "--limit",
-        type=int,
+        type=positive_int,
         default=defaults.get("limit"),
         help="play at most this many episodes",
     )
@@ -231,8 +268,6 @@ def load_llm_backends(
     backend = load(args.adapter)
     if args.mean_field_adapter is None:
         return backend, backend
-    if mean_field_choice(args) not in ("llm", "cos"):
-        raise ValueError("--mean-field-adapter needs an LLM mean field: --mean-field llm|cos")
     return backend, load(args.mean_field_adapter)
 
 
@@ -244,15 +279,6 @@ def llm_parts(
 ) -> tuple[Policy, Callable[[], MeanFieldModel]]:
     """The LLM policy and a factory of fresh mean-field models (one per episode), on
     ``backends`` (policy, mean field) or on those :func:`load_llm_backends` loads."""
-    if args.policy == "sft" and args.adapter is None:
-        raise ValueError(
-            "--policy sft is the State policy with a fine-tuned adapter: pass --adapter"
-        )
-    if args.nll and args.model.startswith("http") and not args.tokenizer:
-        raise ValueError("--nll over HTTP needs --tokenizer (smollm2, a folder or a hub id)")
-    for name in ("k", "max_new_tokens", "summary_tokens", "cos_every", "parallel"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
     kind = mean_field_choice(args)
     backend, mean_field_backend = backends or load_llm_backends(args)
     policy = LLMPolicy(
@@ -298,13 +324,53 @@ def build_policy(
     return ClassifierPolicy(scheme, features, seed=args.seed).fit(examples)
 
 
-def run(args: argparse.Namespace) -> int:
+def check_episode_options(args: argparse.Namespace) -> None:
+    """Refuse episode settings that contradict each other (``simulate`` and ``bench``): a
+    warm-up that leaves no reaction to simulate (unless bench's ``--forecast`` replaces
+    it), an NLL that cannot be scored."""
+    cut = args.max_reactions
+    if getattr(args, "forecast", None) is None and cut is not None and args.warmup >= cut:
+        raise ValueError(
+            f"--warmup {args.warmup} leaves nothing to simulate in episodes cut to "
+            f"--max-reactions {cut}: give a warm-up below {cut}"
+        )
+    if args.nll and args.model.startswith("http") and not args.tokenizer:
+        raise ValueError("--nll over HTTP needs --tokenizer (smollm2, a folder or a hub id)")
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Refuse options that contradict each other before any work: ``run`` calls it first,
+    before it reads a scenario or touches ``--out``."""
+    check_episode_options(args)
     source = args.scenario.partition(":")[0]
+    if args.policy.endswith("classifier"):
+        if not args.fit and source not in FIT_DEFAULTS:
+            raise ValueError(f"classifier policies need --fit SPEC for {source!r} scenarios")
+    elif args.fit:
+        raise ValueError(f"--fit is for the classifier policies, not --policy {args.policy}")
+    if args.policy not in LLM_POLICIES:
+        for flag, given in (
+            ("--adapter", args.adapter is not None),
+            ("--mean-field-adapter", args.mean_field_adapter is not None),
+            (f"--mean-field {args.mean_field}", args.mean_field in ("llm", "cos")),
+            ("--nll", args.nll),
+        ):
+            if given:
+                raise ValueError(f"{flag} needs an LLM policy ({', '.join(LLM_POLICIES)})")
+        return
+    if args.policy == "sft" and args.adapter is None:
+        raise ValueError(
+            "--policy sft is the State policy with a fine-tuned adapter: pass --adapter"
+        )
+    mean_field = mean_field_choice(args)  # refuses --mean-field for recent and popular
+    if args.mean_field_adapter is not None and mean_field not in ("llm", "cos"):
+        raise ValueError("--mean-field-adapter needs an LLM mean field: --mean-field llm|cos")
+
+
+def run(args: argparse.Namespace) -> int:
+    validate(args)
+    folder = RunFolder(args.out, "simulate", resume=args.resume, overwrite=args.overwrite)
     needs_fit = args.policy.endswith("classifier")
-    if needs_fit and not args.fit and source not in FIT_DEFAULTS:
-        raise ValueError(f"classifier policies need --fit SPEC for {source!r} scenarios")
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {args.limit}")
     # Stream the scenarios (a whole CED archive need not fit in memory), except where the
     # fit must know them all to leave them out.
     stream = iter_spec(args.scenario, limit=args.limit)
@@ -315,10 +381,6 @@ def run(args: argparse.Namespace) -> int:
     if args.policy in LLM_POLICIES:
         policy, new_mean_field = llm_parts(args, scheme, evaluated[0].language)
     else:
-        if args.mean_field_adapter is not None:
-            raise ValueError(f"--mean-field-adapter needs an LLM policy ({LLM_POLICIES})")
-        if args.mean_field in ("llm", "cos"):
-            raise ValueError(f"--mean-field {args.mean_field} needs an LLM policy ({LLM_POLICIES})")
         policy, new_mean_field = build_policy(args, scheme, env_options, evaluated), None
     mean_field = mean_field_choice(args) if args.policy in LLM_POLICIES else "histogram"
 
@@ -333,14 +395,23 @@ def run(args: argparse.Namespace) -> int:
 
     config = {
         **vars(args),
-        "func": None,
         "out": str(args.out),
         "adapter": str(args.adapter) if args.adapter else None,
         "mean_field_adapter": str(args.mean_field_adapter) if args.mean_field_adapter else None,
         "label_scheme": scheme.name,
         "mean_field": mean_field,
     }
-    with warnings.catch_warnings():
+    if args.resume and folder.previous and policy.action_mode == "text" and args.parallel > 1:
+        print(
+            f"note: with --parallel {args.parallel} an LLM policy's episodes are batched "
+            "together, so the episodes played now (in other batches than an uninterrupted "
+            "run's) may sample other texts; --parallel 1 resumes to the byte",
+            file=sys.stderr,
+        )
+    with (
+        folder.writing(config, may_change={"no_progress", "threads"}, results=RESULTS),
+        warnings.catch_warnings(),
+    ):
         # Reported below in the command's own words.
         warnings.simplefilter("ignore", EpisodeSkippedWarning)
         summary = simulate(
@@ -350,8 +421,8 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             seed=args.seed,
             parallel=args.parallel,
-            config=config,
             progress=not args.no_progress,
+            resume=args.resume,
         )
     if summary["skipped"]:
         print(f"skipped {summary['skipped']} episode(s) shorter than the warm-up ({args.warmup})")
@@ -363,11 +434,11 @@ def run(args: argparse.Namespace) -> int:
     for name, stats in summary["metrics"].items():
         spread = f" ± {stats['stderr']:.4f}" if episodes > 1 else ""
         print(f"  {name:18s} {stats['mean']:.4f}{spread}")
-    speed = summary["throughput"]
-    line = f"  wall time {speed['wall_seconds']:.1f} s"
+    speed = json.loads((args.out / "timing.json").read_text())
+    line = f"  wall time {speed['wall_seconds']:.1f} s ({speed['episodes_played']:.0f} played now)"
     if "generated_tokens_per_second" in speed:
         line += f", {speed['generated_tokens_per_second']:.1f} generated tokens/s"
     print(line)
-    files = "config.json, trajectory.jsonl, episodes.jsonl, metrics.json, shares.png"
+    files = "config.json, trajectory.jsonl, episodes.jsonl, metrics.json, timing.json, shares.png"
     print(f"wrote {args.out}/ ({files})")
     return 0

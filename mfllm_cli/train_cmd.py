@@ -14,6 +14,18 @@ from typing import Any
 import numpy as np
 
 from mfllm_cli import planner_cmd
+from mfllm_cli.arg_types import (
+    adapter_folder,
+    float_in,
+    int_in,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+    seed,
+    thread_count,
+)
 from mfllm_cli.specs import iter_spec
 from mfllm_env.scenario import Scenario
 
@@ -39,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="none: the State-SFT baseline; mean_field: the MF policy; recent, popular: the "
         "Recent(k) and Popular(k) policies (default: none)",
     )
-    sft.add_argument("--k", type=int, default=5, help="recent and popular: reactions shown")
+    sft.add_argument(
+        "--k", type=positive_int, default=5, help="recent and popular: reactions shown"
+    )
     sft.add_argument(
         "--mean-field",
         choices=MEAN_FIELD_CONTEXTS,
@@ -48,36 +62,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "history (default: llm, the untuned MF-LLM summariser)",
     )
     sft.add_argument(
-        "--mean-field-adapter", type=Path, help="adapter of the llm mean field (e.g. IB-Tuned)"
+        "--mean-field-adapter",
+        type=adapter_folder,
+        help="adapter of the llm mean field (e.g. IB-Tuned)",
     )
     sft.add_argument(
         "--sampling-prob",
-        type=float,
+        type=probability,
         default=0.0,
         help="scheduled sampling: probability that a step's actions are the untuned "
         "policy's own generations instead of the real reactions (default 0)",
     )
-    sft.add_argument("--batch-size", type=int, default=4)
-    sft.add_argument("--learning-rate", type=float, default=2e-4)
+    sft.add_argument("--batch-size", type=positive_int, default=4)
+    sft.add_argument("--learning-rate", type=positive_float, default=2e-4)
     sft.set_defaults(func=run_sft, max_steps_default=100)
 
     ib = methods.add_parser(
         "ib-tune", help="IB-Tune: the mean-field model by GRPO, then the MF policy by SFT"
     )
     _common_arguments(ib)
-    ib.add_argument("--policy-steps", type=int, default=50, help="SFT steps of the policy")
-    ib.add_argument("--rounds", type=int, default=1, help="alternations of the two stages")
-    ib.add_argument("--beta", type=float, default=0.02, help="weight of the compression term")
-    ib.add_argument("--relevance-weight", type=float, default=1.0)
-    ib.add_argument("--generations", type=int, default=4, help="G: summaries per history")
-    ib.add_argument("--max-targets", type=int, default=8, help="next reactions scored per history")
     ib.add_argument(
-        "--summary-tokens", type=int, default=96, help="longest summary (as simulate's default)"
+        "--policy-steps", type=positive_int, default=50, help="SFT steps of the policy"
+    )
+    ib.add_argument(
+        "--rounds", type=positive_int, default=1, help="alternations of the two stages"
+    )
+    ib.add_argument(
+        "--beta", type=non_negative_float, default=0.02, help="weight of the compression term"
+    )
+    ib.add_argument("--relevance-weight", type=non_negative_float, default=1.0)
+    ib.add_argument(
+        "--generations", type=int_in(2), default=4, help="G: summaries per history (>= 2)"
+    )
+    ib.add_argument(
+        "--max-targets", type=positive_int, default=8, help="next reactions scored per history"
+    )
+    ib.add_argument(
+        "--summary-tokens",
+        type=positive_int,
+        default=96,
+        help="longest summary (as simulate's default)",
     )
     ib.add_argument("--prior", choices=("base", "none"), default="base")
-    ib.add_argument("--learning-rate", type=float, default=5e-5, help="GRPO learning rate")
-    ib.add_argument("--policy-learning-rate", type=float, default=2e-4)
-    ib.add_argument("--batch-size", type=int, default=4, help="policy SFT batch size")
+    ib.add_argument(
+        "--learning-rate", type=positive_float, default=5e-5, help="GRPO learning rate"
+    )
+    ib.add_argument("--policy-learning-rate", type=positive_float, default=2e-4)
+    ib.add_argument("--batch-size", type=positive_int, default=4, help="policy SFT batch size")
     ib.set_defaults(func=run_ib_tune, max_steps_default=20)
     planner_cmd.register_training(methods)
 
@@ -92,25 +123,38 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
         "--dev-scenarios",
         help="dev scenarios (default: --dev-fraction of the training events, split by event)",
     )
-    parser.add_argument("--dev-fraction", type=float, default=0.2)
     parser.add_argument(
-        "--dev-examples", type=int, default=64, help="dev reactions scored before and after SFT"
+        "--dev-fraction",
+        type=float_in(0, 1, low_open=True, high_open=True),
+        default=0.2,
+        help="share of the training events held out for dev when --dev-scenarios is not given",
+    )
+    parser.add_argument(
+        "--dev-examples",
+        type=non_negative_int,
+        default=64,
+        help="dev reactions scored before and after SFT",
     )
     parser.add_argument("--model", default="smollm2", help="smollm2 | a model folder | a hub id")
     parser.add_argument("--out", required=True, type=Path, help="run folder")
     parser.add_argument(
         "--max-steps",
-        type=int,
+        type=positive_int,
         help="optimiser steps (sft: default 100; ib-tune: GRPO steps of mu, default 20)",
     )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    parser.add_argument("--save-steps", type=int, help="checkpoint every N steps")
-    parser.add_argument("--max-reactions", type=int, default=64, help="per event, for data")
-    parser.add_argument("--agents-per-step", type=int, default=16)
-    parser.add_argument("--lora-r", type=int, default=16)
-    parser.add_argument("--lora-alpha", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="torch threads")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="remove what --out holds and train afresh"
+    )
+    parser.add_argument("--save-steps", type=positive_int, help="checkpoint every N steps")
+    parser.add_argument(
+        "--max-reactions", type=positive_int, default=64, help="per event, for data"
+    )
+    parser.add_argument("--agents-per-step", type=positive_int, default=16)
+    parser.add_argument("--lora-r", type=positive_int, default=16)
+    parser.add_argument("--lora-alpha", type=positive_int, default=32)
+    parser.add_argument("--seed", type=seed, default=0, help="0 .. 2**32-1")
+    parser.add_argument("--threads", type=thread_count, help="torch threads")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -131,33 +175,37 @@ def _scenarios(args: argparse.Namespace) -> tuple[list[Scenario], list[Scenario]
     return train, dev
 
 
-def _checked(args: argparse.Namespace) -> None:
+def validate_sft(args: argparse.Namespace) -> None:
+    """Refuse ``train sft`` options that contradict each other before any work
+    (``run_sft`` calls it first)."""
+    if args.context != "mean_field" and (args.sampling_prob or args.mean_field_adapter):
+        raise ValueError("--sampling-prob and --mean-field-adapter need --context mean_field")
+    if args.mean_field_adapter and args.mean_field != "llm":
+        raise ValueError("--mean-field-adapter needs --mean-field llm")
+
+
+def _set_up(args: argparse.Namespace) -> None:
+    """The default ``--max-steps``, progress bars and torch threads (every value was
+    checked as it was parsed)."""
     if args.max_steps is None:
         args.max_steps = args.max_steps_default
-    for name in (
-        "max_steps",
-        "max_reactions",
-        "agents_per_step",
-        "lora_r",
-        "lora_alpha",
-        "batch_size",
-    ):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
-    if args.dev_examples < 0:
-        raise ValueError("--dev-examples must be >= 0")
     if args.no_progress:
         from training.run_folder import hide_progress_bars
 
         hide_progress_bars()
-    if args.save_steps is not None and args.save_steps < 1:
-        raise ValueError("--save-steps must be >= 1")
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError("--threads must be >= 1")
         import torch
 
         torch.set_num_threads(args.threads)
+
+
+def _folder(args: argparse.Namespace) -> Any:
+    """The run folder of ``mfllm train METHOD`` (checked, not created yet)."""
+    from mfllm_env.runs import RunFolder
+
+    return RunFolder(
+        args.out, f"train {args.method}", resume=args.resume, overwrite=args.overwrite
+    )
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
@@ -188,8 +236,9 @@ def _policy_config(
 
 def _finish(out: Path, summary: dict[str, Any]) -> None:
     from training.report import plot_training_report
+    from training.run_folder import write_json
 
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_json(out / "summary.json", summary)
     report = plot_training_report(out / "log.jsonl", out / "report.png")
     print(json.dumps(summary, indent=2, default=str))
     print(f"wrote {out}/ (adapters, log.jsonl, summary.json{', report.png' if report else ''})")
@@ -202,23 +251,17 @@ def run_sft(args: argparse.Namespace) -> int:
     from mfllm_env.mean_field import HistogramMeanField, PopularReactions, RecentReactions
     from training.datasets import draw_examples, policy_examples
     from training.run_folder import (
+        RESUMABLE_CHANGES,
+        TRAINING_RESULTS,
         cached_examples,
         load_trainable,
-        prepare_run_folder,
     )
     from training.sft import train_policy_sft
 
-    _checked(args)
-    if not 0 <= args.sampling_prob <= 1:
-        raise ValueError("--sampling-prob must be in [0, 1]")
-    if args.context != "mean_field" and (args.sampling_prob or args.mean_field_adapter):
-        raise ValueError("--sampling-prob and --mean-field-adapter need --context mean_field")
-    if args.mean_field_adapter and args.mean_field != "llm":
-        raise ValueError("--mean-field-adapter needs --mean-field llm")
-    if args.k < 1:
-        raise ValueError("--k must be >= 1")
+    validate_sft(args)
+    folder = _folder(args)
+    _set_up(args)
     train, dev = _scenarios(args)
-    prepare_run_folder(args.out, _config(args), resume=args.resume)
     config = _policy_config(args, args.context, args.max_steps, args.learning_rate)
     uses_llm = args.context == "mean_field" and args.mean_field == "llm"
     backend = (
@@ -258,25 +301,27 @@ def run_sft(args: argparse.Namespace) -> int:
             context=args.context,
         )
 
-    examples = cached_examples(
-        args.out / "data" / "train.jsonl", partial(build, train, args.max_steps * args.batch_size)
-    )
-    dev_examples = cached_examples(
-        args.out / "data" / "dev.jsonl", partial(build, dev, config.max_dev_examples)
-    )
     model, tokenizer = load_trainable(args.model)
-    summary = train_policy_sft(
-        examples,
-        dev_examples,
-        config,
-        args.out / "policy",
-        model=model,
-        tokenizer=tokenizer,
-        log_path=args.out / "log.jsonl",
-        stage="policy",
-        resume=args.resume,
-        progress=not args.no_progress,
-    )
+    with folder.writing(_config(args), may_change=RESUMABLE_CHANGES, results=TRAINING_RESULTS):
+        examples = cached_examples(
+            args.out / "data" / "train.jsonl",
+            partial(build, train, args.max_steps * args.batch_size),
+        )
+        dev_examples = cached_examples(
+            args.out / "data" / "dev.jsonl", partial(build, dev, config.max_dev_examples)
+        )
+        summary = train_policy_sft(
+            examples,
+            dev_examples,
+            config,
+            args.out / "policy",
+            model=model,
+            tokenizer=tokenizer,
+            log_path=args.out / "log.jsonl",
+            stage="policy",
+            resume=args.resume,
+            progress=not args.no_progress,
+        )
     _finish(args.out, summary)
     print(
         f"simulate with: mfllm simulate --policy {'sft' if args.context == 'none' else 'mf'} "
@@ -289,13 +334,16 @@ def run_ib_tune(args: argparse.Namespace) -> int:
     from agents.backends import load_backend
     from training.ib_tune import IBTuneConfig
     from training.ib_tune import run_ib_tune as run
-    from training.run_folder import LoraSettings, load_trainable, prepare_run_folder
+    from training.run_folder import (
+        RESUMABLE_CHANGES,
+        TRAINING_RESULTS,
+        LoraSettings,
+        load_trainable,
+    )
 
-    _checked(args)
-    if args.policy_steps < 1 or args.rounds < 1 or args.max_targets < 1 or args.summary_tokens < 1:
-        raise ValueError("--policy-steps, --rounds, --max-targets, --summary-tokens must be >= 1")
+    folder = _folder(args)
+    _set_up(args)
     train, dev = _scenarios(args)
-    prepare_run_folder(args.out, _config(args), resume=args.resume)
     lora = LoraSettings(r=args.lora_r, alpha=args.lora_alpha)
     config = IBTuneConfig(
         rounds=args.rounds,
@@ -314,18 +362,22 @@ def run_ib_tune(args: argparse.Namespace) -> int:
         seed=args.seed,
         lora=lora,
     )
-    summary = run(
-        train,
-        dev,
-        config,
-        args.out,
-        load_model=partial(load_trainable, args.model),
-        load_backend=lambda adapter: load_backend(
-            args.model, adapter=adapter, threads=args.threads
-        ),
-        resume=args.resume,
-        progress=not args.no_progress,
-    )
+    base = load_backend(args.model, threads=args.threads)  # a --model that fails, fails here
+    with folder.writing(_config(args), may_change=RESUMABLE_CHANGES, results=TRAINING_RESULTS):
+        summary = run(
+            train,
+            dev,
+            config,
+            args.out,
+            load_model=partial(load_trainable, args.model),
+            load_backend=lambda adapter: (
+                base
+                if adapter is None
+                else load_backend(args.model, adapter=adapter, threads=args.threads)
+            ),
+            resume=args.resume,
+            progress=not args.no_progress,
+        )
     _finish(args.out, summary)
     adapters = args.out / "adapters"
     print(

@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,7 +55,6 @@ __all__ = [
     "markdown_table",
     "naive_forecasts",
     "paired_comparison",
-    "read_records",
     "score_record",
     "scored_rows",
     "shares_metrics",
@@ -110,7 +107,6 @@ def episode_record(
         "ordered": env.scheme.ordered,
         "real_label_ids": env.real_label_ids.tolist(),
         "sim_label_ids": env.sim_label_ids.tolist(),
-        "seconds": float(metrics.get("seconds", math.nan)),
         "metrics": kept,
         "settings": dict(settings or {}),
     }
@@ -118,39 +114,6 @@ def episode_record(
 
 def _finite_or_other(value: Any) -> bool:
     return not (isinstance(value, float) and not math.isfinite(value))
-
-
-def read_records(
-    path: str | Path,
-    keys: Sequence[str] = RECORD_KEYS,
-    what: str = "a benchmark episode record",
-) -> tuple[list[dict[str, Any]], int]:
-    """The records of an ``episodes.jsonl`` (a benchmark's by default; ``keys`` are the
-    keys every record has, ``what`` names them in errors) and the number of unreadable
-    lines.
-
-    A run killed while writing leaves at most a broken last line; it is counted and
-    skipped (that episode is played again on resume), never fatal. A line that is valid
-    JSON but lacks a record's keys raises ``ValueError`` naming the line: that file was
-    not written by the command reading it.
-    """
-    path = Path(path)
-    if not path.exists():
-        return [], 0
-    records, broken = [], 0
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                broken += 1
-                continue
-            if not isinstance(record, dict) or any(key not in record for key in keys):
-                raise ValueError(f"{path}:{number} is not {what} (needs {tuple(keys)})")
-            records.append(record)
-    return records, broken
 
 
 def horizon_kl(

@@ -6,6 +6,7 @@ needed, pyplot's global figure list is never touched, and nothing is left open.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from numpy.typing import ArrayLike
+
+from mfllm_env import runs
 
 __all__ = ["plot_horizons", "plot_metric_bars", "plot_policy_shares", "plot_share_trajectories"]
 
@@ -100,9 +103,11 @@ def _colour(index: int, count: int) -> Any:
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
+    """Save ``fig`` as a PNG at ``path`` atomically (:func:`mfllm_env.runs.write_atomic`)."""
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", dpi=120)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=120)
+    runs.write_atomic(out, image.getvalue())
     return out
 
 

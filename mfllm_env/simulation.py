@@ -1,23 +1,29 @@
 """Running policies in a :class:`~mfllm_env.population_env.PopulationEnv` and keeping the results.
 
-A run folder holds:
+A run folder (written safely, see :mod:`mfllm_env.runs`) holds:
 
 - ``config.json``: what was run (written first);
-- ``trajectory.jsonl``: one record per environment step, flushed as it happens, so an
-  interrupted run keeps every finished step;
-- ``episodes.jsonl``: one record per finished episode with its metrics and wall time (an
-  episode with no reaction after warm-up is recorded as skipped, with the reason);
-- ``metrics.json``: mean and standard error over episodes (written at the end; standard
-  JSON, ``null`` where a value is undefined, such as the standard error of one episode);
-- ``shares.png`` (and ``plots/<episode>.png`` for further episodes): real vs simulated
-  label shares over time.
+- ``trajectory.jsonl``: one record per environment step (``episode``, its number
+  ``index``, the step's labels, shares and mean-field text), flushed as it happens;
+- ``episodes.jsonl``: one record per episode (``index`` is its number in the input): its
+  seed, warm-up, labels and metrics, or why it was skipped (no reaction after warm-up);
+  written when the episode ends, so a resumed run keeps every finished episode;
+- ``timing.jsonl``: the wall time of each episode;
+- ``metrics.json``: mean and standard error over episodes and the token totals (written
+  at the end; standard JSON, ``null`` where a value is undefined, such as the standard
+  error of one episode). It holds no wall-clock figure: the same seed gives the same
+  file, to the byte, as do ``trajectory.jsonl`` and ``episodes.jsonl``;
+- ``timing.json``: wall time, episodes per hour and generated tokens per second of the
+  last invocation;
+- ``shares.png`` (and ``plots/<episode>.png`` for further episodes, names from
+  :func:`mfllm_env.runs.file_name`): real vs simulated label shares over time.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
-import re
 import time
 import warnings
 from collections import Counter
@@ -29,6 +35,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 from tqdm.auto import tqdm
 
+from mfllm_env import runs
 from mfllm_env.mean_field import update_mean_fields
 from mfllm_env.metrics import aggregate, episode_metrics, share_trajectory
 from mfllm_env.population_env import PopulationEnv
@@ -73,6 +80,7 @@ class _Slot:
     index: int
     env: PopulationEnv
     seed: int | None
+    policy: Policy
     observations: dict[str, dict[str, Any]]
     started: float
     usage: Counter[str] = field(default_factory=Counter)
@@ -138,14 +146,17 @@ def play_episodes(
     """Play ``(env, seed)`` episodes, up to ``parallel`` of them stepped together.
 
     Each round makes **one** ``policy.act`` call for the active agents of every running
-    episode (their agent ids prefixed with ``"<episode>|"``) and **one**
+    episode (their agent ids prefixed with ``"<episode>|"``; a label-mode policy: one per
+    episode, see below) and **one**
     :func:`~mfllm_env.mean_field.update_mean_fields` call for their mean fields, so an LLM
     policy and an LLM mean field batch across episodes. When an episode ends, the next one
     takes its place. Each environment needs its own mean-field model instance.
 
-    The policy is reset with an episode's seed when that episode starts. With
-    ``parallel=1`` an episode's result depends only on its seed; with more, on the seeds
-    and ``parallel`` (a sampler's draws depend on the batch it is part of).
+    The policy is reset with an episode's seed when that episode starts. A label-mode
+    policy (cheap, nothing to batch) acts for each episode on a copy of its own (a shallow
+    :func:`copy.copy`, reset with that episode's seed), so an episode's result depends only
+    on its seed whatever ``parallel`` is; a text-mode policy acts on the batch of all
+    running episodes, so with ``parallel`` > 1 its draws depend on the batch too.
 
     If the policy has a true ``score_references`` attribute, ``act`` also receives
     ``references`` (the real reactions, for likelihood scoring; see
@@ -161,6 +172,7 @@ def play_episodes(
         raise ValueError(f"parallel must be >= 1, got {parallel}")
     pending = enumerate(episodes)
     slots: list[_Slot] = []
+    own_copies = policy.action_mode == "label"
     wants_references = bool(getattr(policy, "score_references", False))
     bar = tqdm(desc="actions", unit="act", disable=not progress, leave=False)
 
@@ -172,9 +184,10 @@ def play_episodes(
                     f"{env.action_mode!r}"
                 )
             started = time.perf_counter()
-            policy.reset(seed)
+            acting = copy.copy(policy) if own_copies else policy
+            acting.reset(seed)
             observations, _ = env.reset(seed=seed)
-            slots.append(_Slot(index, env, seed, observations, started))
+            slots.append(_Slot(index, env, seed, acting, observations, started))
             return True
         return False
 
@@ -182,19 +195,7 @@ def play_episodes(
         pass
     try:
         while slots:
-            merged: dict[str, Mapping[str, Any]] = {}
-            references: dict[str, str] = {}
-            for slot in slots:
-                prefix = f"{slot.index}|"
-                for agent in slot.env.agents:
-                    merged[prefix + agent] = slot.observations[agent]
-                if wants_references:
-                    for agent, text in slot.env.reference_texts().items():
-                        references[prefix + agent] = text
-            if wants_references:
-                actions = policy.act(merged, references=references)  # type: ignore[call-arg]
-            else:
-                actions = policy.act(merged)
+            actions = _act(slots, policy, own_copies, wants_references)
             updates = []
             for slot in slots:
                 prefix = f"{slot.index}|"
@@ -218,6 +219,31 @@ def play_episodes(
         bar.close()
 
 
+def _act(
+    slots: Sequence[_Slot], policy: Policy, own_copies: bool, wants_references: bool
+) -> dict[str, Any]:
+    """The actions of every running episode's active agents, keyed ``"<episode>|agent"``:
+    one ``act`` call per episode on its own policy copy, or one for all on ``policy``."""
+    groups = [[slot] for slot in slots] if own_copies else [list(slots)]
+    actions: dict[str, Any] = {}
+    for group in groups:
+        merged: dict[str, Mapping[str, Any]] = {}
+        references: dict[str, str] = {}
+        for slot in group:
+            prefix = f"{slot.index}|"
+            for agent in slot.env.agents:
+                merged[prefix + agent] = slot.observations[agent]
+            if wants_references:
+                for agent, text in slot.env.reference_texts().items():
+                    references[prefix + agent] = text
+        acting = group[0].policy if own_copies else policy
+        if wants_references:
+            actions.update(acting.act(merged, references=references))  # type: ignore[call-arg]
+        else:
+            actions.update(acting.act(merged))
+    return actions
+
+
 def run_episode(
     env: PopulationEnv,
     policy: Policy,
@@ -236,9 +262,11 @@ def run_episode(
     return result.metrics
 
 
-def file_slug(text: str) -> str:
-    """``text`` made safe as a file name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "episode"
+def episode_seed(seed: int, index: int) -> int:
+    """The seed of episode ``index`` of a run seeded ``seed``: distinct for every pair,
+    and the same whatever other episodes a run plays (so a resumed run plays an episode
+    as an uninterrupted one would)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
 def simulate(
@@ -249,74 +277,93 @@ def simulate(
     *,
     seed: int = 0,
     parallel: int = 1,
-    config: Mapping[str, Any] | None = None,
     max_plots: int = 5,
     progress: bool = True,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Run ``policy`` on every scenario and write the run folder (see the module docstring).
+    """Run ``policy`` on every scenario and write the run folder (see the module
+    docstring; ``config.json`` is the caller's, see :class:`mfllm_env.runs.RunFolder`).
 
-    Episode ``e`` is seeded with ``seed + e``; ``parallel`` episodes are stepped together
-    (:func:`play_episodes`). Returns the content of ``metrics.json``.
+    Episode ``e`` is seeded with :func:`episode_seed` ``(seed, e)``; ``parallel`` episodes
+    are stepped together (:func:`play_episodes`). With ``resume``, the episodes that
+    ``episodes.jsonl`` holds are kept, the steps of any other (an episode cut short) are
+    dropped from ``trajectory.jsonl``, and the rest is played; without it the records
+    files must not exist yet. At the end the records files are put in episode order, so
+    an interrupted and resumed run writes the files of an uninterrupted one (to the byte
+    where each episode depends only on its seed: a label-mode policy, or ``parallel=1``).
+    Returns the content of ``metrics.json``.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(dict(config or {}), indent=2, default=str))
-    records: list[dict[str, Any]] = []
-    skipped: list[str] = []
+    paths = {name: run_dir / f"{name}.jsonl" for name in ("episodes", "trajectory", "timing")}
+    done: dict[int, dict[str, Any]] = {}
+    if resume:
+        for record in runs.read_records(paths["episodes"], EPISODE_KEYS, "a simulate episode"):
+            done[record["index"]] = record
+        for name in ("trajectory", "timing"):
+            kept = [r for r in runs.read_records(paths[name], ("index",)) if r["index"] in done]
+            runs.write_atomic(paths[name], runs.jsonl_text(kept))
+    else:
+        held = [path.name for path in paths.values() if path.exists() and path.stat().st_size]
+        if held:
+            raise ValueError(f"{run_dir} already holds {', '.join(held)}: resume it, or start anew")
     started = time.perf_counter()
+    played: list[dict[str, Any]] = []
+    indices: list[int] = []  # episode number of each episode play_episodes is given
     with (
-        open(run_dir / "trajectory.jsonl", "w", encoding="utf-8") as trajectory,
-        open(run_dir / "episodes.jsonl", "w", encoding="utf-8") as episodes,
+        open(paths["trajectory"], "a", encoding="utf-8") as trajectory,
+        open(paths["episodes"], "a", encoding="utf-8") as episodes,
+        open(paths["timing"], "a", encoding="utf-8") as timing,
     ):
 
         def playable() -> Iterator[tuple[PopulationEnv, int]]:
             for e, scenario in enumerate(scenarios):
+                if e in done:
+                    continue
                 env = make_env(scenario)
                 if env.warmup < len(env.real_label_ids):
-                    yield env, seed + e
+                    indices.append(e)
+                    yield env, episode_seed(seed, e)
                     continue
                 reason = (
                     f"{len(env.real_label_ids)} reactions, all inside the warm-up of "
                     f"{env.warmup}: nothing to roll out"
                 )
-                skipped.append(scenario.scenario_id)
-                episodes.write(
-                    json.dumps({"episode": scenario.scenario_id, "skipped": reason}) + "\n"
-                )
-                episodes.flush()
+                record = {"episode": scenario.scenario_id, "index": e, "skipped": reason}
+                runs.append_record(episodes, record)
 
-        def write_step(_index: int, env: PopulationEnv, record: dict[str, Any]) -> None:
-            trajectory.write(
-                json.dumps({"episode": env.scenario.scenario_id, **record}, ensure_ascii=False)
-                + "\n"
-            )
-            trajectory.flush()
+        def write_step(position: int, env: PopulationEnv, record: dict[str, Any]) -> None:
+            step = {"episode": env.scenario.scenario_id, "index": indices[position], **record}
+            runs.append_record(trajectory, step)
 
-        bar = tqdm(desc="episodes", unit="ep", disable=not progress)
-        for _, env, episode_seed, metrics in play_episodes(
+        bar = tqdm(desc="episodes", unit="ep", disable=not progress, initial=len(done))
+        for position, env, played_seed, metrics in play_episodes(
             playable(), policy, parallel=parallel, on_step=write_step, progress=progress
         ):
             bar.update(1)
+            e, episode = indices[position], env.scenario.scenario_id
+            # Timing first: the episode record is what marks the episode done.
             seconds = metrics.pop("seconds")
+            runs.append_record(timing, {"episode": episode, "index": e, "seconds": seconds})
             record = {
-                "episode": env.scenario.scenario_id,
-                "seed": episode_seed,
-                "seconds": seconds,
+                "episode": episode,
+                "index": e,
+                "seed": played_seed,
+                "warmup": env.warmup,
+                "agents_per_step": env.agents_per_step,
+                "dimension": env.scheme.dimension,
+                "labels": list(env.scheme.labels),
                 "metrics": metrics,
             }
-            episodes.write(json.dumps(json_ready(record), ensure_ascii=False) + "\n")
-            episodes.flush()
-            records.append(metrics)
-            if len(records) <= max_plots:
-                path = (
-                    run_dir / "shares.png"
-                    if len(records) == 1
-                    else run_dir / "plots" / f"{file_slug(env.scenario.scenario_id)}.png"
-                )
-                path.parent.mkdir(exist_ok=True)
-                plot_episode(env, path)
+            runs.append_record(episodes, json_ready(record))
+            played.append(metrics)
         bar.close()
     wall = time.perf_counter() - started
+    records = _in_episode_order(paths["episodes"], EPISODE_KEYS)
+    _in_episode_order(paths["trajectory"], ("index", "step"))
+    _in_episode_order(paths["timing"], ("index",))
+    scored = [r for r in records if "metrics" in r]
+    skipped = [r["episode"] for r in records if "skipped" in r]
     if skipped:
         warnings.warn(
             f"skipped {len(skipped)} episode(s) with no reaction after the warm-up "
@@ -324,39 +371,74 @@ def simulate(
             EpisodeSkippedWarning,
             stacklevel=2,
         )
-    if not records:
+    if not scored:
         raise ValueError(
             "no episode to score: "
             + (f"all {len(skipped)} are shorter than the warm-up" if skipped else "no scenarios")
         )
-    summary = {
-        "episodes": len(records),
+    metrics = [_with_nan(r["metrics"]) for r in scored]
+    summary: dict[str, Any] = {
+        "episodes": len(scored),
         "skipped": len(skipped),
-        "metrics": aggregate(records),
-        "throughput": throughput(records, wall),
+        "metrics": aggregate(metrics),
     }
-    (run_dir / "metrics.json").write_text(
-        json.dumps(json_ready(summary), indent=2, allow_nan=False)
+    tokens = token_totals(metrics)
+    if tokens:
+        summary["tokens"] = tokens
+    runs.write_json(run_dir / "timing.json", json_ready(throughput(played, wall)))
+    _plot_episodes(run_dir, scored[:max_plots])
+    runs.write_atomic(
+        run_dir / "metrics.json", json.dumps(json_ready(summary), indent=2, allow_nan=False) + "\n"
     )
     return summary
 
 
+EPISODE_KEYS = ("episode", "index")
+
+
+def _in_episode_order(path: Path, keys: Sequence[str]) -> list[dict[str, Any]]:
+    """The records of ``path``, rewritten in episode order where they are not (stable:
+    the steps of an episode keep their order)."""
+    records = runs.read_records(path, keys)
+    ordered = sorted(records, key=lambda r: r["index"])
+    if ordered != records:
+        runs.write_atomic(path, runs.jsonl_text(ordered))
+    return ordered
+
+
+def _with_nan(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Metrics read back from JSON, ``None`` (an undefined value) as ``nan`` again."""
+    return {k: math.nan if v is None else v for k, v in metrics.items()}
+
+
+TOKEN_KEYS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "mean_field_prompt_tokens",
+    "mean_field_completion_tokens",
+)
+
+
+def token_totals(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Tokens over all episodes, for the keys of :data:`TOKEN_KEYS` some episode reports."""
+    return {
+        key: float(sum(r.get(key, 0) for r in records))
+        for key in TOKEN_KEYS
+        if any(key in r for r in records)
+    }
+
+
 def throughput(records: Sequence[Mapping[str, Any]], wall_seconds: float) -> dict[str, float]:
-    """Run totals: wall time, actions and tokens per second (tokens only when reported)."""
+    """Wall time of the episodes ``records`` played in it, episodes per hour and generated
+    tokens per second (when tokens are reported): ``timing.json``."""
     totals = {
         "wall_seconds": wall_seconds,
+        "episodes_played": float(len(records)),
         "episodes_per_hour": 3600.0 * len(records) / wall_seconds if wall_seconds else math.nan,
     }
-    for key in (
-        "prompt_tokens",
-        "completion_tokens",
-        "mean_field_prompt_tokens",
-        "mean_field_completion_tokens",
-    ):
-        if any(key in r for r in records):
-            totals[key] = float(sum(r.get(key, 0) for r in records))
-    if "completion_tokens" in totals and wall_seconds:
-        generated = totals["completion_tokens"] + totals.get("mean_field_completion_tokens", 0)
+    tokens = token_totals(records)
+    if "completion_tokens" in tokens and wall_seconds:
+        generated = tokens["completion_tokens"] + tokens.get("mean_field_completion_tokens", 0)
         totals["generated_tokens_per_second"] = generated / wall_seconds
     return totals
 
@@ -372,20 +454,40 @@ def json_ready(value: Any) -> Any:
     return value
 
 
-def plot_episode(env: PopulationEnv, path: Path) -> Path:
-    """Real vs simulated cumulative label shares of the episode ``env`` just played, against
-    the number of reactions so far, with the end of warm-up marked."""
-    step = env.agents_per_step
-    real = share_trajectory(env.real_label_ids, env.scheme.size, step_size=step)
-    world = share_trajectory(env.world_label_ids, env.scheme.size, step_size=step)
-    reactions = np.minimum(np.arange(1, len(real) + 1) * step, len(env.real_label_ids))
+def _plot_episodes(run_dir: Path, records: Sequence[Mapping[str, Any]]) -> None:
+    """``shares.png`` for the first of the episode ``records``, ``plots/<episode>.png``
+    for the others, from their steps in ``trajectory.jsonl``."""
+    wanted = {r["index"] for r in records}
+    steps: dict[int, list[dict[str, Any]]] = {index: [] for index in wanted}
+    for step in runs.read_records(run_dir / "trajectory.jsonl", ("index", "step")):
+        if step["index"] in wanted:
+            steps[step["index"]].append(step)
+    for number, record in enumerate(records):
+        name = "shares.png" if number == 0 else f"plots/{runs.file_name(record['episode'])}.png"
+        plot_episode(record, steps[record["index"]], run_dir / name)
+
+
+def plot_episode(
+    record: Mapping[str, Any], steps: Sequence[Mapping[str, Any]], path: Path
+) -> Path:
+    """Real vs simulated cumulative label shares of an episode (its ``episodes.jsonl``
+    record and its ``trajectory.jsonl`` steps), against the number of reactions so far,
+    with the end of warm-up marked."""
+    real_ids = np.concatenate([s["real_labels"] for s in steps]).astype(np.int64)
+    sim_ids = np.concatenate([s["sim_labels"] for s in steps]).astype(np.int64)
+    warmup = record["warmup"]
+    world_ids = np.concatenate([real_ids[:warmup], sim_ids[warmup:]])
+    num_labels, step = len(record["labels"]), record["agents_per_step"]
+    real = share_trajectory(real_ids, num_labels, step_size=step)
+    world = share_trajectory(world_ids, num_labels, step_size=step)
+    reactions = np.minimum(np.arange(1, len(real) + 1) * step, len(real_ids))
     return plot_share_trajectories(
         real,
         world,
-        env.scheme.labels,
+        record["labels"],
         path,
-        title=f"{env.scenario.scenario_id}: real vs simulated {env.scheme.dimension} shares",
-        warmup_step=min(env.warmup, int(reactions[-1])) if env.warmup else None,
+        title=f"{record['episode']}: real vs simulated {record['dimension']} shares",
+        warmup_step=min(warmup, int(reactions[-1])) if warmup else None,
         x_values=reactions,
         x_label="reactions",
     )

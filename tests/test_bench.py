@@ -12,14 +12,15 @@ from mfllm_cli.bench_cmd import resolve
 from mfllm_cli.main import build_parser, main
 from mfllm_env.benchmark import (
     NAIVE_FORECASTERS,
+    RECORD_KEYS,
     horizon_kl,
     leaderboard,
     naive_forecasts,
     paired_comparison,
-    read_records,
     shares_metrics,
 )
 from mfllm_env.metrics import episode_metrics
+from mfllm_env.runs import file_name, read_records
 
 # Two short synthetic episodes, two seeds, two cheap policies: a second per bench.
 FAST = ["--preset", "ci", "--policies", "random,mf-classifier", "--no-progress"]
@@ -30,7 +31,7 @@ def _bench(out, *extra):
 
 
 def _fidelity(out):
-    """The leaderboard and comparisons of a bench (its cost table holds wall times)."""
+    """The leaderboard and comparisons of a bench."""
     board = json.loads((out / "leaderboard.json").read_text())
     return board["leaderboard"], board["comparisons"]
 
@@ -119,16 +120,11 @@ def test_naive_forecasts_are_the_warmup_shares_and_the_prior():
         naive_forecasts(record, [0.5, 0.5])
 
 
-def test_read_records_counts_a_broken_last_line_and_refuses_foreign_files(tmp_path):
+def test_read_records_refuses_foreign_files(tmp_path):
     path = tmp_path / "episodes.jsonl"
-    good = {"policy": "p", "seed": 0, "episode": "e", "real_label_ids": [0],
-            "sim_label_ids": [0], "warmup": 0}  # fmt: skip
-    path.write_text(json.dumps(good) + "\n" + '{"policy": "p", "se')
-    records, broken = read_records(path)
-    assert records == [good] and broken == 1
     path.write_text(json.dumps({"episode": "e"}) + "\n")
     with pytest.raises(ValueError, match=r"episodes\.jsonl:1 is not a benchmark"):
-        read_records(path)
+        read_records(path, RECORD_KEYS, "a benchmark episode record")
 
 
 # -- the command --------------------------------------------------------------------------
@@ -163,7 +159,7 @@ def test_bench_writes_records_leaderboard_and_plots(tmp_path, capsys):
     csv_lines = (out / "leaderboard.csv").read_text().splitlines()
     assert csv_lines[0].startswith("policy,episodes,seeds,runs,kl_mean,kl_stderr")
     assert len(csv_lines) == 1 + 4
-    for png in ("kl_by_policy.png", "horizons.png", "trajectories/synthetic_0.png"):
+    for png in ("kl_by_policy.png", "horizons.png", f"trajectories/{file_name('synthetic/0')}.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert "naive: last observed" in capsys.readouterr().out
 
@@ -186,17 +182,17 @@ def test_resume_plays_only_the_missing_episodes(tmp_path, capsys):
     assert "pass --resume" in capsys.readouterr().err
     assert _bench(cut, "--resume") == 0
     err = capsys.readouterr().err
-    assert "1 unreadable line" in err and "dropped" in err and "(5 to play)" in err
-    # The broken line is gone; every episode is there once.
-    records, broken = read_records(cut / "episodes.jsonl")
-    assert broken == 0
+    assert "dropped the truncated last line 4" in err and "(5 to play)" in err
+    # The broken line is gone; every episode is there once, in the uninterrupted order.
+    assert (cut / "episodes.jsonl").read_bytes() == (full / "episodes.jsonl").read_bytes()
+    records = read_records(cut / "episodes.jsonl")
     assert len(records) == 8
     assert len({(r["policy"], r["seed"], r["episode"]) for r in records}) == 8
     assert _fidelity(cut) == _fidelity(full)
     # Nothing left: a resume only rewrites the report; more seeds are added.
     assert _bench(cut, "--resume") == 0 and "(0 to play)" in capsys.readouterr().err
     assert _bench(cut, "--resume", "--seeds", "0,1,2") == 0
-    assert len(read_records(cut / "episodes.jsonl")[0]) == 12
+    assert len(read_records(cut / "episodes.jsonl")) == 12
     # The report covers the seeds asked for, even where the folder holds more.
     assert _bench(cut, "--resume", "--seeds", "2") == 0
     assert _fidelity(cut)[0]["random"]["seeds"] == 1
@@ -208,7 +204,7 @@ def test_resume_refuses_other_episode_settings(tmp_path, capsys):
     capsys.readouterr()
     assert _bench(out, "--seeds", "0", "--resume", "--warmup", "8") == 2
     err = capsys.readouterr().err
-    assert "warmup: 16 -> 8" in err and "may not" in err
+    assert "warmup: 16 -> 8" in err and "may not change" in err
 
 
 def test_forecast_warms_up_on_a_share_of_each_episode(tmp_path):
@@ -224,12 +220,12 @@ def test_forecast_warms_up_on_a_share_of_each_episode(tmp_path):
     [
         (["--policies", "random,oracle"], "--policies must list distinct names"),
         (["--policies", "sft"], "policy sft needs --sft-adapter"),
-        (["--seeds", "0,x"], "--seeds must be comma-separated integers"),
-        (["--seeds", "1,1"], "distinct"),
-        (["--forecast", "100"], "--forecast must be a percentage"),
-        (["--horizons", "0,8"], "--horizons must be >= 1"),
-        (["--warmup", "200"], "shorter than the warm-up"),
-        (["--seeds", "-1"], "--seeds must be >= 0"),
+        (["--seeds", "0,x"], "argument --seeds: item 2 of '0,x' must be an integer"),
+        (["--seeds", "1,1"], "argument --seeds: lists 1 more than once"),
+        (["--forecast", "100"], "argument --forecast: must be a number > 0 and < 100"),
+        (["--horizons", "0,8"], "argument --horizons: item 1 of '0,8' must be an integer >= 1"),
+        (["--warmup", "200"], "--warmup 200 leaves nothing to simulate"),
+        (["--seeds", "-1"], "argument --seeds: item 1 of '-1' must be an integer >= 0"),
         (["--scenarios", "jsonl:nowhere.jsonl"], "mf-classifier needs --fit SPEC for 'jsonl'"),
     ],
 )

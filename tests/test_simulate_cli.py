@@ -10,6 +10,7 @@ import pytest
 from agents.baselines import HerdingPolicy
 from mfllm_cli.main import main
 from mfllm_env import PopulationEnv, synthetic_scenario
+from mfllm_env.runs import file_name
 from mfllm_env.simulation import simulate
 
 
@@ -53,7 +54,9 @@ def test_seed_range_gives_one_episode_per_seed(tmp_path):
     episodes = [e["episode"] for e in _lines(out / "episodes.jsonl")]
     assert episodes == ["synthetic/4", "synthetic/5", "synthetic/6"]
     assert json.loads((out / "metrics.json").read_text())["metrics"]["kl"]["n"] == 3
-    assert len(list((out / "plots").glob("*.png"))) == 2
+    assert sorted(p.name for p in (out / "plots").glob("*.png")) == [
+        f"{file_name(f'synthetic/{seed}')}.png" for seed in (5, 6)
+    ]
 
 
 def test_library_warns_about_skipped_episodes(tmp_path):
@@ -66,7 +69,7 @@ def test_library_warns_about_skipped_episodes(tmp_path):
     assert summary["skipped"] == 1 and summary["episodes"] == 1
 
 
-def test_interrupted_run_keeps_finished_steps(tmp_path):
+def test_interrupted_run_keeps_finished_steps_and_resumes(tmp_path):
     class Crashing(HerdingPolicy):
         calls = 0
 
@@ -80,7 +83,15 @@ def test_interrupted_run_keeps_finished_steps(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         simulate([synthetic_scenario(seed=1)], make_env, Crashing(), tmp_path, progress=False)
     assert len(_lines(tmp_path / "trajectory.jsonl")) == 5
-    assert (tmp_path / "config.json").exists()
+    with pytest.raises(ValueError, match=r"already holds trajectory\.jsonl"):
+        simulate([synthetic_scenario(seed=1)], make_env, HerdingPolicy(), tmp_path)
+    summary = simulate(
+        [synthetic_scenario(seed=1)], make_env, HerdingPolicy(), tmp_path, progress=False,
+        resume=True,
+    )  # fmt: skip
+    assert summary["episodes"] == 1
+    steps = _lines(tmp_path / "trajectory.jsonl")
+    assert [s["step"] for s in steps] == list(range(19))  # the cut episode played anew
 
 
 @pytest.mark.parametrize(
@@ -146,4 +157,4 @@ def test_default_fit_leaves_out_the_evaluated_event(rumoureval_dir, tmp_path, ca
 def test_limit_must_be_positive(tmp_path, capsys):
     argv = ["simulate", "--policy", "herding", "--limit", "0", "--no-progress"]
     assert main([*argv, "--out", str(tmp_path / "run")]) == 2
-    assert "--limit must be >= 1" in capsys.readouterr().err
+    assert "argument --limit: must be an integer >= 1 and" in capsys.readouterr().err

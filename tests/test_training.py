@@ -363,9 +363,9 @@ def test_cli_ib_tune_writes_both_adapters_for_simulate(tmp_path, tiny_model_dir)
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["sft", "--max-steps", "0"], "--max-steps must be >= 1"),
+        (["sft", "--max-steps", "0"], "argument --max-steps: must be an integer >= 1"),
         (["sft", "--sampling-prob", "0.5"], "need --context mean_field"),
-        (["ib-tune", "--generations", "1"], "num_generations must be >= 2"),
+        (["ib-tune", "--generations", "1"], "argument --generations: must be an integer >= 2"),
     ],
 )
 def test_cli_reports_bad_training_options(tmp_path, tiny_model_dir, capsys, extra, message):

@@ -48,7 +48,7 @@ from training.run_folder import (
     LoraSettings,
     cached_examples,
     drop_log_printer,
-    last_checkpoint,
+    resume_checkpoint,
     trainer_arguments,
     write_json,
 )
@@ -358,7 +358,7 @@ def train_mean_field(
     )
     drop_log_printer(trainer, progress)
     compression.model = trainer.model
-    checkpoint = last_checkpoint(stage_dir / "checkpoints") if resume else None
+    checkpoint = resume_checkpoint(stage_dir / "checkpoints", log_path, stage, resume)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.perf_counter() - started

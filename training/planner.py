@@ -33,14 +33,16 @@ from typing import Any
 
 import numpy as np
 
+from mfllm_env import runs
 from mfllm_env.planner import PLANNER
 from training.report import read_log
 from training.run_folder import (
     JsonlLogCallback,
     LoraSettings,
     drop_log_printer,
-    last_checkpoint,
+    resume_checkpoint,
     trainer_arguments,
+    trim_log,
     write_json,
 )
 
@@ -225,6 +227,8 @@ def train_reinforce(
                 )
             planner = LinearMenuPlanner.load(saved[-1])
     log_path = out / "log.jsonl"
+    if resume:
+        trim_log(log_path, "reinforce", lambda row: row["step"] <= start)
     started = time.perf_counter()
     bar = tqdm(
         range(start, config.iterations),
@@ -268,7 +272,7 @@ def train_reinforce(
                 "reward": mean_return,
                 "interventions": interventions,
             }
-            handle.write(json.dumps(row) + "\n")
+            runs.append_record(handle, row)
         bar.set_postfix(ret=f"{mean_return:.3f}")
         if (iteration + 1) % config.save_steps == 0 or iteration + 1 == config.iterations:
             write_json(checkpoints / f"step-{iteration + 1}.json", planner.to_json())
@@ -493,7 +497,7 @@ def train_grpo_planner(
         callbacks=[JsonlLogCallback(out / "log.jsonl", "grpo")],
     )
     drop_log_printer(trainer, progress)
-    checkpoint = last_checkpoint(stage_dir / "checkpoints") if resume else None
+    checkpoint = resume_checkpoint(stage_dir / "checkpoints", out / "log.jsonl", "grpo", resume)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     trainer.save_model(str(stage_dir / "adapter"))

@@ -1,14 +1,17 @@
 """What every trainer shares: the run folder, LoRA settings, the model, logging, report.
 
-A run folder (``mfllm train ... --out RUN_DIR``) holds:
+A run folder (``mfllm train ... --out RUN_DIR``; created, resumed and overwritten through
+:class:`mfllm_env.runs.RunFolder`) holds:
 
-- ``config.json``: the run's configuration (written once; a resumed run must match it);
+- ``config.json``: the run's configuration (a resumed run must match it, except
+  :data:`RESUMABLE_CHANGES`);
 - ``data/*.jsonl``: the training examples as built (a resumed run reads them back rather
   than rebuilding them, which for LLM mean fields means generating again);
 - ``STAGE/checkpoints/checkpoint-N``: periodic trainer checkpoints (LoRA weights,
   optimiser, scheduler, RNG), the last two kept; ``STAGE/adapter``: the final adapter;
 - ``log.jsonl``: every logged value (loss, rewards, learning rate, ...), one JSON object
-  per logging step, appended as training goes, so an interrupted run keeps its curves;
+  per logging step, appended as training goes, so an interrupted run keeps its curves (a
+  resumed stage first drops the rows past its checkpoint, :func:`trim_log`);
 - ``report.png``: the curves; ``summary.json``: the final figures.
 """
 
@@ -16,12 +19,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
+
+from mfllm_env import runs
 
 
 @dataclass
@@ -77,38 +82,12 @@ def load_trainable(spec: str | Path | Any, tokenizer: Any = None) -> tuple[Any, 
     return model, tokenizer
 
 
-def prepare_run_folder(
-    out: Path,
-    config: dict[str, Any],
-    *,
-    resume: bool,
-    kind: str = "a training run",
-    resumable: frozenset[str] | None = None,
-) -> None:
-    """Create ``out`` and write ``config.json``; refuse to overwrite an earlier run (``kind``
-    names it in the message) unless resuming, and refuse to resume a run with a different
-    configuration, except in the keys ``resumable`` (default :data:`RESUMABLE_CHANGES`)."""
-    resumable = RESUMABLE_CHANGES if resumable is None else resumable
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "config.json"
-    if path.exists():
-        if not resume:
-            raise ValueError(
-                f"{out} already holds {kind}; pass --resume to continue it or choose another --out"
-            )
-        before = json.loads(path.read_text())
-        changed = sorted(k for k in set(before) | set(config) if before.get(k) != config.get(k))
-        changed = [k for k in changed if k not in resumable]
-        if changed:
-            raise ValueError(
-                f"cannot resume {out}: its configuration differs in {', '.join(changed)}"
-            )
-    path.write_text(json.dumps(config, indent=2, default=str) + "\n")
-
-
-RESUMABLE_CHANGES = frozenset({"threads", "max_steps", "policy_steps"})
-"""Configuration keys a resumed run may change: threads, and how long to train (to stop
-a run early or extend it; the learning-rate schedule follows the new length)."""
+RESUMABLE_CHANGES = frozenset({"threads", "max_steps", "policy_steps", "no_progress"})
+"""Configuration keys a resumed run may change: threads, progress bars, and how long to
+train (to stop a run early or extend it; the learning-rate schedule follows the new
+length)."""
+TRAINING_RESULTS = ("data", "log.jsonl", "checkpoints", "planner", "round_1", "policy")
+"""What a training run folder holds once training has begun (kept if the run fails)."""
 
 
 def command_config(args: Any, leave_out: set[str]) -> dict[str, Any]:
@@ -132,17 +111,11 @@ def hide_progress_bars() -> None:
 
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Write ``rows`` to ``path`` atomically (a crash leaves no half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".partial")
-    with partial.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    partial.replace(path)
+    runs.write_atomic(path, runs.jsonl_text(rows))
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    return runs.read_records(path)
 
 
 def cached_examples(path: Path, build: Any) -> list[dict[str, Any]]:
@@ -165,12 +138,27 @@ class JsonlLogCallback(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any):
         if not logs:
             return
-        row = {"stage": self.stage, "step": state.global_step}
-        for key, value in logs.items():
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                row[key] = value
         with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row) + "\n")
+            runs.append_record(handle, log_row(self.stage, state.global_step, logs))
+
+
+def log_row(stage: str, step: int, logs: dict[str, Any]) -> dict[str, Any]:
+    """The ``log.jsonl`` row of a log event: stage, step and the finite numbers logged."""
+    row: dict[str, Any] = {"stage": stage, "step": step}
+    for key, value in logs.items():
+        if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+            row[key] = value
+    return row
+
+
+def trim_log(path: Path, stage: str, keep: Callable[[dict[str, Any]], bool]) -> None:
+    """Before a stage resumes, drop the rows it logged that ``keep`` rejects: those
+    logged after the point it resumes from, which are logged again as training redoes that
+    work, so ``log.jsonl`` holds each event once; a truncated last line goes too."""
+    rows = runs.read_records(path, ("stage", "step"), "a training log row")
+    kept = [r for r in rows if r["stage"] != stage or keep(r)]
+    if kept != rows:
+        runs.write_atomic(path, runs.jsonl_text(kept))
 
 
 def drop_log_printer(trainer: Any, progress: bool) -> None:
@@ -192,6 +180,24 @@ def last_checkpoint(folder: Path) -> Path | None:
         if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
     ]
     return max(checkpoints, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def resume_checkpoint(folder: Path, log_path: Path, stage: str, resume: bool) -> Path | None:
+    """The checkpoint under ``folder`` a stage resumes from (``None``: from the start, or
+    not resuming); on resume, the stage's log rows past it are dropped (:func:`trim_log`)."""
+    if not resume:
+        return None
+    checkpoint = last_checkpoint(folder)
+    if checkpoint is None:  # from the start: even a dev evaluation before step 1 is redone
+        trim_log(log_path, stage, lambda row: False)
+        return None
+    # The rows before the checkpoint's step stay, and of those at its step the ones the
+    # checkpoint's log history holds (not, say, the end-of-training row logged after it).
+    step = int(checkpoint.name.split("-")[-1])
+    history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+    logged = [log_row(stage, entry["step"], entry) for entry in history]
+    trim_log(log_path, stage, lambda row: row["step"] < step or row in logged)
+    return checkpoint
 
 
 def trainer_arguments(
@@ -244,6 +250,4 @@ def trainer_arguments(
 
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as JSON atomically (a crash leaves the old file or none)."""
-    partial = path.with_suffix(path.suffix + ".partial")
-    partial.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    partial.replace(path)
+    runs.write_json(path, data)

@@ -21,7 +21,7 @@ from training.run_folder import (
     JsonlLogCallback,
     LoraSettings,
     drop_log_printer,
-    last_checkpoint,
+    resume_checkpoint,
     trainer_arguments,
     write_json,
 )
@@ -129,7 +129,7 @@ def train_policy_sft(
         callbacks=[JsonlLogCallback(log_path, stage), *callbacks],
     )
     drop_log_printer(trainer, progress)
-    checkpoint = last_checkpoint(stage_dir / "checkpoints") if resume else None
+    checkpoint = resume_checkpoint(stage_dir / "checkpoints", log_path, stage, resume)
     summary: dict[str, Any] = {
         "stage": stage,
         "train_examples": len(train_set),
@@ -143,6 +143,8 @@ def train_policy_sft(
         write_json(before, {"dev_nll_per_token_before": trainer.evaluate()["eval_loss"]})
     if len(dev_set):
         summary.update(json.loads(before.read_text()))
+    if checkpoint is not None:
+        _continue_token_count(trainer, checkpoint)
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     summary["train_seconds"] = time.perf_counter() - started
@@ -154,6 +156,16 @@ def train_policy_sft(
     trainer.save_model(str(stage_dir / "adapter"))
     write_json(stage_dir / "summary.json", summary)  # written last: the stage is done
     return summary
+
+
+def _continue_token_count(trainer: Any, checkpoint: Path) -> None:
+    """TRL counts the tokens trained on from zero in every run (``num_tokens`` in the
+    log); a run resumed from ``checkpoint`` goes on from the count logged there, so its
+    log and ``tokens_seen`` are those of an uninterrupted run."""
+    history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+    counts = [row["num_tokens"] for row in history if "num_tokens" in row]
+    if counts and hasattr(trainer, "_total_train_tokens"):
+        trainer._total_train_tokens = int(counts[-1])
 
 
 def _tokens_seen(trainer: Any) -> int | None:

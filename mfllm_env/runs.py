@@ -94,6 +94,7 @@ class RunFolder:
             raise ValueError(f"{config_path} is not readable JSON ({error})") from None
         if not isinstance(self.previous, dict):
             raise ValueError(f"{config_path} is not a JSON object")
+        self.previous = _current_layout(self.previous)
         what = describe_run(self.previous)
         if overwrite:
             return
@@ -170,6 +171,18 @@ class RunFolder:
                     child.unlink()
         else:
             shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _current_layout(config: dict[str, Any]) -> dict[str, Any]:
+    """A ``config.json`` written before commands stored their full name, as it is written
+    now: ``train`` with its ``method`` (``reinforce``/``grpo``: ``train planner``), and a
+    bench's ``{"settings": ..., "command": ARGV}``."""
+    if config.get("command") == "train" and "method" in config:
+        method = config["method"] if config["method"] in ("sft", "ib-tune") else "planner"
+        return {**config, "command": f"train {method}"}
+    if isinstance(config.get("settings"), dict) and isinstance(config.get("command"), list):
+        return {**config["settings"], "command": "bench", "argv": config["command"][1:]}
+    return config
 
 
 def _holds_something(path: Path) -> bool:

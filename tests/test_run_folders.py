@@ -184,6 +184,20 @@ def test_resume_accepts_the_folder_by_any_path(tmp_path, monkeypatch):
         assert _files(path) == _files(reference), path
 
 
+def test_folders_written_before_full_command_names_still_resume(tmp_path):
+    bench, train = tmp_path / "bench", tmp_path / "train"
+    assert main([*BENCH, "--out", str(bench)]) == 0
+    config = json.loads((bench / "config.json").read_text())
+    settings = {k: v for k, v in config.items() if k not in ("command", "argv")}
+    old = {"settings": settings, "command": ["/bin/mfllm", *config["argv"]]}
+    (bench / "config.json").write_text(json.dumps(old))
+    assert main([*BENCH, "--resume", "--out", str(bench)]) == 0
+    assert main([*TRAIN_PLANNER, "--out", str(train)]) == 0
+    config = json.loads((train / "config.json").read_text())
+    (train / "config.json").write_text(json.dumps({**config, "command": "train"}))
+    assert main([*TRAIN_PLANNER, "--resume", "--out", str(train)]) == 0
+
+
 def test_resume_refuses_other_settings(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*SIMULATE, "--out", str(out)]) == 0

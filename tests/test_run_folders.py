@@ -198,6 +198,26 @@ def test_folders_written_before_full_command_names_still_resume(tmp_path):
     assert main([*TRAIN_PLANNER, "--resume", "--out", str(train)]) == 0
 
 
+def test_an_llm_run_resumes_to_the_byte_one_episode_at_a_time(tmp_path, capsys, tiny_model_dir):
+    argv = ["simulate", "--scenario", "synthetic:0-1", "--policy", "mf", "--model"]
+    argv += [str(tiny_model_dir), "--max-reactions", "16", "--warmup", "8", "--agents-per-step"]
+    argv += ["8", "--max-new-tokens", "3", "--summary-tokens", "3", "--threads", "1"]
+    argv += ["--no-progress"]
+    reference, cut = tmp_path / "reference", tmp_path / "cut"
+    for out in (reference, cut):
+        assert main([*argv, "--parallel", "1", "--out", str(out)]) == 0
+    _cut_last_episode(cut)
+    assert main([*argv, "--parallel", "1", "--resume", "--out", str(cut)]) == 0
+    assert _files(cut) == _files(reference)
+    # Batched, the episodes played on resume share other batches: said, not hidden.
+    batched = tmp_path / "batched"
+    assert main([*argv, "--parallel", "2", "--out", str(batched)]) == 0
+    _cut_last_episode(batched)
+    capsys.readouterr()
+    assert main([*argv, "--parallel", "2", "--resume", "--out", str(batched)]) == 0
+    assert "--parallel 1 resumes to the byte" in capsys.readouterr().err
+
+
 def test_resume_refuses_other_settings(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*SIMULATE, "--out", str(out)]) == 0

@@ -81,7 +81,14 @@ from mfllm_env.population_env import PopulationEnv
 from mfllm_env.report import plot_horizons, plot_metric_bars, plot_policy_shares
 from mfllm_env.runs import RunFolder
 from mfllm_env.scenario import Scenario
-from mfllm_env.simulation import Policy, episode_seed, json_ready, play_episodes
+from mfllm_env.simulation import (
+    Policy,
+    episode_seed,
+    json_ready,
+    label_source_note,
+    label_source_totals,
+    play_episodes,
+)
 
 REAL_TEXTS = "real-texts"
 BENCH_POLICIES = (*CLASSIFIER_POLICIES, *LLM_POLICIES, "mf-ib-tune", REAL_TEXTS)
@@ -347,12 +354,14 @@ def run(args: argparse.Namespace) -> int:
     factory = PolicyFactory(args, scheme, evaluated)
     with folder.writing(folder_config(args), may_change={"argv"}, results=RESULTS):
         records = play_bench(args, playable, factory, scenarios[0].language, prior, skipped)
-    table = write_report(args, records, prior)
+    table, note = write_report(args, records, prior)
     print(
         markdown_table(
             table, [(k, t) for k, t, _ in LEADERBOARD_METRICS[:1] + LEADERBOARD_METRICS[5:7]]
         )
     )
+    if note:
+        print(f"note: {note}")
     print(f"wrote {args.out}/ (episodes.jsonl, leaderboard.md/.csv/.json, timing.json, "
           "kl_by_policy.png, horizons.png, trajectories/)")  # fmt: skip
     return 0
@@ -547,9 +556,10 @@ def seconds_per_episode(
 
 def write_report(
     args: argparse.Namespace, records: list[dict[str, Any]], prior: list[float] | None
-) -> dict[str, dict[str, Any]]:
+) -> tuple[dict[str, dict[str, Any]], str | None]:
     """Rewrite the leaderboard files and plots from the ``records`` of the policies,
-    seeds and episodes asked for (a folder may hold others); returns the table."""
+    seeds and episodes asked for (a folder may hold others); returns the table and the
+    note on scored real reactions without a human label (``None`` when there are none)."""
     records = [
         r
         for r in records
@@ -564,11 +574,15 @@ def write_report(
     table = leaderboard({p: rows[p] for p in order}, keys + horizon_keys)
     compared = comparisons(rows, table, args.bootstrap)
     costs = cost_rows(records)
+    # Every policy and seed of an episode is scored against the same real labels.
+    label_sources = label_source_totals({r["episode"]: r for r in records}.values())
+    note = label_source_note(label_sources)
     lines = [
         f"# Benchmark: {args.scenarios}",
         "",
         _settings_line(args, prior),
         "",
+        *([f"Note: {note}.", ""] if note else []),
         "## Leaderboard",
         "",
         "Mean ± standard error over episodes (each episode's mean over its seeds); metrics "
@@ -623,13 +637,19 @@ def write_report(
     out = args.out
     runs.write_atomic(out / "leaderboard.md", "\n".join(lines) + "\n")
     runs.write_atomic(out / "leaderboard.csv", csv_text(table, keys + horizon_keys))
-    payload = {"leaderboard": table, "comparisons": compared, "cost": costs, "prior": prior}
+    payload = {
+        "leaderboard": table,
+        "comparisons": compared,
+        "cost": costs,
+        "prior": prior,
+        "label_sources": label_sources,
+    }
     runs.write_atomic(
         out / "leaderboard.json", json.dumps(json_ready(payload), indent=2, allow_nan=False)
     )
     runs.write_json(out / "timing.json", seconds_per_episode(args, records))
     write_plots(args, records, table)
-    return table
+    return table, note
 
 
 def _settings_line(args: argparse.Namespace, prior: list[float] | None) -> str:

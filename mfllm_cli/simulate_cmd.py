@@ -34,7 +34,7 @@ from mfllm_env.mean_field import (
 from mfllm_env.population_env import PopulationEnv
 from mfllm_env.runs import RunFolder
 from mfllm_env.scenario import Scenario
-from mfllm_env.simulation import EpisodeSkippedWarning, Policy, simulate
+from mfllm_env.simulation import EpisodeSkippedWarning, Policy, label_source_note, simulate
 
 CLASSIFIER_POLICIES = ("random", "herding", "state-classifier", "mf-classifier")
 LLM_POLICIES = ("mf", "state", "recent", "popular", "sft")
@@ -426,6 +426,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if summary["skipped"]:
         print(f"skipped {summary['skipped']} episode(s) shorter than the warm-up ({args.warmup})")
+    note = label_source_note(summary)
+    if note:
+        print(f"note: {note}")
     episodes = summary["episodes"]
     if episodes == 1:
         print(f"1 episode, policy {args.policy}:")

@@ -43,6 +43,7 @@ from mfllm_env.metrics import (
     trajectory_divergences,
 )
 from mfllm_env.population_env import PopulationEnv
+from mfllm_env.simulation import real_label_sources
 
 __all__ = [
     "LEADERBOARD_METRICS",
@@ -93,7 +94,8 @@ def episode_record(
 
     The record keeps the real label ids and the agents' label ids of the whole episode
     (in warm-up, the labels of what the agents posted while the real reactions drove the
-    mean field), so every score can be derived again.
+    mean field), so every score can be derived again, and how many of the scored real
+    labels are the labeller's (:func:`mfllm_env.simulation.real_label_sources`).
     """
     kept = {k: v for k, v in metrics.items() if k != "seconds" and _finite_or_other(v)}
     return {
@@ -107,6 +109,7 @@ def episode_record(
         "ordered": env.scheme.ordered,
         "real_label_ids": env.real_label_ids.tolist(),
         "sim_label_ids": env.sim_label_ids.tolist(),
+        **real_label_sources(env),
         "metrics": kept,
         "settings": dict(settings or {}),
     }

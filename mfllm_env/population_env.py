@@ -779,6 +779,12 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
         return self._real_ids.copy()
 
     @property
+    def real_label_from_human(self) -> np.ndarray:
+        """Whether each reaction's real label is a human one (``False``: the reaction has
+        no human label and its real label is the labeller's)."""
+        return self._real_from_human.copy()
+
+    @property
     def sim_label_ids(self) -> np.ndarray:
         """The agents' label ids so far (-1 for reactions not yet acted on)."""
         return self._sim_ids.copy()

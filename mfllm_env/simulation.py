@@ -6,13 +6,15 @@ A run folder (written safely, see :mod:`mfllm_env.runs`) holds:
 - ``trajectory.jsonl``: one record per environment step (``episode``, its number
   ``index``, the step's labels, shares and mean-field text), flushed as it happens;
 - ``episodes.jsonl``: one record per episode (``index`` is its number in the input): its
-  seed, warm-up, labels and metrics, or why it was skipped (no reaction after warm-up);
-  written when the episode ends, so a resumed run keeps every finished episode;
+  seed, warm-up, labels, where its scored real labels came from
+  (:func:`real_label_sources`) and metrics, or why it was skipped (no reaction after
+  warm-up); written when the episode ends, so a resumed run keeps every finished episode;
 - ``timing.jsonl``: the wall time of each episode;
-- ``metrics.json``: mean and standard error over episodes and the token totals (written
-  at the end; standard JSON, ``null`` where a value is undefined, such as the standard
-  error of one episode). It holds no wall-clock figure: the same seed gives the same
-  file, to the byte, as do ``trajectory.jsonl`` and ``episodes.jsonl``;
+- ``metrics.json``: mean and standard error over episodes, the token totals and the
+  totals of :func:`real_label_sources` (written at the end; standard JSON, ``null``
+  where a value is undefined, such as the standard error of one episode). It holds no
+  wall-clock figure: the same seed gives the same file, to the byte, as do
+  ``trajectory.jsonl`` and ``episodes.jsonl``;
 - ``timing.json``: wall time, episodes per hour and generated tokens per second of the
   last invocation;
 - ``shares.png`` (and ``plots/<episode>.png`` for further episodes, names from
@@ -353,6 +355,7 @@ def simulate(
                 "agents_per_step": env.agents_per_step,
                 "dimension": env.scheme.dimension,
                 "labels": list(env.scheme.labels),
+                **real_label_sources(env),
                 "metrics": metrics,
             }
             runs.append_record(episodes, json_ready(record))
@@ -382,6 +385,7 @@ def simulate(
         "skipped": len(skipped),
         "metrics": aggregate(metrics),
     }
+    summary.update(label_source_totals(scored))
     tokens = token_totals(metrics)
     if tokens:
         summary["tokens"] = tokens
@@ -409,6 +413,55 @@ def _in_episode_order(path: Path, keys: Sequence[str]) -> list[dict[str, Any]]:
 def _with_nan(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Metrics read back from JSON, ``None`` (an undefined value) as ``nan`` again."""
     return {k: math.nan if v is None else v for k, v in metrics.items()}
+
+
+def real_label_sources(env: PopulationEnv) -> dict[str, int]:
+    """Where the real labels the finished episode of ``env`` is scored against came from:
+    ``scored_real_reactions`` (the reactions after warm-up) and ``real_labels_from_labeller``,
+    how many of them have no human label and were labelled by the env's labeller (their
+    score compares the agents with the labeller, not with people)."""
+    scored = env.real_label_from_human[env.warmup :]
+    return {
+        "scored_real_reactions": int(scored.size),
+        "real_labels_from_labeller": int(np.count_nonzero(~scored)),
+    }
+
+
+LABEL_SOURCE_KEYS = ("scored_real_reactions", "real_labels_from_labeller")
+
+
+def label_source_totals(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """The :func:`real_label_sources` counts summed over episode ``records`` (each episode
+    once), and ``episodes_without_label_sources``: records that lack them (written before
+    records held them), when there are any."""
+    totals = dict.fromkeys(LABEL_SOURCE_KEYS, 0)
+    unrecorded = 0
+    for record in records:
+        if all(key in record for key in LABEL_SOURCE_KEYS):
+            for key in LABEL_SOURCE_KEYS:
+                totals[key] += record[key]
+        else:
+            unrecorded += 1
+    if unrecorded:
+        totals["episodes_without_label_sources"] = unrecorded
+    return totals
+
+
+def label_source_note(totals: Mapping[str, int]) -> str | None:
+    """A sentence saying how many scored real reactions of :func:`label_source_totals`
+    ``totals`` are scored against the labeller's labels (``None`` when none are and every
+    episode recorded it)."""
+    from_labeller, scored = totals["real_labels_from_labeller"], totals["scored_real_reactions"]
+    unrecorded = totals.get("episodes_without_label_sources", 0)
+    if not from_labeller and not unrecorded:
+        return None
+    note = (
+        f"{from_labeller} of {scored} scored real reactions have no human label; "
+        "they are scored against the labeller's labels"
+    )
+    if unrecorded:
+        note += f" ({unrecorded} episodes, recorded by an earlier version, not counted)"
+    return note
 
 
 TOKEN_KEYS = (

@@ -280,3 +280,43 @@ def test_real_texts_score_the_labeller_itself(tmp_path):
     row = _fidelity(out)[0]["real-texts"]
     assert row["micro_f1"]["mean"] == 1.0 and row["tv"]["mean"] == 0.0
     assert "real-texts" not in json.dumps(_fidelity(out)[1]["vs_best"])
+
+
+def test_real_reactions_without_human_labels_are_counted_and_noted(tmp_path, capsys):
+    """Each record counts its scored real reactions with no human label (scored against
+    the labeller's labels); the bench says so once, over episodes (every policy and seed
+    replays the same real reactions), in its output and its report."""
+    from dataclasses import replace
+
+    from mfllm_env import synthetic_scenario, write_scenarios_jsonl
+
+    scenarios = [synthetic_scenario(seed=s, n_reactions=48) for s in (0, 1)]
+    # Every fourth reaction unlabelled: 8 of the 32 scored ones of each episode.
+    write_scenarios_jsonl(
+        [
+            replace(s, reactions=[replace(r, labels={}) if i % 4 == 0 else r
+                                  for i, r in enumerate(s.reactions)])
+            for s in scenarios
+        ],
+        tmp_path / "s.jsonl",
+    )  # fmt: skip
+    out = tmp_path / "bench"
+    extra = ["--scenarios", f"jsonl:{tmp_path / 's.jsonl'}", "--policies", "random,herding"]
+    assert _bench(out, *extra) == 0
+    note = (
+        "16 of 64 scored real reactions have no human label; they are scored against the "
+        "labeller's labels"
+    )
+    assert capsys.readouterr().out.count(f"note: {note}") == 1
+    records = _records(out)
+    assert len(records) == 8
+    assert {(r["scored_real_reactions"], r["real_labels_from_labeller"]) for r in records} == {
+        (32, 8)
+    }
+    assert f"Note: {note}." in (out / "leaderboard.md").read_text()
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert board["label_sources"] == {"scored_real_reactions": 64, "real_labels_from_labeller": 16}
+
+    assert _bench(tmp_path / "human", "--seeds", "0") == 0
+    assert "no human label" not in capsys.readouterr().out
+    assert "no human label" not in (tmp_path / "human" / "leaderboard.md").read_text()

@@ -158,3 +158,54 @@ def test_limit_must_be_positive(tmp_path, capsys):
     argv = ["simulate", "--policy", "herding", "--limit", "0", "--no-progress"]
     assert main([*argv, "--out", str(tmp_path / "run")]) == 2
     assert "argument --limit: must be an integer >= 1 and" in capsys.readouterr().err
+
+
+def test_real_reactions_without_human_labels_are_counted_and_noted(tmp_path, capsys):
+    """Scored real reactions with no human label are scored against the labeller's labels:
+    counted per episode and in metrics.json, and said once; none without them."""
+    from dataclasses import replace
+
+    from mfllm_env import write_scenarios_jsonl
+
+    scenario = synthetic_scenario(seed=1, n_reactions=80)
+    # Every fourth reaction unlabelled: 4 of the 16 of the warm-up (not scored) and 16 of
+    # the 64 scored ones.
+    reactions = [
+        replace(r, labels={}) if i % 4 == 0 else r for i, r in enumerate(scenario.reactions)
+    ]
+    write_scenarios_jsonl([replace(scenario, reactions=reactions)], tmp_path / "s.jsonl")
+    argv = ["simulate", "--scenario", f"jsonl:{tmp_path / 's.jsonl'}", "--policy", "herding"]
+    argv += ["--warmup", "16", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    note = (
+        "note: 16 of 64 scored real reactions have no human label; they are scored against "
+        "the labeller's labels"
+    )
+    assert capsys.readouterr().out.count(note) == 1
+    (episode,) = _lines(tmp_path / "run" / "episodes.jsonl")
+    assert episode["scored_real_reactions"] == 64
+    assert episode["real_labels_from_labeller"] == 16
+    summary = _strict_json(tmp_path / "run" / "metrics.json")
+    assert summary["scored_real_reactions"] == 64 and summary["real_labels_from_labeller"] == 16
+
+    argv[2] = "synthetic:1"
+    assert main([*argv, "--out", str(tmp_path / "human")]) == 0
+    assert "no human label" not in capsys.readouterr().out
+    summary = _strict_json(tmp_path / "human" / "metrics.json")
+    assert summary["real_labels_from_labeller"] == 0
+
+
+def test_label_source_note_counts_records_written_before_the_counts():
+    from mfllm_env.simulation import label_source_note, label_source_totals
+
+    records = [{"scored_real_reactions": 10, "real_labels_from_labeller": 0}, {"index": 1}]
+    totals = label_source_totals(records)
+    assert totals == {
+        "scored_real_reactions": 10,
+        "real_labels_from_labeller": 0,
+        "episodes_without_label_sources": 1,
+    }
+    assert label_source_note(totals).endswith(
+        "(1 episodes, recorded by an earlier version, not counted)"
+    )
+    assert label_source_note(label_source_totals(records[:1])) is None

@@ -366,6 +366,11 @@ def _planner(name: str, env: PlannerEnv, args: argparse.Namespace, cache: dict) 
         from training.planner import LinearMenuPlanner
 
         planner = LinearMenuPlanner.load(Path(path), greedy=True)  # its most likely option
+        if planner.num_labels != env.scheme.size:
+            raise ValueError(
+                f"reinforce={path}: the planner was trained on {planner.num_labels} labels, "
+                f"the population here has {env.scheme.size} {env.scheme.labels}"
+            )
         return planner.for_options([option.name for option in env.menu])
     from agents.backends import load_backend
     from agents.planners import LLMPlanner
@@ -382,10 +387,17 @@ def _planner_names(text: str) -> list[str]:
         kind, _, path = name.partition("=")
         if kind not in (*BASELINE_PLANNERS, "reinforce", "llm"):
             raise ValueError(f"unknown planner {name!r}; see --help")
-        if kind == "reinforce" and not Path(path).is_file():
-            raise ValueError(f"reinforce={path}: no such planner file")
-        if kind == "llm" and path and not Path(path).is_dir():
-            raise ValueError(f"llm={path}: no such adapter folder")
+        if kind == "reinforce":
+            if not Path(path).is_file():
+                raise ValueError(f"reinforce={path}: no such planner file")
+            from training.planner import LinearMenuPlanner
+
+            LinearMenuPlanner.load(Path(path))  # a damaged file: an error before any episode
+        if kind == "llm" and path:
+            try:
+                adapter_folder(path)
+            except argparse.ArgumentTypeError as error:
+                raise ValueError(f"llm={path}: {error}") from None
     if len(set(names)) != len(names) or not names:
         raise ValueError(f"--planners must name distinct planners, got {text!r}")
     return names

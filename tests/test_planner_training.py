@@ -182,6 +182,76 @@ def test_cli_reports_bad_planner_options(tmp_path, capsys, extra, message):
     assert message in capsys.readouterr().err
 
 
+def _saved_planner(tmp_path, **changes):
+    """A planner file of a zero-weight planner of the test env's spaces, with ``changes``
+    (``None`` removes a key)."""
+    env = _make(0)
+    options = [option.name for option in env.menu]
+    planner = LinearMenuPlanner.for_spaces(
+        env.observation_space(PLANNER), env.action_space(PLANNER), options=options
+    )
+    data = {**planner.to_json(), **changes}
+    path = tmp_path / "planner.json"
+    path.write_text(json.dumps({k: v for k, v in data.items() if v is not None}))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"weights": None}, "lacks weights"),
+        ({"budget": None, "decisions": None}, "lacks budget, decisions"),
+        ({"budget": -1}, "budget must be an integer >= 0 and <= 2147483647, got -1"),
+        ({"decisions": 2.5}, "decisions must be an integer >= 0"),
+        ({"weights": [[0.0, 1.0], [0.0]]}, "inhomogeneous"),
+        ({"weights": [["a"] * 11] * 5}, "could not convert string to float"),
+        ({"weights": [0.0] * 11}, "one row per option and 2K + 3 columns (K >= 1 labels)"),
+        ({"weights": [[0.0] * 10] * 5}, "got shape (5, 10)"),
+        ({"weights": [[float("nan")] * 11] * 5}, "weights must be finite"),
+        ({"options": ["wait", "debunk", "debunk", "calm", "x"]}, "options must be 5 distinct"),
+        ({"options": ["wait"]}, "options must be 5 distinct names, one per row"),
+    ],
+)
+def test_a_damaged_planner_file_is_an_error_naming_it(tmp_path, changes, message):
+    path = _saved_planner(tmp_path, **changes)
+    with pytest.raises(ValueError) as error:
+        LinearMenuPlanner.load(path)
+    assert str(error.value).startswith(f"planner file {path}: ")
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("{\n", "not JSON (Expecting property name"), ("[1, 2]", "holds a list, not an object"),
+     ("\udcff", "not JSON")],
+)
+def test_a_planner_file_that_is_not_a_planner_object_is_an_error_naming_it(tmp_path, text, message):
+    path = tmp_path / "planner.json"
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(ValueError, match=re.escape(f"planner file {path}: {message}")):
+        LinearMenuPlanner.load(path)
+
+
+def test_planner_eval_refuses_a_damaged_planner_before_any_episode(tmp_path, capsys):
+    argv = ["planner-eval", "--scenarios", "synthetic:0", "--horizon", "16", "--no-progress"]
+    argv += ["--out", str(tmp_path / "e")]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{\n")
+    assert main([*argv, "--planners", f"none,reinforce={bad}"]) == 2
+    err = capsys.readouterr().err
+    assert f"planner-eval: error: planner file {bad}: not JSON (Expecting" in err
+    assert not (tmp_path / "e").exists()
+    # A planner of other labels (K = 3 here, the population has 4).
+    other = _saved_planner(tmp_path, weights=[[0.0] * 9] * 5)
+    assert main([*argv, "--planners", f"reinforce={other}"]) == 2
+    assert f"reinforce={other}: the planner was trained on 3 labels, the population here has 4" in (
+        capsys.readouterr().err
+    )
+    # An LLM planner's adapter folder must hold an adapter.
+    assert main([*argv, "--planners", f"llm={tmp_path}"]) == 2
+    assert f"llm={tmp_path}: '{tmp_path}' is not a PEFT adapter folder" in capsys.readouterr().err
+
+
 def test_planner_env_is_registered_with_its_own_id():
     env = pettingzoo.make("parallel", "mfllm/Planner-v0", scenario=SCENARIOS[0], every=4)
     record = run_planner_episode(env, NoIntervention(), seed=0)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from mfllm_env import runs
+from mfllm_env.checks import check_count
 from mfllm_env.planner import PLANNER
 from training.report import read_log
 from training.run_folder import (
@@ -147,14 +148,58 @@ class LinearMenuPlanner:
 
     @classmethod
     def load(cls, path: Path, **kwargs: Any) -> LinearMenuPlanner:
-        data = json.loads(Path(path).read_text())
+        """The planner :meth:`to_json` saved in ``path`` (``planner.json``, a checkpoint).
+        A ``ValueError`` naming the file and what is wrong: not JSON, a missing key, a
+        budget or decision count that is not an integer >= 0, weights that are not a
+        finite matrix of ``2K + 3`` columns (``K`` labels), options that are not one
+        distinct name per row."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"planner file {path}: not JSON ({error})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"planner file {path}: holds a {type(data).__name__}, not an object")
+        missing = [key for key in ("weights", "budget", "decisions") if key not in data]
+        if missing:
+            raise ValueError(f"planner file {path}: lacks {', '.join(missing)}")
+        try:
+            check_count("budget", data["budget"], 0)
+            check_count("decisions", data["decisions"], 0)
+            weights = np.asarray(data["weights"], dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"planner file {path}: {error}") from None
+        rows, columns = weights.shape if weights.ndim == 2 else (0, 0)
+        if not rows or columns < 5 or (columns - 3) % 2:
+            raise ValueError(
+                f"planner file {path}: weights must be a matrix of one row per option and "
+                f"2K + 3 columns (K >= 1 labels), got shape {weights.shape}"
+            )
+        if not np.isfinite(weights).all():
+            raise ValueError(f"planner file {path}: weights must be finite, got NaN or infinity")
+        options = data.get("options")
+        if options is not None and (
+            not isinstance(options, list)
+            or len(options) != rows
+            or not all(isinstance(name, str) for name in options)
+            or len(set(options)) != rows
+        ):
+            raise ValueError(
+                f"planner file {path}: options must be {rows} distinct names, one per row of "
+                f"the weights, got {options!r}"
+            )
         return cls(
-            np.asarray(data["weights"]),
+            weights,
             budget=data["budget"],
             decisions=data["decisions"],
-            options=data.get("options"),
+            options=options,
             **kwargs,
         )
+
+    @property
+    def num_labels(self) -> int:
+        """The number of labels ``K`` of the shares its features are made of."""
+        return (self.weights.shape[1] - 3) // 2
 
 
 @dataclass

@@ -163,7 +163,7 @@ class LLMMeanField(_LLMRewriter):
 
 
 class ChainOfSummarization(_LLMRewriter):
-    """Chain of Summarization (TextStarCraft II, METHOD.md section 5) as a mean field.
+    """Chain of Summarization (from the TextStarCraft II agent of Ma et al.) as a mean field.
 
     Every step renders the histogram's statistics as a frame (no LLM); every ``every``
     steps an LLM rewrites the last ``frames`` frames into a short trend description. The

@@ -8,7 +8,7 @@ English and Chinese wordings are chosen by the scenario's language (``"en"``, ``
 :func:`detect_language` guesses it from the event text when the caller does not know it.
 
 Policy prompts have four parts: the event, the agent's state, a context and the
-instruction. The context depends on the variant (METHOD.md section 1):
+instruction. The context depends on the variant (the MF-LLM paper, Mi et al., 2025):
 
 - ``"none"``: State (and SFT), no context;
 - ``"mean_field"``: MF, the mean-field text, optionally with the numeric shares;

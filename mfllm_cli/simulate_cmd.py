@@ -63,8 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--policy",
         choices=POLICIES,
         default="mf-classifier",
-        help="non-LLM: random, herding, state-classifier, mf-classifier; LLM (METHOD.md "
-        "section 1): mf, state, recent, popular, sft (state + --adapter)",
+        help="non-LLM: random, herding, state-classifier, mf-classifier; LLM (the MF-LLM paper's"
+        " variants): mf, state, recent, popular, sft (state + --adapter)",
     )
     parser.add_argument(
         "--mean-field",

@@ -1,8 +1,8 @@
 """PlannerEnv: an intervention planner (the leader) steering a simulated population.
 
 ## Description
-The Stackelberg structure of METHOD.md section 4 as a PettingZoo parallel game with one
-agent, ``"planner"``. An episode replays one event in a
+A Stackelberg game (a leader that moves first, followers that respond) as a PettingZoo
+parallel game with one agent, ``"planner"``. An episode replays one event in a
 :class:`~mfllm_env.population_env.PopulationEnv`: the first ``warmup`` reactions are the
 real ones (the planner does not act during warm-up), then, every ``every`` population
 steps, the planner acts first -- it intervenes or waits -- and the population responds for

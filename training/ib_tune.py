@@ -2,7 +2,7 @@
 
 The mean-field model mu writes a summary m of the history X (its previous summary and the
 newest (state, action) pairs). IB-Tune asks m to keep what predicts the population's next
-reactions Y and to drop the rest of X (METHOD.md section 2):
+reactions Y and to drop the rest of X (the MF-LLM paper, Mi et al., 2025):
 
     reward(m) = relevance_weight * relevance(m) - beta * compression(m)
     relevance(m)   = mean over the next real reactions a* of log pi(a* | s, m)

@@ -1,4 +1,4 @@
-"""Training intervention planners against a frozen population (METHOD.md section 4).
+"""Training intervention planners against a frozen population (Stackelberg leader and followers).
 
 Two trainers, one run-folder layout (:mod:`training.run_folder`):
 

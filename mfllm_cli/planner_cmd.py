@@ -5,7 +5,6 @@ baselines, into a report folder)."""
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import time
@@ -586,6 +585,8 @@ def plot_planner_shares(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from mfllm_env.report import save_png
+
     if not rows:
         return None
     fig = Figure(figsize=(4 * len(labels), 3.4), layout="constrained")
@@ -613,7 +614,4 @@ def plot_planner_shares(
             ax.axvline(warmup_end, color="grey", linestyle=":", linewidth=1)
     axes[0].legend(fontsize=7)
     fig.suptitle("Share trajectories by planner (mean over episodes; dotted: end of warm-up)")
-    image = io.BytesIO()
-    fig.savefig(image, format="png", dpi=100)
-    runs.write_atomic(path, image.getvalue())
-    return path
+    return save_png(fig, path, dpi=100)

@@ -20,7 +20,13 @@ from numpy.typing import ArrayLike
 
 from mfllm_env import runs
 
-__all__ = ["plot_horizons", "plot_metric_bars", "plot_policy_shares", "plot_share_trajectories"]
+__all__ = [
+    "plot_horizons",
+    "plot_metric_bars",
+    "plot_policy_shares",
+    "plot_share_trajectories",
+    "save_png",
+]
 
 
 def plot_share_trajectories(
@@ -87,7 +93,7 @@ def plot_share_trajectories(
     if title:
         ax.set_title(title)
 
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _figure(size: tuple[float, float] = (7, 4)) -> Figure:
@@ -102,11 +108,12 @@ def _colour(index: int, count: int) -> Any:
     return f"C{index}" if count <= 10 else colormaps["tab20"](index % 20)
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
-    """Save ``fig`` as a PNG at ``path`` atomically (:func:`mfllm_env.runs.write_atomic`)."""
+def save_png(fig: Figure, path: str | Path, *, dpi: int = 120) -> Path:
+    """Save ``fig`` as a PNG at ``path`` atomically (:func:`mfllm_env.runs.write_atomic`:
+    a kill leaves the old image or the new one); returns ``path``."""
     out = Path(path)
     image = io.BytesIO()
-    fig.savefig(image, format="png", dpi=120)
+    fig.savefig(image, format="png", dpi=dpi)
     runs.write_atomic(out, image.getvalue())
     return out
 
@@ -136,7 +143,7 @@ def plot_metric_bars(
     ax.grid(axis="x", alpha=0.3)
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_horizons(
@@ -163,7 +170,7 @@ def plot_horizons(
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_policy_shares(
@@ -199,4 +206,4 @@ def plot_policy_shares(
     fig.legend(handles, names, loc="outside right upper", frameon=False)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -266,6 +266,27 @@ def test_training_report_plots_the_planners_reward(tmp_path):
         "".join(json.dumps({"stage": "reinforce", "step": s, "reward": -s}) + "\n" for s in (1, 2))
     )
     assert plot_training_report(log, tmp_path / "report.png") == tmp_path / "report.png"
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_training_report_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """Killed while the report is written, the old report.png stays as it was (the new
+    one goes to report.png.partial and is renamed over it)."""
+    from mfllm_env import runs
+    from training.report import plot_training_report
+
+    log = tmp_path / "log.jsonl"
+    log.write_text(json.dumps({"stage": "reinforce", "step": 1, "reward": 0.5}) + "\n")
+    (tmp_path / "report.png").write_bytes(b"old report")
+
+    def killed(source, target):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        plot_training_report(log, tmp_path / "report.png")
+    assert (tmp_path / "report.png").read_bytes() == b"old report"
+    assert (tmp_path / "report.png.partial").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_trained_menu_planner_plays_on_a_smaller_menu(tmp_path):

@@ -8,6 +8,8 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mfllm_env.report import save_png
+
 GRPO_KEYS = ("rewards/relevance/mean", "rewards/compression/mean", "reward")
 
 
@@ -29,8 +31,9 @@ def read_log(path: Path) -> dict[str, dict[str, dict[int, float]]]:
 def plot_training_report(log_path: Path, png_path: Path) -> Path | None:
     """One panel per stage: SFT stages show the training loss and the dev loss (mean NLL
     per token); IB-Tune's GRPO stages show relevance (left axis) and compression (right
-    axis) per logging step; planner stages show the mean reward (return). Returns
-    ``png_path``, or ``None`` when nothing was logged yet."""
+    axis) per logging step; planner stages show the mean reward (return). Written
+    atomically (:func:`mfllm_env.report.save_png`). Returns ``png_path``, or ``None`` when
+    nothing was logged yet."""
     if not log_path.exists():
         return None
     curves = read_log(log_path)
@@ -71,9 +74,7 @@ def plot_training_report(log_path: Path, png_path: Path) -> Path | None:
                 )
             ax.set_ylabel("NLL per token (nats)")
             ax.legend(fontsize=8)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, dpi=100)
-    return png_path
+    return save_png(fig, png_path, dpi=100)
 
 
 def _line(ax, points: dict[int, float], colour: str, label: str) -> None:

@@ -68,9 +68,10 @@ class Scenario:
     ``scenario_id`` is unique within a loader's output (for example
     ``"rumoureval/twitter/charliehebdo/552783667052167168"``). ``language`` is the main
     language of the event (``"en"`` or ``"zh"``) and chooses prompt templates and default
-    label schemes. Construction checks that timestamps are finite and in time order, and
-    that labels of a built-in dimension (``stance``, ``certainty``, ``weibo``) are labels of
-    its scheme; it raises ``ValueError`` naming the scenario and the reaction otherwise.
+    label schemes. Construction checks that post ids are unique (the source's and the
+    reactions'), that timestamps are finite and in time order, and that labels of a
+    built-in dimension (``stance``, ``certainty``, ``weibo``) are labels of its scheme; it
+    raises ``ValueError`` naming the scenario and the reaction otherwise.
     ``default_label_dimension`` names the label dimension the environment scores on by
     default. ``metadata`` holds event-level facts (the data set, the split, the event name,
     a veracity label, generator parameters, ...).
@@ -86,6 +87,15 @@ class Scenario:
     def __post_init__(self) -> None:
         # Always a tuple, so that scenarios compare equal however they were built.
         object.__setattr__(self, "reactions", tuple(self.reactions))
+        positions: dict[str, int] = {self.source.reaction_id: -1}
+        for position, reaction in enumerate(self.reactions):
+            earlier = positions.setdefault(reaction.reaction_id, position)
+            if earlier != position:
+                first = "the source post" if earlier < 0 else f"reaction {earlier}"
+                raise ValueError(
+                    f"scenario {self.scenario_id!r}: reaction {position} has id "
+                    f"{reaction.reaction_id!r}, as {first} does; post ids must be unique"
+                )
         times = [r.timestamp for r in self.reactions]
         bad_time = next(
             (r for r in (self.source, *self.reactions) if not isfinite(r.timestamp)), None

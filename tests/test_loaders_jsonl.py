@@ -102,6 +102,17 @@ def test_format_fields_and_defaults(tmp_path: Path):
             "reactions",
             "reactions must be in time order",
         ),
+        (
+            lambda d: d["reactions"][1].update(reaction_id="r1"),
+            "reactions",
+            "scenario 'bad': reaction 1 has id 'r1', as reaction 0 does; post ids must be "
+            "unique",
+        ),
+        (
+            lambda d: d["reactions"][0].update(reaction_id="s"),
+            "reactions",
+            "reaction 0 has id 's', as the source post does",
+        ),
         *(
             (
                 lambda d, odd=odd: d["reactions"][1].update(timestamp=odd),
@@ -269,3 +280,15 @@ def _line(scenario: Scenario, tmp_path: Path) -> str:
     path = tmp_path / "single.jsonl"
     write_scenarios_jsonl([scenario], path)
     return path.read_text(encoding="utf-8").strip()
+
+
+def test_post_ids_are_unique_within_a_scenario():
+    """Two posts under one id would make parent references ambiguous (and replay one post
+    twice): refused, naming the scenario, the positions and the id; parents still work."""
+    scenario = small_scenario()
+    twice = [*scenario.reactions, scenario.reactions[0]]
+    with pytest.raises(ValueError, match="scenario 'demo/1': reaction 2 has id 'r1', as "
+                       "reaction 0 does; post ids must be unique"):  # fmt: skip
+        Scenario("demo/1", scenario.source, twice)
+    ids = {r.reaction_id for r in (scenario.source, *scenario.reactions)}
+    assert all(r.parent_id in ids for r in scenario.reactions)

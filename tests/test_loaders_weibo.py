@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from mfllm_env.loaders import (
+    RepeatedPostWarning,
     ScenarioFormatError,
     ScenarioFormatWarning,
     iter_scenarios,
@@ -26,13 +27,22 @@ SAMPLE_SIZES = {
     "ced/0_yBmepBtUB_2279086572": (205, "rumor"),
     "ced/1000_yFDQ0ffqy_2082357197": (372, "rumor"),
     "ced/2601_85jBAr_1700757973": (239, "non-rumor"),
-    "ced/2602_AfRpJr42Z_2451549504": (603, "non-rumor"),
+    "ced/2602_AfRpJr42Z_2451549504": (602, "non-rumor"),  # 603 reposts, one listed twice
 }
+REPEATED = "non-rumor-repost/2602_AfRpJr42Z_2451549504.json: post 'AfU7tyOck'"
+"""The sample's one repost listed twice (CED lists 724 reposts of 346 events twice)."""
 
 
 def test_ced_sample_folder(ced_sample_dir: Path):
-    events = load_scenarios("ced", ced_sample_dir)
+    with pytest.warns(RepeatedPostWarning) as warned:
+        events = load_scenarios("ced", ced_sample_dir)
+    assert [str(w.message) for w in warned] == [
+        f"ced: kept once 1 post(s) that an event file lists more than once (first: "
+        f"{ced_sample_dir / REPEATED})"
+    ]
     assert {e.scenario_id: (len(e), e.metadata["veracity"]) for e in events} == SAMPLE_SIZES
+    assert [e.metadata.get("repeated_posts") for e in events] == [None, None, None, 1]
+    assert [r.reaction_id for r in events[3].reactions].count("AfU7tyOck") == 1
     assert [e.metadata["index"] for e in events] == [0, 1000, 2601, 2602]
     first = events[0]
     assert first.language == "zh" and first.default_label_dimension == "weibo"
@@ -75,18 +85,22 @@ def test_ced_full_archive(ced_archive: Path):
     events = reactions = with_text = year_inferred = 0
     veracity = {"rumor": 0, "non-rumor": 0}
     largest = 0
-    for event in iter_scenarios("ced", ced_archive):
-        events += 1
-        reactions += len(event)
-        largest = max(largest, len(event))
-        with_text += sum(1 for r in event.reactions if r.text)
-        year_inferred += sum(1 for r in event.reactions if r.metadata.get("year_inferred"))
-        veracity[event.metadata["veracity"]] += 1
+    repeated = 0
+    with pytest.warns(RepeatedPostWarning, match="ced: kept once 724 post"):
+        for event in iter_scenarios("ced", ced_archive):
+            events += 1
+            reactions += len(event)
+            largest = max(largest, len(event))
+            with_text += sum(1 for r in event.reactions if r.text)
+            year_inferred += sum(1 for r in event.reactions if r.metadata.get("year_inferred"))
+            veracity[event.metadata["veracity"]] += 1
+            repeated += event.metadata.get("repeated_posts", 0)
     elapsed = time.perf_counter() - start
     print(f"streamed {events} CED events, {reactions} reactions in {elapsed:.1f} s")
     assert events == 3387 and veracity == {"rumor": 1538, "non-rumor": 1849}
-    assert reactions == 1_275_180 and with_text == 768_573
-    assert year_inferred == 74 and largest == 964
+    # 1,275,180 reposts and 768,573 with text as listed; 724 of them listed twice.
+    assert reactions == 1_274_456 and with_text == 768_035 and repeated == 724
+    assert year_inferred == 74 and largest == 961
 
 
 def ced_reposts(event: int, count: int) -> list[dict]:
@@ -198,10 +212,9 @@ def test_ced_bad_reaction_record(ced_copy: Path):
     assert "cannot parse 'yesterday'" in str(error)
     with pytest.warns(ScenarioFormatWarning, match="ced: skipped 2 bad record") as warned:
         events = load_scenarios("ced", ced_copy, on_error="skip")
-    assert len(warned) == 1 and "field 'uid': expected str or int, got list" in str(
-        warned[0].message
-    )
-    assert [len(e) for e in events] == [203, 372, 239, 603]
+    assert [w.category for w in warned] == [ScenarioFormatWarning, RepeatedPostWarning]
+    assert "field 'uid': expected str or int, got list" in str(warned[0].message)
+    assert [len(e) for e in events] == [203, 372, 239, 602]
 
 
 def test_ced_bad_files_skip_their_event(ced_copy: Path):
@@ -500,3 +513,40 @@ def test_weibo_scenarios_round_trip_through_jsonl(ced_sample_dir: Path, tmp_path
     path = tmp_path / "weibo.jsonl"
     assert write_scenarios_jsonl(loaded, path) == 6
     assert list(load_jsonl(path)) == loaded
+
+
+def test_a_post_listed_twice_is_kept_once_and_counted(tmp_path: Path):
+    """CED lists some reposts twice (other kids or parent, the same post): kept once, the
+    first listing, counted per event and in one warning naming the file; a second post
+    under one id (another text) is a bad record. The same in the Rumdect format."""
+    folder = write_ced_folder(tmp_path / "CED_Dataset", events=2, reactions=4)
+    file = folder / "non-rumor-repost" / "0_mid0_1000.json"
+    reposts = json.loads(file.read_text())
+    again = {**reposts[1], "kids": ["m0_3"], "parent": "m0_0"}
+    file.write_text(json.dumps([*reposts, again, dict(again)]))
+    with pytest.warns(RepeatedPostWarning) as warned:
+        first, second = load_scenarios("ced", folder)
+    assert [str(w.message) for w in warned] == [
+        f"ced: kept once 2 post(s) that an event file lists more than once (first: {file}: "
+        "post 'm0_1')"
+    ]
+    assert [r.reaction_id for r in first.reactions] == ["m0_0", "m0_1", "m0_2", "m0_3"]
+    assert first.reactions[1].parent_id == "mid0"  # the first listing's parent ("": source)
+    assert first.metadata["repeated_posts"] == 2 and "repeated_posts" not in second.metadata
+    file.write_text(json.dumps([*reposts, {**reposts[1], "text": "another post"}]))
+    with pytest.raises(ScenarioFormatError) as caught:
+        load_scenarios("ced", folder)
+    error = caught.value
+    assert (error.path, error.record, error.field) == (str(file), "m0_1", "mid")
+    assert "an earlier post of the event has this id, with another author, text or time" in str(
+        error
+    )
+
+    rumdect = write_rumdect(tmp_path / "rumdect")
+    event_file = rumdect / "4010312877.json"
+    posts = json.loads(event_file.read_text())
+    source_again = {**posts[0], "parent": posts[0]["mid"]}  # the source, listed as a reaction
+    event_file.write_text(json.dumps([*posts, posts[1], source_again], ensure_ascii=False))
+    with pytest.warns(RepeatedPostWarning, match="rumdect: kept once 2 post"):
+        event = load_scenarios("rumdect", event_file)[0]
+    assert len(event) == 3 and event.metadata["repeated_posts"] == 2

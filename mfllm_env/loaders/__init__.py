@@ -24,7 +24,9 @@ Every loader also takes ``on_error`` and ``limit``:
 
 Where human labels are expected but missing (a RumourEval folder without key files, or
 with the keys of other data), the load is refused; posts the keys leave unlabelled are
-counted in one :class:`MissingLabelWarning` (see :mod:`.rumoureval`).
+counted in one :class:`MissingLabelWarning` (see :mod:`.rumoureval`). A post that an event
+file lists twice (the Weibo crawls do) is kept once, counted in one
+:class:`RepeatedPostWarning`; reaction ids are unique within every scenario.
 
 In every scenario the reactions are in time order (a stable sort on ``timestamp``, so ties
 keep the data's order), labels, metadata and profiles are plain dicts, timestamps floats,
@@ -44,6 +46,7 @@ from typing import Any
 from mfllm_env.loaders.ced import load_ced
 from mfllm_env.loaders.common import (
     MissingLabelWarning,
+    RepeatedPostWarning,
     ScenarioFormatError,
     ScenarioFormatWarning,
 )
@@ -102,6 +105,7 @@ def _loader(source: str) -> Loader:
 __all__ = [
     "LOADERS",
     "MissingLabelWarning",
+    "RepeatedPostWarning",
     "ScenarioFormatError",
     "ScenarioFormatWarning",
     "iter_scenarios",

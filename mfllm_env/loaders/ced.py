@@ -33,8 +33,11 @@ is read in two streaming passes: the first keeps only the (small) source posts, 
 builds and yields one event at a time, in archive order. A folder is read event by event,
 in order of the index ``idx``. At most one event's reactions are held at any time.
 
-A bad reaction record is one record; an unreadable repost file, a bad source post, a source
-post without a repost file (or the reverse), or an event with a repost file in both
+A repost listed twice (346 events of CED list 724 reposts twice, the same post with
+other ``kids`` or ``parent``) is kept once, its first listing, and counted in
+``metadata["repeated_posts"]`` (see :func:`mfllm_env.loaders.common.without_repeats`).
+A bad reaction record is one record; an unreadable repost file, a bad source post, a
+source post without a repost file (or the reverse), or an event with a repost file in both
 ``rumor-repost/`` and ``non-rumor-repost/`` (its veracity cannot be told) is one bad file,
 and its event is left out. A damaged or truncated archive is one bad file: nothing of it
 loads.
@@ -66,6 +69,7 @@ from mfllm_env.loaders.common import (
     read_file,
     time_sorted,
     unix_to_iso,
+    without_repeats,
 )
 from mfllm_env.scenario import Author, Reaction, Scenario
 
@@ -380,6 +384,7 @@ class _Builder:
                 reactions.append(self.reaction(record, position, where, source.post.reaction_id))
             except ScenarioFormatError as error:
                 self.policy.handle(error)
+        reactions, repeats = without_repeats(source.post, reactions, where, "mid", self.policy)
         reactions = time_sorted(reactions)
         metadata: dict[str, Any] = {
             "dataset": "ced",
@@ -388,6 +393,8 @@ class _Builder:
             "veracity": veracity,
             "reaction_count": len(reactions),
         }
+        if repeats:
+            metadata["repeated_posts"] = repeats
         if self.max_reactions is not None:
             reactions = reactions[: self.max_reactions]
         return Scenario(

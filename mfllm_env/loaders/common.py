@@ -11,7 +11,10 @@ empty files, bytes that are not UTF-8 JSON, JSON nested too deeply or with numbe
 long to convert, values of the wrong JSON type, and numbers out of range: counts must be
 whole, non-negative and fit in 64 bits; times must be finite unix seconds within the
 years 1..9999. Two scenarios with the same ``scenario_id`` in one load are refused too
-(:func:`finish`): the second is a bad record naming where the first came from.
+(:func:`finish`): the second is a bad record naming where the first came from. A post that
+an event file lists twice (the same id, author, text and time; the Weibo crawls do) is
+kept once, and one :class:`RepeatedPostWarning` per load counts the repeats
+(:func:`without_repeats`); two different posts under one id are a bad record.
 """
 
 from __future__ import annotations
@@ -77,6 +80,11 @@ class MissingLabelWarning(ScenarioFormatWarning):
     (a RumourEval post the key files do not label); the warning gives the count."""
 
 
+class RepeatedPostWarning(ScenarioFormatWarning):
+    """Emitted once per load where event files list a post more than once (kept once);
+    the warning gives the count and the first one."""
+
+
 class Located(NamedTuple):
     """A scenario and where it was read: the file (or folder) and the record within it."""
 
@@ -89,7 +97,9 @@ class ErrorPolicy:
     """Applies ``on_error`` to the format errors of one load.
 
     ``handle(error)`` raises the error under ``"raise"`` and records it under ``"skip"``;
-    ``warn()`` emits the single end-of-load warning when something was skipped.
+    ``repeated_post`` counts a post listed again (kept once, see :func:`without_repeats`);
+    ``warn()`` emits the end-of-load warnings: one when something was skipped, one when
+    posts were listed again.
     """
 
     def __init__(self, on_error: str, source: str) -> None:
@@ -98,6 +108,8 @@ class ErrorPolicy:
         self.source = source
         self.skipped = 0
         self.reasons: list[str] = []
+        self.repeated = 0
+        self.first_repeat: str | None = None
 
     def handle(self, error: ScenarioFormatError) -> None:
         if self.on_error == "raise":
@@ -106,20 +118,33 @@ class ErrorPolicy:
         if len(self.reasons) < SHOWN_REASONS:
             self.reasons.append(str(error))
 
+    def repeated_post(self, where: str | os.PathLike[str], post_id: str) -> None:
+        """Count a post that ``where`` lists again (see :func:`without_repeats`)."""
+        self.repeated += 1
+        if self.first_repeat is None:
+            self.first_repeat = f"{where}: post {post_id!r}"
+
     def warn(self) -> None:
-        if not self.skipped:
-            return
-        shown = "; ".join(self.reasons)
-        more = (
-            f"; and {self.skipped - len(self.reasons)} more"
-            if self.skipped > len(self.reasons)
-            else ""
-        )
-        warnings.warn(
-            f"{self.source}: skipped {self.skipped} bad record(s) or file(s): {shown}{more}",
-            ScenarioFormatWarning,
-            stacklevel=3,
-        )
+        """The end-of-load warnings: what was skipped, then what was listed twice."""
+        if self.skipped:
+            shown = "; ".join(self.reasons)
+            more = (
+                f"; and {self.skipped - len(self.reasons)} more"
+                if self.skipped > len(self.reasons)
+                else ""
+            )
+            warnings.warn(
+                f"{self.source}: skipped {self.skipped} bad record(s) or file(s): {shown}{more}",
+                ScenarioFormatWarning,
+                stacklevel=3,
+            )
+        if self.repeated:
+            warnings.warn(
+                f"{self.source}: kept once {self.repeated} post(s) that an event file lists "
+                f"more than once (first: {self.first_repeat})",
+                RepeatedPostWarning,
+                stacklevel=3,
+            )
 
 
 def finish(
@@ -417,6 +442,45 @@ def unix_to_iso(seconds: float) -> str:
 def drop_none(mapping: Mapping[str, Any]) -> dict[str, Any]:
     """A plain dict of the entries whose value is not ``None``."""
     return {key: value for key, value in mapping.items() if value is not None}
+
+
+def without_repeats(
+    source: Reaction,
+    reactions: Iterable[Reaction],
+    where: str | os.PathLike[str],
+    id_field: str,
+    policy: ErrorPolicy,
+) -> tuple[list[Reaction], int]:
+    """``reactions`` with each post once (a :class:`~mfllm_env.scenario.Scenario` refuses
+    two posts with one id), and how many were left out. A reaction with the id of
+    ``source`` or of an earlier reaction and the same author, text and time is that post
+    listed again: left out and counted, also in ``policy`` (its parent may differ: the
+    first listing's is kept). One that differs in any of them is a bad record of
+    ``where`` (``policy.handle``)."""
+    first: dict[str, Reaction] = {source.reaction_id: source}
+    kept = []
+    repeats = 0
+    for reaction in reactions:
+        earlier = first.setdefault(reaction.reaction_id, reaction)
+        if earlier is reaction:
+            kept.append(reaction)
+        elif (earlier.author.author_id, earlier.text, earlier.timestamp) == (
+            reaction.author.author_id,
+            reaction.text,
+            reaction.timestamp,
+        ):
+            policy.repeated_post(where, reaction.reaction_id)
+            repeats += 1
+        else:
+            policy.handle(
+                ScenarioFormatError(
+                    where,
+                    reaction.reaction_id,
+                    id_field,
+                    "an earlier post of the event has this id, with another author, text or time",
+                )
+            )
+    return kept, repeats
 
 
 def time_sorted(reactions: Iterable[Reaction]) -> list[Reaction]:

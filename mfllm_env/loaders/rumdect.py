@@ -20,8 +20,10 @@ kept as given); ``bi_followers_count``, ``favourites_count``, ``verified_type``,
 the reaction's metadata.
 
 One scenario per file, ``"rumdect/<file stem>"``, ``language="zh"``,
-``default_label_dimension="weibo"``, no labels. A bad reaction element is one bad record; an
-unreadable file or a bad source element is one bad file, and its event is left out.
+``default_label_dimension="weibo"``, no labels. A post listed twice is kept once and
+counted in ``metadata["repeated_posts"]`` (:func:`mfllm_env.loaders.common.without_repeats`).
+A bad reaction element is one bad record; an unreadable file or a bad source element is one
+bad file, and its event is left out.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from mfllm_env.loaders.common import (
     time_sorted,
     type_name,
     unix_to_iso,
+    without_repeats,
 )
 from mfllm_env.scenario import Author, Reaction, Scenario
 
@@ -97,13 +100,17 @@ def _event(file: Path, policy: ErrorPolicy) -> Scenario:
             reactions.append(_post(element, position, file, source.reaction_id))
         except ScenarioFormatError as error:
             policy.handle(error)
+    reactions, repeats = without_repeats(source, reactions, file, "mid", policy)
+    metadata: dict[str, Any] = {"dataset": "rumdect", "event": file.stem}
+    if repeats:
+        metadata["repeated_posts"] = repeats
     return Scenario(
         scenario_id=f"rumdect/{file.stem}",
         source=source,
         reactions=time_sorted(reactions),
         language="zh",
         default_label_dimension="weibo",
-        metadata={"dataset": "rumdect", "event": file.stem},
+        metadata=metadata,
     )
 
 

@@ -1,7 +1,8 @@
 """Scenario specifications on the command line: ``SOURCE[:PATH[:SELECTOR]]``.
 
 - ``synthetic``, ``synthetic:SEED`` or ``synthetic:FIRST-LAST`` -- the embedded synthetic
-  event (seed 0 by default; a range gives one episode per seed);
+  event (seed 0 by default; a range gives one episode per seed; seeds are written in ASCII
+  digits, nothing else: no sign, space, ``_`` or other script's digits);
 - ``rumoureval:PATH`` -- RumourEval events (one episode per event), ``rumoureval:PATH:EVENT``
   for one event (e.g. ``charliehebdo``) or a ``train``/``dev``/``test`` split;
 - ``ced:PATH``, ``rumdect:PATH``, ``jsonl:PATH`` -- every scenario those loaders find.
@@ -9,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,9 @@ from mfllm_env.scenario import Scenario
 from mfllm_env.synthetic import synthetic_scenario
 
 SPLITS = ("train", "dev", "test")
+SYNTHETIC_SEEDS = re.compile(r"([0-9]+)(?:-([0-9]+))?")
+"""``SEED`` or ``FIRST-LAST`` in ASCII digits (``int`` alone would also take ``"٣"``,
+``" 3"``, ``"+3"`` or ``"1_0"``)."""
 
 
 def path_and_selector(rest: str) -> tuple[Path, str | None]:
@@ -35,11 +40,13 @@ def iter_spec(spec: str, *, limit: int | None = None) -> Iterator[Scenario]:
         raise ValueError(f"limit must be >= 1, got {limit}")
     source, _, rest = spec.partition(":")
     if source == "synthetic":
-        first, _, last = (rest or "0").partition("-")
-        try:
-            seeds = range(int(first), int(last or first) + 1)
-        except ValueError:
-            raise ValueError(f"synthetic seeds must be SEED or FIRST-LAST, got {rest!r}") from None
+        match = SYNTHETIC_SEEDS.fullmatch(rest or "0")
+        if match is None:
+            raise ValueError(
+                f"synthetic seeds must be SEED or FIRST-LAST in ASCII digits, got {rest!r}"
+            )
+        first, last = match.groups()
+        seeds = range(int(first), int(last or first) + 1)
         if not seeds:
             raise ValueError(f"empty synthetic seed range {rest!r}")
         for seed in seeds[:limit]:

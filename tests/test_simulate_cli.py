@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import partial
 
 import pytest
@@ -100,6 +101,10 @@ def test_interrupted_run_keeps_finished_steps_and_resumes(tmp_path):
         (["--scenario", "nosuch:x", "--policy", "herding"], "unknown scenario source"),
         (["--scenario", "synthetic:abc", "--policy", "herding"], "FIRST-LAST"),
         (["--scenario", "synthetic:5-2", "--policy", "herding"], "empty"),
+        (
+            ["--scenario", "synthetic:\u0663", "--policy", "herding"],
+            "synthetic seeds must be SEED or FIRST-LAST in ASCII digits, got '\u0663'",
+        ),
         (["--scenario", "jsonl:/does/not/exist.jsonl", "--policy", "herding"], "no such file"),
         (["--scenario", "ced:/tmp", "--policy", "mf-classifier"], "--fit"),
     ],
@@ -209,3 +214,24 @@ def test_label_source_note_counts_records_written_before_the_counts():
         "(1 episodes, recorded by an earlier version, not counted)"
     )
     assert label_source_note(label_source_totals(records[:1])) is None
+
+
+@pytest.mark.parametrize(
+    "seeds",
+    ["\u0663", "1-\u0663", "\uff13", "\U0001d7d1", " 3", "3 ", "+3", "1_0", "3-", "-3", "0x3"],
+)
+def test_synthetic_seeds_are_ascii_digits_only(seeds):
+    """``int`` alone takes Arabic-Indic, full-width and mathematical digits, spaces, signs
+    and underscores: a spec holding any of them is refused, naming it."""
+    from mfllm_cli.specs import iter_spec
+
+    with pytest.raises(ValueError, match="in ASCII digits, got " + re.escape(repr(seeds))):
+        next(iter_spec(f"synthetic:{seeds}"))
+
+
+def test_synthetic_seed_specs_that_are_well_formed():
+    from mfllm_cli.specs import iter_spec
+
+    ids = [s.scenario_id for s in iter_spec("synthetic:007-8")]
+    assert ids == [synthetic_scenario(seed=s).scenario_id for s in (7, 8)]
+    assert [s.scenario_id for s in iter_spec("synthetic")] == [synthetic_scenario().scenario_id]

@@ -30,6 +30,8 @@ from mfllm_cli.specs import iter_spec
 from mfllm_env.scenario import Scenario
 
 MEAN_FIELD_CONTEXTS = ("histogram", "llm")
+DEV_FRACTION = 0.2
+"""The share of the training events held out for dev when no dev scenarios are given."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -126,8 +128,8 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dev-fraction",
         type=float_in(0, 1, low_open=True, high_open=True),
-        default=0.2,
-        help="share of the training events held out for dev when --dev-scenarios is not given",
+        help=f"share of the training events held out for dev (default {DEV_FRACTION}); not "
+        "with --dev-scenarios",
     )
     parser.add_argument(
         "--dev-examples",
@@ -158,11 +160,24 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def validate_training(args: argparse.Namespace) -> None:
+    """Refuse options of both training methods that contradict each other, before any
+    work, and settle ``--dev-fraction`` (:data:`DEV_FRACTION` unless dev scenarios are
+    given, ``None`` with them)."""
+    if args.dev_scenarios is not None and args.dev_fraction is not None:
+        raise ValueError(
+            "--dev-fraction holds out a share of the training events for dev and "
+            "--dev-scenarios gives the dev events: give one of them, not both"
+        )
+    if args.dev_scenarios is None:
+        args.dev_fraction = DEV_FRACTION if args.dev_fraction is None else args.dev_fraction
+
+
 def _scenarios(args: argparse.Namespace) -> tuple[list[Scenario], list[Scenario]]:
     from training.datasets import check_disjoint, split_by_event
 
     train = list(iter_spec(args.scenarios))
-    if args.dev_scenarios:
+    if args.dev_scenarios is not None:
         dev = list(iter_spec(args.dev_scenarios))
     else:
         train, dev = split_by_event(train, args.dev_fraction, seed=args.seed)
@@ -177,7 +192,8 @@ def _scenarios(args: argparse.Namespace) -> tuple[list[Scenario], list[Scenario]
 
 def validate_sft(args: argparse.Namespace) -> None:
     """Refuse ``train sft`` options that contradict each other before any work
-    (``run_sft`` calls it first)."""
+    (``run_sft`` calls it first; :func:`validate_training` included)."""
+    validate_training(args)
     if args.context != "mean_field" and (args.sampling_prob or args.mean_field_adapter):
         raise ValueError("--sampling-prob and --mean-field-adapter need --context mean_field")
     if args.mean_field_adapter and args.mean_field != "llm":
@@ -341,6 +357,7 @@ def run_ib_tune(args: argparse.Namespace) -> int:
         load_trainable,
     )
 
+    validate_training(args)
     folder = _folder(args)
     _set_up(args)
     train, dev = _scenarios(args)

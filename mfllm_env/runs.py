@@ -176,10 +176,13 @@ class RunFolder:
 def _current_layout(config: dict[str, Any]) -> dict[str, Any]:
     """A ``config.json`` written before commands stored their full name, as it is written
     now: ``train`` with its ``method`` (``reinforce``/``grpo``: ``train planner``), and a
-    bench's ``{"settings": ..., "command": ARGV}``."""
+    bench's ``{"settings": ..., "command": ARGV}``; a training run's with dev scenarios
+    held the ``dev_fraction`` they made moot (now ``None``)."""
     if config.get("command") == "train" and "method" in config:
         method = config["method"] if config["method"] in ("sft", "ib-tune") else "planner"
-        return {**config, "command": f"train {method}"}
+        config = {**config, "command": f"train {method}"}
+    if config.get("command") in ("train sft", "train ib-tune") and config.get("dev_scenarios"):
+        return {**config, "dev_fraction": None}
     if isinstance(config.get("settings"), dict) and isinstance(config.get("command"), list):
         return {**config["settings"], "command": "bench", "argv": config["command"][1:]}
     return config

@@ -261,7 +261,7 @@ def checks_only():
             (simulate_cmd, "run", simulate_cmd.validate),
             (bench_cmd, "run", bench_cmd.resolve),
             (train_cmd, "run_sft", train_cmd.validate_sft),
-            (train_cmd, "run_ib_tune", None),
+            (train_cmd, "run_ib_tune", train_cmd.validate_training),
             (planner_cmd, "run_train", planner_cmd.validate),
             (planner_cmd, "run_eval", planner_cmd.validate),
         ]:
@@ -346,6 +346,13 @@ class TestFuzz:
         self, checks_only, command, option, rule, text
     ):
         _check(checks_only, command, option, rule, text)
+
+    @pytest.mark.parametrize("command", ["train sft", "train ib-tune"])
+    def test_dev_fraction_defaults_only_without_dev_scenarios(self, checks_only, command):
+        assert _main(BASE[command]) == (0, "")
+        assert checks_only[-1].dev_fraction == train_cmd.DEV_FRACTION == 0.2
+        assert _main([*BASE[command], "--dev-scenarios", "synthetic:4"]) == (0, "")
+        assert checks_only[-1].dev_fraction is None
 
     @pytest.mark.parametrize("command", ["train planner", "planner-eval"])
     @settings(max_examples=60)
@@ -450,6 +457,17 @@ def test_bad_values_are_refused_by_argparse_naming_the_option(tmp_path, capsys, 
         (
             ["train", "sft", "--scenarios", "synthetic:0-3", "--sampling-prob", "0.5"],
             "--sampling-prob and --mean-field-adapter need --context mean_field",
+        ),
+        *(
+            (
+                [
+                    *("train", method, "--scenarios", "synthetic:0-3", "--dev-fraction", "0.3"),
+                    *("--dev-scenarios", "synthetic:4"),
+                ],
+                "--dev-fraction holds out a share of the training events for dev and "
+                "--dev-scenarios gives the dev events: give one of them, not both",
+            )
+            for method in ("sft", "ib-tune")
         ),
         (
             ["train", "planner", "--scenarios", "synthetic:0", "--population-adapter", "ADAPTER"],

@@ -198,6 +198,29 @@ def test_folders_written_before_full_command_names_still_resume(tmp_path):
     assert main([*TRAIN_PLANNER, "--resume", "--out", str(train)]) == 0
 
 
+def test_training_folders_with_dev_scenarios_and_a_moot_dev_fraction_still_resume(tmp_path):
+    """Before --dev-fraction and --dev-scenarios excluded each other, a run with dev
+    scenarios stored the dev fraction it ignored (0.2); it is read as today's None."""
+    options = {"method": "sft", "scenarios": "synthetic:0-3", "dev_scenarios": "synthetic:4"}
+    (tmp_path / "config.json").write_text(
+        json.dumps({**options, "dev_fraction": 0.2, "command": "train"})
+    )
+    folder = runs.RunFolder(tmp_path, "train sft", resume=True)
+    with folder.writing({**options, "dev_fraction": None}):
+        pass
+    # Without dev scenarios the fraction is a setting: another one is refused.
+    options["dev_scenarios"] = None
+    (tmp_path / "config.json").write_text(
+        json.dumps({**options, "dev_fraction": 0.2, "command": "train sft"})
+    )
+    folder = runs.RunFolder(tmp_path, "train sft", resume=True)
+    with (
+        pytest.raises(ValueError, match=r"dev_fraction: 0\.2 -> 0\.3"),
+        folder.writing({**options, "dev_fraction": 0.3}),
+    ):
+        pass
+
+
 def test_an_llm_run_resumes_to_the_byte_one_episode_at_a_time(tmp_path, capsys, tiny_model_dir):
     argv = ["simulate", "--scenario", "synthetic:0-1", "--policy", "mf", "--model"]
     argv += [str(tiny_model_dir), "--max-reactions", "16", "--warmup", "8", "--agents-per-step"]

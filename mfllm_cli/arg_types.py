@@ -9,7 +9,10 @@ Numbers are written in ASCII (``12``, ``-3``, ``0.5``, ``1e-4``); floats must be
 (``nan``, ``inf`` and overflowing values such as ``1e400`` are refused). Counts are at
 most ``2**31 - 1``, the environments' limit (:data:`mfllm_env.checks.MAX_COUNT`). Seeds
 lie in ``[0, 2**32 - 1]``: numpy's global seeding, scikit-learn's ``random_state`` and
-transformers' ``set_seed`` (used by the trainers) take no others.
+transformers' ``set_seed`` (used by the trainers) take no others. Options whose huge values
+would pass and then fail or run for hours have bounds of their own: generated tokens
+(:data:`TOKENS_MAX`), LoRA ranks (:data:`LORA_RANK_MAX`) and bootstrap resamples
+(:data:`BOOTSTRAP_MAX`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,16 @@ from pathlib import Path
 from mfllm_env.checks import MAX_COUNT
 
 SEED_MAX = 2**32 - 1
+TOKENS_MAX = 32_768
+"""Most tokens one generation may ask for (per action, summary or message): the context
+of the models this project uses (SmolLM2: 8,192 tokens) and of most others is smaller;
+far beyond it a request fails or generates for hours."""
+LORA_RANK_MAX = 1024
+"""Largest LoRA rank: already the width of a small model's layers (SmolLM2-135M: 576);
+beyond it the adapter is larger than the layers it adapts and soon exhausts memory."""
+BOOTSTRAP_MAX = 1_000_000
+"""Most bootstrap resamples per comparison: far past where the interval stops moving
+(thousands), and scipy holds the resamples in memory."""
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
@@ -69,6 +82,9 @@ def int_in(least: int, most: int = MAX_COUNT) -> Callable[[str], int]:
 positive_int = int_in(1)
 non_negative_int = int_in(0)
 seed = int_in(0, SEED_MAX)
+token_count = int_in(1, TOKENS_MAX)
+lora_rank = int_in(1, LORA_RANK_MAX)
+bootstrap_resamples = int_in(1, BOOTSTRAP_MAX)
 
 
 def thread_count(text: str) -> int:

@@ -41,9 +41,10 @@ from tqdm.auto import tqdm
 from agents.backends import Backend
 from agents.baselines import RealTextPolicy
 from mfllm_cli.arg_types import (
+    BOOTSTRAP_MAX,
     adapter_folder,
+    bootstrap_resamples,
     float_in,
-    positive_int,
     positive_int_list,
     seed_list,
 )
@@ -189,7 +190,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "adapters/mean_field",
     )
     parser.add_argument(
-        "--bootstrap", type=positive_int, default=2000, help="bootstrap resamples per comparison"
+        "--bootstrap",
+        type=bootstrap_resamples,
+        default=2000,
+        help=f"bootstrap resamples per comparison (at most {BOOTSTRAP_MAX:,})",
     )
     add_episode_arguments(parser, {})
     parser.set_defaults(func=run)

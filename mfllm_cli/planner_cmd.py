@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from mfllm_cli.arg_types import (
+    LORA_RANK_MAX,
     adapter_folder,
     int_in,
+    lora_rank,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -26,6 +28,7 @@ from mfllm_cli.arg_types import (
     seed,
     seed_list,
     thread_count,
+    token_count,
 )
 from mfllm_cli.specs import iter_spec
 from mfllm_env import runs
@@ -83,10 +86,10 @@ def add_planner_env_arguments(parser: argparse.ArgumentParser) -> None:
         help="adapter of the population's llm mean field",
     )
     llm.add_argument(
-        "--max-new-tokens", type=positive_int, default=16, help="per population action"
+        "--max-new-tokens", type=token_count, default=16, help="per population action"
     )
     llm.add_argument(
-        "--summary-tokens", type=positive_int, default=48, help="per mean-field rewrite"
+        "--summary-tokens", type=token_count, default=48, help="per mean-field rewrite"
     )
     llm.add_argument("--threads", type=thread_count, help="torch threads")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -213,9 +216,11 @@ def register_training(methods: argparse._SubParsersAction) -> None:
     grpo.add_argument(
         "--states-per-step", type=positive_int, default=2, help="decision points per step"
     )
-    grpo.add_argument("--message-tokens", type=positive_int, default=32)
+    grpo.add_argument("--message-tokens", type=token_count, default=32)
     grpo.add_argument("--temperature", type=positive_float, default=1.0)
-    grpo.add_argument("--lora-r", type=positive_int, default=16)
+    grpo.add_argument(
+        "--lora-r", type=lora_rank, default=16, help=f"LoRA rank (at most {LORA_RANK_MAX})"
+    )
     grpo.add_argument("--lora-alpha", type=positive_int, default=32)
     parser.set_defaults(func=run_train)
 

@@ -16,12 +16,14 @@ from agents.baselines import ClassifierPolicy, HerdingPolicy, UniformRandomPolic
 from agents.mean_field import ChainOfSummarization, LLMMeanField
 from agents.policies import LLMPolicy
 from mfllm_cli.arg_types import (
+    TOKENS_MAX,
     adapter_folder,
     non_negative_float,
     non_negative_int,
     positive_int,
     seed,
     thread_count,
+    token_count,
 )
 from mfllm_cli.specs import iter_spec, path_and_selector
 from mfllm_env.labels import LabelScheme, scheme_for
@@ -146,13 +148,13 @@ def add_episode_arguments(parser: argparse.ArgumentParser, defaults: dict[str, o
     )
     llm.add_argument(
         "--max-new-tokens",
-        type=positive_int,
+        type=token_count,
         default=defaults.get("max_new_tokens"),
-        help="per action",
+        help=f"per action (at most {TOKENS_MAX:,})",
     )
     llm.add_argument(
         "--summary-tokens",
-        type=positive_int,
+        type=token_count,
         default=defaults.get("summary_tokens"),
         help="per mean-field rewrite",
     )

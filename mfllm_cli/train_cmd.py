@@ -15,9 +15,11 @@ import numpy as np
 
 from mfllm_cli import planner_cmd
 from mfllm_cli.arg_types import (
+    LORA_RANK_MAX,
     adapter_folder,
     float_in,
     int_in,
+    lora_rank,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -25,6 +27,7 @@ from mfllm_cli.arg_types import (
     probability,
     seed,
     thread_count,
+    token_count,
 )
 from mfllm_cli.specs import iter_spec
 from mfllm_env.scenario import Scenario
@@ -101,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ib.add_argument(
         "--summary-tokens",
-        type=positive_int,
+        type=token_count,
         default=96,
         help="longest summary (as simulate's default)",
     )
@@ -153,7 +156,9 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-reactions", type=positive_int, default=64, help="per event, for data"
     )
     parser.add_argument("--agents-per-step", type=positive_int, default=16)
-    parser.add_argument("--lora-r", type=positive_int, default=16)
+    parser.add_argument(
+        "--lora-r", type=lora_rank, default=16, help=f"LoRA rank (at most {LORA_RANK_MAX})"
+    )
     parser.add_argument("--lora-alpha", type=positive_int, default=32)
     parser.add_argument("--seed", type=seed, default=0, help="0 .. 2**32-1")
     parser.add_argument("--threads", type=thread_count, help="torch threads")

@@ -91,6 +91,8 @@ class DistinctList:
 
 
 COUNT = Integer(1)
+TOKENS = Integer(1, 32_768)  # one generation's tokens: beyond any model's context here
+LORA_RANK = Integer(1, 1024)  # beyond it an adapter outgrows the layers it adapts
 THREADS = Integer(1, os.cpu_count() or 1)
 NON_NEGATIVE = Integer(0)
 SEED = Integer(0, SEED_MAX)
@@ -119,8 +121,8 @@ BASE = {
 EPISODE_OPTIONS = {
     "--parallel": COUNT,
     "--k": COUNT,
-    "--max-new-tokens": COUNT,
-    "--summary-tokens": COUNT,
+    "--max-new-tokens": TOKENS,
+    "--summary-tokens": TOKENS,
     "--temperature": NON_NEGATIVE_NUMBER,
     "--cos-every": COUNT,
     "--threads": THREADS,
@@ -136,7 +138,7 @@ TRAINING_OPTIONS = {
     "--save-steps": COUNT,
     "--max-reactions": COUNT,
     "--agents-per-step": COUNT,
-    "--lora-r": COUNT,
+    "--lora-r": LORA_RANK,
     "--lora-alpha": COUNT,
     "--seed": SEED,
     "--threads": THREADS,
@@ -151,8 +153,8 @@ PLANNER_ENV_OPTIONS = {
     "--horizon": COUNT,
     "--warmup": NON_NEGATIVE,
     "--agents-per-step": COUNT,
-    "--max-new-tokens": COUNT,
-    "--summary-tokens": COUNT,
+    "--max-new-tokens": TOKENS,
+    "--summary-tokens": TOKENS,
     "--threads": THREADS,
 }
 DATA_OPTIONS = {"--max-reactions": COUNT, "--limit": COUNT}
@@ -167,7 +169,7 @@ NUMERIC_OPTIONS = {
         "--seeds": DistinctList(SEED),
         "--forecast": Number(0, 100, low_open=True, high_open=True),
         "--horizons": DistinctList(COUNT),
-        "--bootstrap": COUNT,
+        "--bootstrap": Integer(1, 1_000_000),
     },
     "train sft": {**TRAINING_OPTIONS, "--k": COUNT, "--sampling-prob": PROBABILITY},
     "train ib-tune": {
@@ -178,7 +180,7 @@ NUMERIC_OPTIONS = {
         "--relevance-weight": NON_NEGATIVE_NUMBER,
         "--generations": Integer(2),
         "--max-targets": COUNT,
-        "--summary-tokens": COUNT,
+        "--summary-tokens": TOKENS,
         "--policy-learning-rate": POSITIVE,
     },
     "train planner": {
@@ -191,9 +193,9 @@ NUMERIC_OPTIONS = {
         "--entropy-weight": NON_NEGATIVE_NUMBER,
         "--generations": Integer(2),
         "--states-per-step": COUNT,
-        "--message-tokens": COUNT,
+        "--message-tokens": TOKENS,
         "--temperature": POSITIVE,
-        "--lora-r": COUNT,
+        "--lora-r": LORA_RANK,
         "--lora-alpha": COUNT,
     },
     "planner-eval": {
@@ -281,6 +283,7 @@ NUMBER_TEXTS = st.one_of(
             "", " ", "nan", "NaN", "-nan", "inf", "-inf", "+inf", "Infinity", "1e400", "-1e400",
             "-0", "-0.0", "+0", "0", "1", "2", "3", "0.5", "1.0", "99.9", "100", " 7 ", "007",
             "1e3", "1e-3", "0x10", "1_000", "1,2", "1,,2", "0,1,2", "abc", "--", "-", "١٢",
+            "1024", "1025", "32768", "32769", "1000000", "1000001",
             "１２", "²", "4294967295", "4294967296", "9223372036854775807",
             "9223372036854775808", "-9223372036854775809", "9" * 5000,
         ]
@@ -415,6 +418,25 @@ def _error(capsys) -> str:
         (["train", "planner", "--scenarios", "s", "--target", "support=1,support=2"], "twice"),
         (["train", "planner", "--scenarios", "s", "--target", "support=-1"], "'support' must"),
         (["simulate", "--threads", str(THREADS.high + 1)], "argument --threads: must be at most"),
+        (
+            ["bench", "--bootstrap", "1000001"],
+            "argument --bootstrap: must be an integer >= 1 and <= 1000000, got '1000001'",
+        ),
+        (
+            ["train", "sft", "--scenarios", "s", "--lora-r", "1025"],
+            "argument --lora-r: must be an integer >= 1 and <= 1024, got '1025'",
+        ),
+        (
+            ["train", "planner", "--scenarios", "s", "--lora-r", str(2**31 - 1)],
+            "argument --lora-r: must be an integer >= 1 and <= 1024",
+        ),
+        (
+            ["simulate", "--max-new-tokens", "32769"],
+            "argument --max-new-tokens: must be an integer >= 1 and <= 32768, got '32769'",
+        ),
+        (["planner-eval", "--max-new-tokens", "100000"], "argument --max-new-tokens: must be"),
+        (["train", "ib-tune", "--scenarios", "s", "--summary-tokens", "40000"], "<= 32768"),
+        (["train", "planner", "--scenarios", "s", "--message-tokens", "40000"], "<= 32768"),
         (
             ["simulate", "--policy", "sft", "--adapter", "nowhere"],
             "argument --adapter: 'nowhere' is not a PEFT adapter folder",

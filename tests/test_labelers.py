@@ -118,6 +118,7 @@ def test_exported_model_reproduces_sklearn(tmp_path) -> None:
     exported.save(first)
     exported.save(second)
     assert first.read_bytes() == second.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json.gz", "b.json.gz"]
     loaded = LinearTextModel.load(first)
     assert np.array_equal(SDQCLabeler(loaded).label(probe), expected)
 

@@ -292,3 +292,20 @@ def test_post_ids_are_unique_within_a_scenario():
         Scenario("demo/1", scenario.source, twice)
     ids = {r.reaction_id for r in (scenario.source, *scenario.reactions)}
     assert all(r.parent_id in ids for r in scenario.reactions)
+
+
+def test_an_interrupted_export_leaves_the_old_file(tmp_path: Path):
+    path = tmp_path / "scenarios.jsonl"
+    write_scenarios_jsonl([small_scenario("old/1")], path)
+    before = path.read_bytes()
+
+    def cut_short():
+        yield small_scenario("new/1")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_scenarios_jsonl(cut_short(), path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scenarios.jsonl"]
+    assert write_scenarios_jsonl([small_scenario("new/1"), small_scenario("new/2")], path) == 2
+    assert [s.scenario_id for s in load_scenarios("jsonl", path)] == ["new/1", "new/2"]

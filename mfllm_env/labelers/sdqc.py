@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import gzip
 import html
+import io
 import json
 import os
 import re
@@ -47,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from mfllm_env.labels import SDQC, UNLABELLED, LabelScheme
+from mfllm_env.runs import write_atomic
 
 MAX_CHARS = 4000
 """Only the first this-many characters of a text are read (bounds the cost of one text)."""
@@ -346,15 +348,15 @@ class LinearTextModel:
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the artifact as gzip JSON; the same model always gives the same bytes."""
+        """Write the artifact as gzip JSON; the same model always gives the same bytes.
+        The file is replaced whole (a kill leaves the old artifact or the new one)."""
         data = json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
-        with (
-            open(path, "wb") as handle,
-            gzip.GzipFile(
-                filename="", mode="wb", fileobj=handle, mtime=0, compresslevel=9
-            ) as stream,
-        ):
+        buffer = io.BytesIO()
+        with gzip.GzipFile(
+            filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=9
+        ) as stream:
             stream.write(data.encode("utf-8"))
+        write_atomic(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LinearTextModel:

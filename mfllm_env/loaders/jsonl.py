@@ -51,6 +51,7 @@ from mfllm_env.loaders.common import (
     parse_json,
     unreadable,
 )
+from mfllm_env.runs import PARTIAL
 from mfllm_env.scenario import Author, Reaction, Scenario
 
 PROFILE_COUNTS = ("followers", "friends", "statuses")
@@ -77,18 +78,27 @@ def load_jsonl(
 def write_scenarios_jsonl(scenarios: Iterable[Scenario], path: str | os.PathLike[str]) -> int:
     """Write ``scenarios`` to ``path`` as JSONL (one per line, UTF-8); return how many.
 
-    Streams: scenarios are written as they come. The file is replaced. A value that JSON
-    cannot hold (a set, an object) raises ``TypeError`` naming the scenario.
+    Streams: scenarios are written as they come, into ``PATH.partial``, which replaces
+    ``path`` once the last one is written (an interrupted write leaves the old file, or
+    none). A value that JSON cannot hold (a set, an object) raises ``TypeError`` naming the
+    scenario.
     """
+    path = Path(path)
+    partial = path.with_name(path.name + PARTIAL)
     count = 0
-    with Path(path).open("w", encoding="utf-8") as out:
-        for scenario in scenarios:
-            try:
-                line = json.dumps(scenario_to_json(scenario), ensure_ascii=False)
-            except TypeError as error:
-                raise TypeError(f"scenario {scenario.scenario_id!r}: {error}") from None
-            out.write(line + "\n")
-            count += 1
+    try:
+        with partial.open("w", encoding="utf-8") as out:
+            for scenario in scenarios:
+                try:
+                    line = json.dumps(scenario_to_json(scenario), ensure_ascii=False)
+                except TypeError as error:
+                    raise TypeError(f"scenario {scenario.scenario_id!r}: {error}") from None
+                out.write(line + "\n")
+                count += 1
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, path)
     return count
 
 

@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_DIR ?= runs/demo
+# Extra arguments for the demo's simulate, e.g. --overwrite to run it again into RUN_DIR.
+DEMO_ARGS ?=
 # Extra pip arguments for torch, e.g. --index-url https://download.pytorch.org/whl/cpu
 TORCH_PIP_ARGS ?=
 export HF_HUB_OFFLINE := 1
@@ -56,7 +58,7 @@ llama-cpp-wheel:
 	fi
 
 demo: setup
-	$(BIN)/mfllm simulate --policy mf --mean-field llm --model smollm2 --out $(RUN_DIR)
+	$(BIN)/mfllm simulate --policy mf --mean-field llm --model smollm2 --out $(RUN_DIR) $(DEMO_ARGS)
 
 test: setup
 	$(BIN)/ruff check .

@@ -49,7 +49,7 @@ def check_actions(actions: object, active: Sequence[str]) -> Mapping[str, Any]:
         strangers = [key for key in actions if key not in allowed]
         shown = ", ".join(repr(key)[:40] for key in strangers[:5])
         more = f" and {len(strangers) - 5} more" if len(strangers) > 5 else ""
-        acting = f"{active[0]}..{active[-1]}" if len(active) > 1 else active[0]
+        acting = f"{active[0]}..{active[-1]}" if len(active) > 1 else ", ".join(active) or "none"
         raise ValueError(
             f"actions name agents that do not act this step: {shown}{more} "
             f"(acting now: {acting})"

@@ -129,11 +129,7 @@ class RunFolder:
         if self.resume and self.previous is not None:
             self._check_same(config, frozenset(may_change) | {"out"})
         if self.overwrite and self.previous is not None:
-            for child in self.path.iterdir():
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
+            _empty(self.path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -164,13 +160,18 @@ class RunFolder:
 
     def _discard(self) -> None:
         if self.existed:
-            for child in self.path.iterdir():
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
+            _empty(self.path)
         else:
             shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _empty(folder: Path) -> None:
+    """Remove everything inside ``folder`` (a symlink is removed, not followed)."""
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def _current_layout(config: dict[str, Any]) -> dict[str, Any]:

@@ -422,3 +422,10 @@ def test_chinese_mean_field_text_names_labels_in_chinese():
     env.reset(seed=0)
     env.step(dict.fromkeys(env.agents, "这是谣言吧？"))
     assert "评论质疑" in env.mean_field.text and "comment_doubt" not in env.mean_field.text
+
+
+def test_actions_when_no_agent_acts_are_named():
+    from mfllm_env.checks import check_actions
+
+    with pytest.raises(ValueError, match=r"'a' \(acting now: none\)"):
+        check_actions({"a": 1}, [])

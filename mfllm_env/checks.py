@@ -69,3 +69,15 @@ def is_text(action: object) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def check_methods(name: str, value: object, methods: Sequence[str]) -> None:
+    """A clear ``TypeError`` for an argument that is neither ``None`` nor an object with
+    the ``methods`` a protocol needs (a labeller's ``label``, a mean field's ``reset`` and
+    ``update``)."""
+    missing = [method for method in methods if not callable(getattr(value, method, None))]
+    if value is not None and missing:
+        raise TypeError(
+            f"{name} must be None or an object with method(s) {', '.join(missing)}, "
+            f"got {type(value).__name__}"
+        )

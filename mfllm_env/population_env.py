@@ -52,7 +52,11 @@ One rule for both halves of the API, :meth:`PopulationEnv.step` and ``begin_step
 
 Constructor arguments are checked at once: counts must be integers in the documented
 range (at most :data:`~mfllm_env.checks.MAX_COUNT`), else ``ValueError`` naming the argument
-and value.
+and value; a ``labeler``, ``mean_field`` or ``reward_fn`` without the methods it needs is a
+``TypeError``. What user-supplied components return is checked where it is used: a
+labeller's ids must be integers in ``[-1, K)``, one per text; a mean-field model must return
+a :class:`~mfllm_env.mean_field.MeanField` with a text and ``K`` finite shares >= 0 summing
+to 1; otherwise a ``ValueError`` names the component and what it returned.
 
 ## Observation space
 ``event``: the source post. ``state``: the agent's profile and up to ``history_length`` of
@@ -63,10 +67,12 @@ terminated agent's final observation is the one it acted on.
 
 ## Rewards
 Pluggable through ``reward_fn(outcome: StepOutcome) -> array`` (one value per agent that
-acted, in order). The default, :class:`LabelMatchReward`, gives each acting agent
-``1[simulated label == real label] - kl_weight * KL(real step shares || simulated step
-shares)`` (KL smoothed as in :func:`mfllm_env.metrics.kl_divergence`): a per-agent match
-term and a shared population term. Newly activated agents get 0.
+acted, in order, or one value for all), called in ``begin_step`` before the mean field is
+updated: if it raises, or returns anything but finite numbers (``ValueError`` naming what
+it returned), nothing of the episode has changed. The default, :class:`LabelMatchReward`,
+gives each acting agent ``1[simulated label == real label] - kl_weight * KL(real step
+shares || simulated step shares)`` (KL smoothed as in :func:`mfllm_env.metrics.kl_divergence`):
+a per-agent match term and a shared population term. Newly activated agents get 0.
 
 ## Starting state
 ``reset`` activates the first batch; the mean field is the model's initial one.
@@ -124,7 +130,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
-from mfllm_env.checks import check_actions, check_count, check_seed, is_text
+from mfllm_env.checks import check_actions, check_count, check_methods, check_seed, is_text
 from mfllm_env.labels import UNLABELLED, ActionLabeler, LabelScheme, scheme_for
 from mfllm_env.mean_field import HistogramMeanField, MeanField, MeanFieldModel, MeanFieldUpdate
 from mfllm_env.metrics import kl_divergence
@@ -184,6 +190,8 @@ class _PendingStep(NamedTuple):
     invalid: list[bool]
     n_warm: int
     policy_infos: list[dict[str, Any] | None]
+    outcome: StepOutcome
+    rewards: list[float]
 
 
 StepResult = tuple[
@@ -294,6 +302,15 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         if max_reactions is not None:
             check_count("max_reactions", max_reactions, 1)
+        check_methods("mean_field", mean_field, ("reset", "update"))
+        check_methods("labeler", labeler, ("label",))
+        if labeler is not None and not isinstance(getattr(labeler, "scheme", None), LabelScheme):
+            raise TypeError(
+                f"labeler must have a LabelScheme as its scheme, got {type(labeler).__name__} "
+                f"with scheme {getattr(labeler, 'scheme', None)!r:.80}"
+            )
+        if reward_fn is not None and not callable(reward_fn):
+            raise TypeError(f"reward_fn must be callable, got {type(reward_fn).__name__}")
         reactions = scenario.reactions[:max_reactions]
         if not reactions:
             raise ValueError(f"scenario {scenario.scenario_id!r} has no reactions to replay")
@@ -395,16 +412,24 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
 
     def _checked_labels(self, labeler: ActionLabeler, texts: list[str]) -> np.ndarray:
         """The labeller's ids for ``texts``, checked: one per text, each in [-1, K)."""
-        ids = np.array(labeler.label(texts), dtype=np.int64)
+        returned = labeler.label(texts)
+        try:
+            ids = np.asarray(returned)
+        except ValueError:  # ragged nested lists
+            ids = np.asarray(None)
+        wrong = f"must return one id in [-1, {self.scheme.size}) per text"
+        if ids.dtype.kind not in "iu":  # floats would be cut, strings parsed: refuse both
+            raise ValueError(
+                f"labeler {type(labeler).__name__} {wrong} as integers; got {returned!r:.100}"
+            )
         if ids.shape != (len(texts),) or (
             ids.size and (ids.min() < UNLABELLED or ids.max() >= self.scheme.size)
         ):
             raise ValueError(
-                f"labeler {type(labeler).__name__} must return one id in [-1, {self.scheme.size}) "
-                f"per text; got shape {ids.shape} for {len(texts)} texts"
-                + (f", values {ids.min()}..{ids.max()}" if ids.size else "")
+                f"labeler {type(labeler).__name__} {wrong}; got shape {ids.shape} for "
+                f"{len(texts)} texts" + (f", values {ids.min()}..{ids.max()}" if ids.size else "")
             )
-        return ids
+        return ids.astype(np.int64)
 
     def _reset_episode_state(self) -> None:
         self._cursor = 0
@@ -450,10 +475,40 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
             self._observation_space.seed(int(space_seeds[1]))
         self._reset_done = True
         self._reset_episode_state()
-        self._mean_field = self.mean_field_model.reset(self.scenario, self.scheme)
+        self._mean_field = self._checked_mean_field(
+            self.mean_field_model.reset(self.scenario, self.scheme), "reset"
+        )
         self._shares32 = self._observed_shares()
         observations, infos = self._activate_next()
         return observations, infos
+
+    def _checked_mean_field(self, mean_field: object, call: str) -> MeanField:
+        """``mean_field`` as the model's ``call`` returned it, if it is a :class:`MeanField`
+        with a text and ``K`` finite shares >= 0 that sum to 1; ``TypeError`` /
+        ``ValueError`` naming the model otherwise."""
+        model = f"mean-field model {type(self.mean_field_model).__name__}.{call}()"
+        if not isinstance(mean_field, MeanField):
+            raise TypeError(f"{model} must return a MeanField, got {type(mean_field).__name__}")
+        try:
+            shares = np.asarray(mean_field.shares)
+        except ValueError:  # ragged nested lists
+            shares = np.asarray(None)
+        size = self.scheme.size
+        if not (
+            isinstance(mean_field.text, str)
+            and shares.dtype.kind in "iuf"
+            and shares.shape == (size,)
+            and np.isfinite(shares).all()
+            and shares.min() >= 0
+            and abs(shares.sum() - 1.0) <= 1e-6
+        ):
+            raise ValueError(
+                f"{model} must return a text and {size} finite shares >= 0 that sum to 1; got "
+                f"text of type {type(mean_field.text).__name__}, shares {mean_field.shares!r:.100}"
+            )
+        if shares is not mean_field.shares:  # a list: the env observes a float array
+            mean_field = MeanField(mean_field.text, shares.astype(np.float64), mean_field.count)
+        return mean_field
 
     def _observed_shares(self) -> np.ndarray:
         """The mean field's shares as observed: float32, read-only (shared by all agents)."""
@@ -556,8 +611,11 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
         if bad is not None:
             raise ValueError(f"inject() text {bad} is not writable text: {texts[bad]!r}")
         state = render_profile(Reaction("injected", author, "", 0.0), self._language)
-        self._mean_field = self.mean_field_model.update(
-            self._mean_field, [state] * ids.size, list(texts), ids, authors=[author] * ids.size
+        self._mean_field = self._checked_mean_field(
+            self.mean_field_model.update(
+                self._mean_field, [state] * ids.size, list(texts), ids, authors=[author] * ids.size
+            ),
+            "update",
         )
         self._shares32 = self._observed_shares()
         at = self._active[0]
@@ -624,17 +682,57 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
             world_ids,
             [r.author for r in self._reactions[start : start + count]],
         )
+        warm = np.zeros(count, dtype=bool)
+        warm[:n_warm] = True
+        size = self.scheme.size
+        outcome = StepOutcome(
+            step=self._step_index,
+            agents=acted,
+            reaction_indices=np.arange(start, start + count),
+            real_ids=real_ids,
+            sim_ids=sim_ids,
+            warmup=warm,
+            fallback=np.array(fallback),
+            real_counts=np.bincount(real_ids, minlength=size).astype(np.float64),
+            sim_counts=np.bincount(sim_ids, minlength=size).astype(np.float64),
+            scheme=self.scheme,
+        )
+        rewards = self._checked_rewards(outcome)
         self._pending = _PendingStep(
-            update, sim_ids, fallback, empty, invalid, n_warm, policy_infos
+            update, sim_ids, fallback, empty, invalid, n_warm, policy_infos, outcome, rewards
         )
         return update
+
+    def _checked_rewards(self, outcome: StepOutcome) -> list[float]:
+        """``reward_fn(outcome)`` as one float per acting agent; ``ValueError`` naming what
+        it returned unless that is one finite number or one per acting agent."""
+        count = len(outcome.agents)
+        returned = self.reward_fn(outcome)
+        try:
+            values = np.asarray(returned)
+        except ValueError:  # ragged nested lists
+            values = np.asarray(None)
+        if not (
+            values.dtype.kind in "biuf"
+            and values.shape in ((), (count,))
+            and np.isfinite(values).all()
+        ):
+            raise ValueError(
+                f"reward_fn must return a finite number or {count} finite numbers (one per "
+                f"acting agent); got {returned!r:.100}"
+            )
+        if values.shape == ():
+            return [float(values)] * count
+        return values.astype(np.float64).tolist()
 
     def end_step(self, mean_field: MeanField) -> StepResult:
         """Second half of :meth:`step` (see :meth:`begin_step`); returns what ``step``
         returns."""
         if self._pending is None:
             raise RuntimeError("end_step() called without begin_step()")
-        update, sim_ids, fallback, empty, invalid, n_warm, policy_infos = self._pending
+        update, sim_ids, fallback, empty, invalid, n_warm, policy_infos, outcome, reward_list = (
+            self._pending
+        )
         world_ids, world_texts = update.labels, update.actions
         self._pending = None
         acted = self.agents
@@ -643,7 +741,7 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
         stop = start + count
         real_ids = self._real_ids[start:stop]
         acted_observations = self._observations
-        self._mean_field = mean_field
+        self._mean_field = self._checked_mean_field(mean_field, "update")
         self._shares32 = self._observed_shares()
         self._sim_ids[start:stop] = sim_ids
         self._world_ids[start:stop] = world_ids
@@ -656,28 +754,6 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
                 if queue is None:
                     queue = history[reaction.author.author_id] = deque(maxlen=self.history_length)
                 queue.append(text[:HISTORY_POST_LENGTH])
-
-        warm = np.zeros(count, dtype=bool)
-        warm[:n_warm] = True
-        outcome = StepOutcome(
-            step=self._step_index,
-            agents=acted,
-            reaction_indices=np.arange(start, stop),
-            real_ids=real_ids,
-            sim_ids=sim_ids,
-            warmup=warm,
-            fallback=np.array(fallback),
-            real_counts=np.bincount(real_ids, minlength=size).astype(np.float64),
-            sim_counts=np.bincount(sim_ids, minlength=size).astype(np.float64),
-            scheme=self.scheme,
-        )
-        reward_values = np.asarray(self.reward_fn(outcome), dtype=np.float64)
-        if reward_values.shape == ():
-            reward_list = [float(reward_values)] * count
-        elif reward_values.shape == (count,):
-            reward_list = reward_values.tolist()
-        else:
-            raise ValueError(f"reward_fn returned shape {reward_values.shape} for {count} agents")
 
         stats = self.stats
         stats["actions"] += count

@@ -12,7 +12,14 @@ from pettingzoo.test import api_test, parallel_api_test
 from pettingzoo.utils import parallel_to_aec
 
 import mfllm_env
-from mfllm_env import SDQC, HistogramMeanField, PopulationEnv, StepOutcome, synthetic_scenario
+from mfllm_env import (
+    SDQC,
+    HistogramMeanField,
+    MeanField,
+    PopulationEnv,
+    StepOutcome,
+    synthetic_scenario,
+)
 from mfllm_env import population_env as population_env_module
 from tests.conftest import plain
 
@@ -429,3 +436,93 @@ def test_actions_when_no_agent_acts_are_named():
 
     with pytest.raises(ValueError, match=r"'a' \(acting now: none\)"):
         check_actions({"a": 1}, [])
+
+
+@pytest.mark.parametrize(
+    ("returned", "shown"),
+    [
+        (float("nan"), "got nan"),
+        (None, "got None"),
+        ("1.5", "got '1.5'"),
+        ([1.0], r"got \[1.0\]"),
+        (np.full(16, np.inf), "got array"),
+    ],
+)
+def test_a_reward_fn_returning_no_finite_numbers_is_refused_and_changes_nothing(
+    scenario, returned, shown
+):
+    env = PopulationEnv(scenario, action_mode="label", reward_fn=lambda outcome: returned)
+    env.reset(seed=0)
+    acting = list(env.agents)
+    with pytest.raises(ValueError, match=f"reward_fn must return a finite number or 16 .*{shown}"):
+        env.step(dict.fromkeys(acting, 0))
+    env.reward_fn = lambda outcome: 1.0  # nothing changed: the same step plays as if new
+    env.step(dict.fromkeys(acting, 0))
+    assert env.stats["actions"] == 16 and env.mean_field.count == 16
+    assert env.state()[:4].tolist() == env.state()[4:8].tolist()
+
+
+class _Labeller:
+    scheme = SDQC
+
+    def __init__(self, ids) -> None:
+        self.ids = ids
+
+    def label(self, texts):
+        return [self.ids] * len(texts)
+
+
+@pytest.mark.parametrize("ids", [1.7, float("nan"), "1", "support", True, None, 2**70])
+def test_a_labeller_returning_other_than_integer_ids_is_named(scenario, ids):
+    env = PopulationEnv(scenario, labeler=_Labeller(ids))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"labeler _Labeller must return one id in \[-1, 4\) per"):
+        env.step(dict.fromkeys(env.agents, "Is this true?"))
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "message"),
+    [
+        ("labeler", 3, "labeler must be None or an object with method.s. label, got int"),
+        ("labeler", type("NoScheme", (), {"label": list}), "labeler must have a LabelScheme"),
+        ("mean_field", object(), "mean_field must be None or an object with .* reset, update"),
+        ("reward_fn", 3, "reward_fn must be callable, got int"),
+    ],
+)
+def test_components_without_their_methods_are_refused(scenario, argument, value, message):
+    with pytest.raises(TypeError, match=message):
+        PopulationEnv(scenario, **{argument: value() if isinstance(value, type) else value})
+
+
+@pytest.mark.parametrize(
+    ("returned", "error", "message"),
+    [
+        (None, TypeError, "a MeanField, got NoneType"),
+        ("summary", TypeError, "a MeanField, got str"),
+        (MeanField(None, np.full(4, 0.25), 1), ValueError, "text of type NoneType"),
+        (MeanField("x", np.full(3, 1 / 3), 1), ValueError, "shares array"),
+        (MeanField("x", np.full(4, np.nan), 1), ValueError, "shares array"),
+        (MeanField("x", np.array([-1.0, 1, 1, 0]), 1), ValueError, "shares array"),
+        (MeanField("x", np.full((2, 2), 0.25), 1), ValueError, "shares array"),
+        (MeanField("x", ["a", "b", "c", "d"], 1), ValueError, "shares \\['a'"),
+    ],
+)
+def test_a_mean_field_model_returning_garbage_is_named(scenario, returned, error, message):
+    class Garbage(HistogramMeanField):
+        def update(self, previous, states, actions, labels, *, authors=()):
+            return returned
+
+    env = PopulationEnv(scenario, action_mode="label", mean_field=Garbage())
+    env.reset(seed=0)
+    with pytest.raises(error, match=f"mean-field model Garbage.update.. .*{message}"):
+        env.step(dict.fromkeys(env.agents, 0))
+
+
+def test_a_mean_field_with_shares_in_a_list_is_observed_as_an_array(scenario):
+    class Listed(HistogramMeanField):
+        def reset(self, scenario, scheme):
+            return MeanField("start", [0.25] * 4, 0)
+
+    env = PopulationEnv(scenario, action_mode="label", mean_field=Listed())
+    observations, _ = env.reset(seed=0)
+    assert observations[env.agents[0]]["shares"].tolist() == [0.25] * 4

@@ -12,10 +12,11 @@ downstream (the environment, metrics, training data builders) reads only this mo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
-from math import isfinite
+from math import inf, isfinite
+from numbers import Real
 from typing import Any
 
 from mfllm_env.labels import SCHEMES
@@ -34,11 +35,23 @@ class Author:
     author_id: str
     profile: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.author_id, str):
+            raise TypeError(f"author_id must be a str, got {self.author_id!r:.80}")
+        if not isinstance(self.profile, Mapping):
+            raise TypeError(
+                f"author {self.author_id!r}: profile must be a mapping, got "
+                f"{type(self.profile).__name__}"
+            )
+
     @property
     def followers(self) -> int:
-        """Follower count (0 where unknown); ranks influence for the Popular baseline."""
-        value = self.profile.get("followers", 0)
-        return int(value) if value is not None else 0
+        """Follower count: 0 where unknown, or where the profile's value is not a finite
+        number >= 0 (text, ``NaN``: data no ranking can trust)."""
+        value = self.profile.get("followers")
+        if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= value < inf:
+            return 0
+        return int(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +61,8 @@ class Reaction:
     ``timestamp`` is in unix seconds (float). ``parent_id`` is the id of the post this one
     replies to or reposts (``None`` for a source post). ``labels`` maps a label dimension
     (``"stance"``, ``"certainty"``, ...) to a label name of that dimension's scheme; a
-    dimension absent from the mapping means "not annotated".
+    dimension absent from the mapping means "not annotated". Construction checks the type of
+    every field (``TypeError`` naming the reaction and the field).
     """
 
     reaction_id: str
@@ -60,6 +74,30 @@ class Reaction:
     labels: Mapping[str, str] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        wrong = _wrong_field(self)
+        if wrong:
+            raise TypeError(f"reaction {self.reaction_id!r:.80}: {wrong}")
+
+
+def _wrong_field(reaction: Reaction) -> str | None:
+    """What is of the wrong type in ``reaction`` (``None`` if nothing is)."""
+    expected: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
+        ("reaction_id", str, "a str"),
+        ("author", Author, "an Author"),
+        ("text", str, "a str"),
+        ("timestamp", Real, "a number (unix seconds)"),
+        ("parent_id", (str, type(None)), "a str or None"),
+        ("language", str, "a str"),
+        ("labels", Mapping, "a mapping"),
+        ("metadata", Mapping, "a mapping"),
+    )
+    for name, kind, what in expected:
+        value = getattr(reaction, name)
+        if not isinstance(value, kind) or (name == "timestamp" and isinstance(value, bool)):
+            return f"{name} must be {what}, got {value!r:.80}"
+    return None
+
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
@@ -68,7 +106,8 @@ class Scenario:
     ``scenario_id`` is unique within a loader's output (for example
     ``"rumoureval/twitter/charliehebdo/552783667052167168"``). ``language`` is the main
     language of the event (``"en"`` or ``"zh"``) and chooses prompt templates and default
-    label schemes. Construction checks that post ids are unique (the source's and the
+    label schemes. Construction checks the types of every field (``TypeError`` naming the
+    scenario or reaction and the field), that post ids are unique (the source's and the
     reactions'), that timestamps are finite and in time order, and that labels of a
     built-in dimension (``stance``, ``certainty``, ``weibo``) are labels of its scheme; it
     raises ``ValueError`` naming the scenario and the reaction otherwise.
@@ -86,7 +125,35 @@ class Scenario:
 
     def __post_init__(self) -> None:
         # Always a tuple, so that scenarios compare equal however they were built.
+        for name in ("scenario_id", "language", "default_label_dimension"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"scenario {name} must be a str, got {getattr(self, name)!r:.80}")
+        if not isinstance(self.metadata, Mapping):
+            raise TypeError(
+                f"scenario {self.scenario_id!r}: metadata must be a mapping, got "
+                f"{type(self.metadata).__name__}"
+            )
+        if not isinstance(self.source, Reaction):
+            raise TypeError(
+                f"scenario {self.scenario_id!r}: source must be a Reaction, got "
+                f"{type(self.source).__name__}"
+            )
+        if isinstance(self.reactions, (str, bytes, Mapping)) or not isinstance(
+            self.reactions, Iterable
+        ):
+            raise TypeError(
+                f"scenario {self.scenario_id!r}: reactions must be a sequence of Reactions, got "
+                f"{type(self.reactions).__name__}"
+            )
         object.__setattr__(self, "reactions", tuple(self.reactions))
+        stranger = next(
+            (i for i, r in enumerate(self.reactions) if not isinstance(r, Reaction)), None
+        )
+        if stranger is not None:
+            raise TypeError(
+                f"scenario {self.scenario_id!r}: reaction {stranger} is not a Reaction: "
+                f"{self.reactions[stranger]!r:.80}"
+            )
         positions: dict[str, int] = {self.source.reaction_id: -1}
         for position, reaction in enumerate(self.reactions):
             earlier = positions.setdefault(reaction.reaction_id, position)

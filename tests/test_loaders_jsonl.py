@@ -309,3 +309,48 @@ def test_an_interrupted_export_leaves_the_old_file(tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scenarios.jsonl"]
     assert write_scenarios_jsonl([small_scenario("new/1"), small_scenario("new/2")], path) == 2
     assert [s.scenario_id for s in load_scenarios("jsonl", path)] == ["new/1", "new/2"]
+
+
+def test_export_to_a_folder_or_of_other_things_is_refused_and_leaves_nothing(tmp_path: Path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match="is a folder, not a JSONL file"):
+        write_scenarios_jsonl([small_scenario()], folder)
+    path = tmp_path / "scenarios.jsonl"
+    with pytest.raises(TypeError, match="item 1 to write is not a Scenario: 3"):
+        write_scenarios_jsonl([small_scenario(), 3], path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no out.partial left
+
+
+def test_an_unhashable_source_is_an_unknown_source():
+    with pytest.raises(ValueError, match=r"unknown scenario source \['jsonl'\]; valid: rumoureval"):
+        load_scenarios(["jsonl"], "x.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda s: Reaction("r9", s.source.author, "x", "2020"), "'r9': timestamp must be a num"),
+        (lambda s: Reaction("r9", s.source.author, None, 1.0), "text must be a str, got None"),
+        (lambda s: Reaction("r9", s.source.author, "x", True), "timestamp must be a number"),
+        (lambda s: Reaction("r9", "alice", "x", 1.0), "author must be an Author, got 'alice'"),
+        (lambda s: Reaction("r9", s.source.author, "x", 1.0, labels=["support"]), "labels must"),
+        (lambda s: Reaction(9, s.source.author, "x", 1.0), "reaction_id must be a str, got 9"),
+        (lambda s: Author("a", None), "author 'a': profile must be a mapping, got NoneType"),
+        (lambda s: Scenario("d", None, s.reactions), "scenario 'd': source must be a Reaction"),
+        (lambda s: Scenario("d", s.source, [s.reactions[0], 1]), "reaction 1 is not a Reaction"),
+        (lambda s: Scenario("d", s.source, "abc"), "reactions must be a sequence of Reactions"),
+        (lambda s: Scenario("d", s.source, None), "reactions must be a sequence of Reactions"),
+        (lambda s: Scenario(3, s.source, s.reactions), "scenario_id must be a str, got 3"),
+        (lambda s: Scenario("d", s.source, s.reactions, metadata=[]), "metadata must be a map"),
+    ],
+)
+def test_scenarios_built_by_hand_with_wrong_types_are_refused(build, message):
+    with pytest.raises(TypeError, match=message):
+        build(small_scenario())
+
+
+@pytest.mark.parametrize("followers", ["many", float("nan"), float("inf"), -3, None, True])
+def test_followers_that_are_not_a_count_read_as_unknown(followers):
+    assert Author("a", {"followers": followers}).followers == 0
+    assert Author("a", {"followers": 12.0}).followers == 12

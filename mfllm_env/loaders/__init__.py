@@ -96,7 +96,7 @@ def load_scenarios(source: str, path: str | os.PathLike[str], **options: Any) ->
 def _loader(source: str) -> Loader:
     try:
         return LOADERS[source]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable source (a list)
         raise ValueError(
             f"unknown scenario source {source!r}; valid: {', '.join(LOADERS)}"
         ) from None

@@ -33,6 +33,7 @@ reads back equal (``==``) to what was written. Tuples would come back as lists.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -81,24 +82,31 @@ def write_scenarios_jsonl(scenarios: Iterable[Scenario], path: str | os.PathLike
     Streams: scenarios are written as they come, into ``PATH.partial``, which replaces
     ``path`` once the last one is written (an interrupted write leaves the old file, or
     none). A value that JSON cannot hold (a set, an object) raises ``TypeError`` naming the
-    scenario.
+    scenario, an item that is not a :class:`Scenario` one naming its position; a ``path``
+    that is a folder raises ``IsADirectoryError`` before anything is written.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a JSONL file", str(path))
     partial = path.with_name(path.name + PARTIAL)
     count = 0
     try:
         with partial.open("w", encoding="utf-8") as out:
             for scenario in scenarios:
+                if not isinstance(scenario, Scenario):
+                    raise TypeError(
+                        f"item {count} to write is not a Scenario: {scenario!r:.80}"
+                    )
                 try:
                     line = json.dumps(scenario_to_json(scenario), ensure_ascii=False)
                 except TypeError as error:
                     raise TypeError(f"scenario {scenario.scenario_id!r}: {error}") from None
                 out.write(line + "\n")
                 count += 1
+        os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    os.replace(partial, path)
     return count
 
 

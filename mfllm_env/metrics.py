@@ -16,14 +16,17 @@ episode and :func:`aggregate` summarises them over episodes.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Mapping, Sequence
+from math import inf
+from numbers import Integral, Real
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.spatial.distance import cdist, jensenshannon
 from scipy.stats import wasserstein_distance
 from sklearn.metrics import f1_score
+
+from mfllm_env.checks import check_count
 
 __all__ = [
     "aggregate",
@@ -99,7 +102,7 @@ def kl_divergence(real: ArrayLike, sim: ArrayLike, *, smoothing: float = 1e-3) -
     This runs once per environment step, so it works on Python floats: for vectors of a few
     entries that is a few times faster than a chain of numpy calls.
     """
-    if not 0 <= smoothing < math.inf:
+    if isinstance(smoothing, bool) or not isinstance(smoothing, Real) or not 0 <= smoothing < inf:
         raise ValueError(f"smoothing must be a finite number >= 0, got {smoothing!r}")
     p_arr = np.asarray(real, dtype=np.float64)
     q_arr = np.asarray(sim, dtype=np.float64)
@@ -198,8 +201,8 @@ def dtw_distance(traj_a: ArrayLike, traj_b: ArrayLike, *, window: int | None = N
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"trajectories must have the same K, got {a.shape[1]} and {b.shape[1]}")
     n, m = len(a), len(b)
-    if window is not None and not abs(n - m) <= operator.index(window):
-        raise ValueError(f"window must be an int >= |T1 - T2| = {abs(n - m)}, got {window!r}")
+    if window is not None:
+        check_count("window", window, abs(n - m))  # |T1 - T2|: no path with a narrower band
     cost = 0.5 * cdist(a, b, "cityblock")
     # acc[i, j]: least cost of a path ending at rows (i-1, j-1); row and column 0 are a border.
     acc = np.full((n + 1, m + 1), np.inf)
@@ -218,6 +221,8 @@ def dtw_distance(traj_a: ArrayLike, traj_b: ArrayLike, *, window: int | None = N
 
 def _label_ids(values: ArrayLike, num_labels: int | None, name: str) -> np.ndarray:
     """``values`` as a non-empty 1-D int array of ids in ``[0, num_labels)`` (or ``>= 0``)."""
+    if num_labels is not None:
+        check_count("num_labels", num_labels, 1)
     ids = np.asarray(values)
     if ids.ndim != 1 or ids.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sequence of ids, got shape {ids.shape}")
@@ -274,10 +279,8 @@ def share_trajectory(
     reactions up to the end of step ``t`` (``cumulative=True``) or among the reactions of
     step ``t`` alone (``cumulative=False``). Every row sums to one.
     """
-    if num_labels < 1:
-        raise ValueError(f"num_labels must be >= 1, got {num_labels}")
-    if step_size < 1:
-        raise ValueError(f"step_size must be >= 1, got {step_size}")
+    check_count("num_labels", num_labels, 1)
+    check_count("step_size", step_size, 1)
     ids = _label_ids(label_ids, num_labels, "label_ids")
     steps = -(-ids.size // step_size)
     step_of = np.arange(ids.size) // step_size
@@ -312,12 +315,21 @@ def aggregate(records: Sequence[Mapping[str, float]]) -> dict[str, dict[str, flo
     :func:`episode_metrics`). For each metric that appears in any record, NaN values and
     records that lack the metric are skipped and counted in ``n_nan``; ``n`` counts the
     values used, and ``mean``/``stderr`` come from :func:`mean_stderr` (both ``nan`` when no
-    value is left). Metrics appear in the order first seen.
+    value is left). Metrics appear in the order first seen. A value that is not a number
+    (``None``, a string, a list) raises ``ValueError`` naming the record and the metric.
     """
+    if isinstance(records, Mapping) or not all(isinstance(r, Mapping) for r in records):
+        raise TypeError("records must be a sequence of mappings (one per episode) of metric values")
     names = list(dict.fromkeys(name for record in records for name in record))
     summary: dict[str, dict[str, float]] = {}
     for name in names:
-        raw = [float(record.get(name, math.nan)) for record in records]
+        raw = [record.get(name, math.nan) for record in records]
+        wrong = next((i for i, value in enumerate(raw) if not isinstance(value, Real)), None)
+        if wrong is not None:
+            raise ValueError(
+                f"record {wrong}: metric {name!r} must be a number, got {raw[wrong]!r:.80}"
+            )
+        raw = [float(value) for value in raw]
         kept = [value for value in raw if not math.isnan(value)]
         mean, stderr = mean_stderr(kept) if kept else (math.nan, math.nan)
         summary[name] = {
@@ -358,8 +370,9 @@ def episode_metrics(
       :func:`macro_f1`).
     """
     real, sim = _id_pair(real_ids, sim_ids, num_labels)
-    if not 0 <= warmup < real.size:
-        raise ValueError(f"warmup must be in [0, {real.size}) to leave a rollout, got {warmup}")
+    check_count("step_size", step_size, 1)
+    if isinstance(warmup, bool) or not isinstance(warmup, Integral) or not 0 <= warmup < real.size:
+        raise ValueError(f"warmup must be in [0, {real.size}) to leave a rollout, got {warmup!r}")
     real, sim = real[warmup:], sim[warmup:]
     real_traj = share_trajectory(real, num_labels, step_size=step_size)
     sim_traj = share_trajectory(sim, num_labels, step_size=step_size)

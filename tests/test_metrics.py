@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -327,3 +328,39 @@ def test_id_functions_reject_bad_input():
         mean_stderr([1.0, math.nan])
     with pytest.raises(ValueError, match="non-empty"):
         mean_stderr([])
+
+
+@pytest.mark.parametrize("value", [1.5, math.nan, "2", None, True, 10**30])
+def test_count_arguments_that_are_not_counts_are_named(value):
+    """Each was a numpy casting error, an OverflowError or a slice TypeError."""
+    got = re.escape(f"got {value!r}")
+    with pytest.raises(ValueError, match=f"step_size must be an integer >= 1 .*{got}"):
+        share_trajectory([0, 1], 2, step_size=value)
+    with pytest.raises(ValueError, match=f"step_size must be an integer >= 1 .*{got}"):
+        episode_metrics([0, 1, 2], [0, 1, 2], 4, step_size=value)
+    with pytest.raises(ValueError, match=f"num_labels must be an integer >= 1 .*{got}"):
+        macro_f1([0, 1], [0, 1], value)
+    with pytest.raises(ValueError, match=f"num_labels must be an integer >= 1 .*{got}"):
+        share_trajectory([0, 1], value, step_size=1)
+    with pytest.raises(ValueError, match=f"warmup must be in .0, 3. to leave a rollout, {got}"):
+        episode_metrics([0, 1, 2], [0, 1, 2], 4, step_size=1, warmup=value)
+    with pytest.raises(ValueError, match=f"window must be an integer >= 1 .*{got}"):
+        dtw_distance([[1, 0], [0, 1]], [[1, 0]], window=value)
+
+
+@pytest.mark.parametrize("smoothing", ["x", None, True])
+def test_kl_names_a_smoothing_that_is_not_a_number(smoothing):
+    with pytest.raises(ValueError, match=f"smoothing must be a finite .*, got {smoothing!r}"):
+        kl_divergence([1, 1], [1, 0], smoothing=smoothing)
+
+
+@pytest.mark.parametrize("value", [None, "x", [1, 2]])
+def test_aggregate_names_a_value_that_is_not_a_number(value):
+    with pytest.raises(ValueError, match=f"record 1: metric 'kl' must be a number, got {value!r}"):
+        aggregate([{"kl": 1.0}, {"kl": value}])
+
+
+@pytest.mark.parametrize("records", [{"kl": 1.0}, "kl", [1.0, 2.0]])
+def test_aggregate_refuses_records_that_are_not_mappings(records):
+    with pytest.raises(TypeError, match="records must be a sequence of mappings"):
+        aggregate(records)

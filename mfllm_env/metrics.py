@@ -264,6 +264,7 @@ def macro_f1(real_ids: ArrayLike, sim_ids: ArrayLike, num_labels: int) -> float:
     ``real_ids`` or ``sim_ids``: a label neither population used is left out, rather than
     scored 0, so a perfect simulation scores 1 however many labels the scheme has.
     """
+    check_count("num_labels", num_labels, 1)
     real, sim = _id_pair(real_ids, sim_ids, num_labels)
     return float(f1_score(real, sim, average="macro"))
 

@@ -344,8 +344,9 @@ def test_count_arguments_that_are_not_counts_are_named(value):
         share_trajectory([0, 1], value, step_size=1)
     with pytest.raises(ValueError, match=f"warmup must be in .0, 3. to leave a rollout, {got}"):
         episode_metrics([0, 1, 2], [0, 1, 2], 4, step_size=1, warmup=value)
-    with pytest.raises(ValueError, match=f"window must be an integer >= 1 .*{got}"):
-        dtw_distance([[1, 0], [0, 1]], [[1, 0]], window=value)
+    if value is not None:  # window=None: no band
+        with pytest.raises(ValueError, match=f"window must be an integer >= 1 .*{got}"):
+            dtw_distance([[1, 0], [0, 1]], [[1, 0]], window=value)
 
 
 @pytest.mark.parametrize("smoothing", ["x", None, True])
@@ -356,7 +357,8 @@ def test_kl_names_a_smoothing_that_is_not_a_number(smoothing):
 
 @pytest.mark.parametrize("value", [None, "x", [1, 2]])
 def test_aggregate_names_a_value_that_is_not_a_number(value):
-    with pytest.raises(ValueError, match=f"record 1: metric 'kl' must be a number, got {value!r}"):
+    message = f"record 1: metric 'kl' must be a number, got {value!r}"
+    with pytest.raises(ValueError, match=re.escape(message)):
         aggregate([{"kl": 1.0}, {"kl": value}])
 
 

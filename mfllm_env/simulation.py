@@ -38,6 +38,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mfllm_env import runs
+from mfllm_env.checks import check_actions, check_count, check_seed
 from mfllm_env.mean_field import update_mean_fields
 from mfllm_env.metrics import aggregate, episode_metrics, share_trajectory
 from mfllm_env.population_env import PopulationEnv
@@ -170,8 +171,7 @@ def play_episodes(
     them, token counts, backend errors and the NLL of the real reactions. ``on_step``
     receives each step's record (``env.last_record``) as soon as it is made.
     """
-    if parallel < 1:
-        raise ValueError(f"parallel must be >= 1, got {parallel}")
+    check_play_arguments(policy, parallel)
     pending = enumerate(episodes)
     slots: list[_Slot] = []
     own_copies = policy.action_mode == "label"
@@ -180,6 +180,16 @@ def play_episodes(
 
     def start_next() -> bool:
         for index, (env, seed) in pending:
+            if not isinstance(env, PopulationEnv):
+                raise TypeError(
+                    f"episode {index}: expected a PopulationEnv, got {type(env).__name__}"
+                )
+            if any(slot.env is env for slot in slots):
+                raise ValueError(
+                    f"episode {index}: its env is still playing episode "
+                    f"{next(slot.index for slot in slots if slot.env is env)}; each episode "
+                    "played together needs an env of its own"
+                )
             if policy.action_mode != env.action_mode:
                 raise ValueError(
                     f"policy acts in {policy.action_mode!r} mode but the env expects "
@@ -221,6 +231,17 @@ def play_episodes(
         bar.close()
 
 
+def check_play_arguments(policy: object, parallel: object) -> None:
+    """``TypeError`` for a ``policy`` without the :class:`Policy` protocol's members,
+    ``ValueError`` for a ``parallel`` that is not a count >= 1."""
+    if not isinstance(policy, Policy):
+        raise TypeError(
+            "policy must have action_mode, reset() and act() (the Policy protocol), got "
+            f"{type(policy).__name__}"
+        )
+    check_count("parallel", parallel, 1)
+
+
 def _act(
     slots: Sequence[_Slot], policy: Policy, own_copies: bool, wants_references: bool
 ) -> dict[str, Any]:
@@ -240,9 +261,13 @@ def _act(
                     references[prefix + agent] = text
         acting = group[0].policy if own_copies else policy
         if wants_references:
-            actions.update(acting.act(merged, references=references))  # type: ignore[call-arg]
+            returned = acting.act(merged, references=references)  # type: ignore[call-arg]
         else:
-            actions.update(acting.act(merged))
+            returned = acting.act(merged)
+        try:
+            actions.update(check_actions(returned, list(merged)))
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"policy {type(acting).__name__}.act(): {error}") from None
     return actions
 
 
@@ -295,6 +320,11 @@ def simulate(
     where each episode depends only on its seed: a label-mode policy, or ``parallel=1``).
     Returns the content of ``metrics.json``.
     """
+    if seed is None:
+        raise ValueError("seed must be an integer >= 0, got None")
+    check_seed(seed)
+    check_play_arguments(policy, parallel)
+    check_count("max_plots", max_plots, 0)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: run_dir / f"{name}.jsonl" for name in ("episodes", "trajectory", "timing")}
@@ -323,6 +353,10 @@ def simulate(
                 if e in done:
                     continue
                 env = make_env(scenario)
+                if not isinstance(env, PopulationEnv):
+                    raise TypeError(
+                        f"make_env must return a PopulationEnv, got {type(env).__name__}"
+                    )
                 if env.warmup < len(env.real_label_ids):
                     indices.append(e)
                     yield env, episode_seed(seed, e)

@@ -12,7 +12,7 @@ from agents.baselines import (
     collect_examples,
 )
 from mfllm_env import SDQC, Policy, PopulationEnv, synthetic_scenario
-from mfllm_env.simulation import run_episode
+from mfllm_env.simulation import play_episodes, run_episode, simulate
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +90,58 @@ def test_policy_mode_must_match_env():
     env = PopulationEnv(synthetic_scenario(seed=1, n_reactions=20), action_mode="text")
     with pytest.raises(ValueError, match="mode"):
         run_episode(env, HerdingPolicy())
+
+
+class _Returns:
+    """A label-mode policy whose act() returns ``make(observations)``."""
+
+    action_mode = "label"
+
+    def __init__(self, make) -> None:
+        self.make = make
+
+    def reset(self, seed=None) -> None:
+        pass
+
+    def act(self, observations):
+        return self.make(observations)
+
+
+def _label_env() -> PopulationEnv:
+    return PopulationEnv(synthetic_scenario(seed=1, n_reactions=20), action_mode="label", warmup=4)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda obs: None, TypeError, "must be a mapping from agent name to action, got NoneType"),
+        (lambda obs: [0] * len(obs), TypeError, "got list"),
+        # keys without the episode prefix: every action was dropped and counted invalid
+        (lambda obs: {k.split("|")[1]: 0 for k in obs}, ValueError, "'reaction_00000', "),
+        (lambda obs: {**dict.fromkeys(obs, 0), "x": 0}, ValueError, r"'x' \(acting now: 0\|"),
+    ],
+)
+def test_a_policy_returning_other_agents_or_no_mapping_is_named(make, error, message):
+    with pytest.raises(error, match=rf"policy _Returns.act\(\): .*{message}"):
+        run_episode(_label_env(), _Returns(make))
+
+
+def test_play_arguments_are_checked(tmp_path):
+    with pytest.raises(TypeError, match=r"policy must have action_mode, reset\(\) and act\(\) "):
+        run_episode(_label_env(), object())
+    herding = HerdingPolicy()
+    env = _label_env()
+    with pytest.raises(ValueError, match="episode 1: its env is still playing episode 0"):
+        list(play_episodes([(env, 0), (env, 1)], herding, parallel=2))
+    scenarios = [synthetic_scenario(seed=1, n_reactions=20)]
+    for option, message in [
+        ({"parallel": 1.5}, "parallel must be an integer >= 1 .*got 1.5"),
+        ({"max_plots": -1}, "max_plots must be an integer >= 0 .*got -1"),  # plotted all but one
+        ({"seed": -1}, "seed must be .*an integer >= 0, got -1"),
+        ({"seed": None}, "seed must be an integer >= 0, got None"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            simulate(scenarios, lambda s: env, herding, tmp_path / "run", progress=False, **option)
+    assert not (tmp_path / "run").exists()  # checked before the folder is made
+    with pytest.raises(TypeError, match="make_env must return a PopulationEnv, got NoneType"):
+        simulate(scenarios, lambda s: None, herding, tmp_path / "run", progress=False)

@@ -439,7 +439,7 @@ def test_reaction_lists_take_any_follower_count(followers):
             f"post {i}",
             float(i),
             "src",
-            {"stance": "comment"},
+            labels={"stance": "comment"},
         )
         for i, f in enumerate(followers)
     ]

@@ -210,10 +210,10 @@ def _author(name, followers=None):
 
 def _scenario(followers):
     reactions = tuple(
-        Reaction(f"r{i}", _author(f"u{i}", f), f"post {i}", float(i), "src", {})
+        Reaction(f"r{i}", _author(f"u{i}", f), f"post {i}", float(i), "src")
         for i, f in enumerate(followers)
     )
-    source = Reaction("src", _author("src", 10), "Event", -1.0, None, {})
+    source = Reaction("src", _author("src", 10), "Event", -1.0)
     return Scenario("toy", source, reactions, language="en")
 
 

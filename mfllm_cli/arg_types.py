@@ -12,7 +12,7 @@ lie in ``[0, 2**32 - 1]``: numpy's global seeding, scikit-learn's ``random_state
 transformers' ``set_seed`` (used by the trainers) take no others. Options whose huge values
 would pass and then fail or run for hours have bounds of their own: generated tokens
 (:data:`TOKENS_MAX`), LoRA ranks (:data:`LORA_RANK_MAX`) and bootstrap resamples
-(:data:`BOOTSTRAP_MAX`).
+(:data:`mfllm_env.checks.BOOTSTRAP_MAX`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from mfllm_env.checks import MAX_COUNT
+from mfllm_env.checks import BOOTSTRAP_MAX, MAX_COUNT
 
 SEED_MAX = 2**32 - 1
 TOKENS_MAX = 32_768
@@ -34,9 +34,6 @@ far beyond it a request fails or generates for hours."""
 LORA_RANK_MAX = 1024
 """Largest LoRA rank: already the width of a small model's layers (SmolLM2-135M: 576);
 beyond it the adapter is larger than the layers it adapts and soon exhausts memory."""
-BOOTSTRAP_MAX = 1_000_000
-"""Most bootstrap resamples per comparison: far past where the interval stops moving
-(thousands), and scipy holds the resamples in memory."""
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 

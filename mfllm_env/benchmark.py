@@ -30,11 +30,13 @@ import io
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from numbers import Real
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
+from mfllm_env.checks import BOOTSTRAP_MAX, check_count, check_seed
 from mfllm_env.metrics import (
     episode_metrics,
     kl_divergence,
@@ -124,6 +126,7 @@ def horizon_kl(
 ) -> float:
     """KL between the real and simulated label shares of the first ``horizon`` reactions
     after warm-up; ``nan`` when the rollout is shorter than ``horizon``."""
+    check_count("horizon", horizon, 1)
     sim = np.asarray(sim_ids[warmup : warmup + horizon])
     return _window_kl(real_ids, warmup, horizon, np.bincount(sim, minlength=num_labels))
 
@@ -131,8 +134,7 @@ def horizon_kl(
 def _window_kl(real_ids: Sequence[int], warmup: int, horizon: int, sim_shares: np.ndarray) -> float:
     """KL between the shares of real reactions ``warmup .. warmup + horizon - 1`` and
     ``sim_shares``; ``nan`` when there are fewer than ``horizon`` of them."""
-    if horizon < 1:
-        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    check_count("horizon", horizon, 1)
     real = np.asarray(real_ids[warmup : warmup + horizon])
     if real.size < horizon:
         return math.nan
@@ -171,6 +173,7 @@ def shares_metrics(
     """The metrics of a forecaster that predicts the constant label shares ``shares`` for
     the whole rollout, against the real rollout: the same divergences as
     :func:`score_record` (the trajectory is ``shares`` at every step), F1 undefined."""
+    check_count("warmup", warmup, 0)  # a negative one would score the last reactions only
     rollout = np.asarray(real_ids[warmup:])
     if rollout.size == 0:
         raise ValueError(f"warmup {warmup} leaves no rollout of {len(real_ids)} reactions")
@@ -201,9 +204,19 @@ def naive_forecasts(
         counts = np.bincount(observed, minlength=num_labels).astype(np.float64)
         forecasts[NAIVE_FORECASTERS[0]] = counts / counts.sum()
     if prior is not None:
-        if len(prior) != num_labels:
-            raise ValueError(f"prior has {len(prior)} shares for {num_labels} labels")
-        forecasts[NAIVE_FORECASTERS[1]] = np.asarray(prior, dtype=np.float64)
+        shares = np.asarray(prior)
+        if not (
+            shares.shape == (num_labels,)
+            and shares.dtype.kind in "iuf"
+            and np.isfinite(shares).all()
+            and shares.min() >= 0
+            and shares.sum() > 0
+        ):
+            raise ValueError(
+                f"prior must be {num_labels} finite shares >= 0, not all 0 (one per label); "
+                f"got {prior!r:.100}"
+            )
+        forecasts[NAIVE_FORECASTERS[1]] = shares.astype(np.float64)
     return forecasts
 
 
@@ -253,6 +266,8 @@ def leaderboard(
     """``{policy: {"episodes", "seeds", "runs", key: {"mean", "stderr", "n"}}}``: the mean
     of each per-episode mean over seeds, and its standard error over episodes (``nan``
     with one episode); ``n`` counts the episodes with a value for ``key``."""
+    if isinstance(keys, str):  # would be read as one key per character
+        raise TypeError(f"keys must be a sequence of metric names, got the string {keys!r}")
     table: dict[str, dict[str, Any]] = {}
     for policy, row in rows.items():
         runs = row["runs"]
@@ -292,7 +307,15 @@ def paired_comparison(
       episodes the interval is too narrow; the verdict comes from the test.
 
     ``n`` is the number of shared episodes; everything else is ``nan`` below two.
+    ``resamples`` must be a count in ``[1, BOOTSTRAP_MAX]``, ``seed`` an int >= 0 and
+    ``level`` a number strictly between 0 and 1 (``ValueError`` otherwise).
     """
+    check_count("resamples", resamples, 1, BOOTSTRAP_MAX)
+    if seed is None:
+        raise ValueError("seed must be an integer >= 0, got None")
+    check_seed(seed)
+    if isinstance(level, bool) or not isinstance(level, Real) or not 0 < level < 1:
+        raise ValueError(f"level must be a number strictly between 0 and 1, got {level!r}")
     a, b = _episode_means(runs_a, key), _episode_means(runs_b, key)
     shared = sorted(set(a) & set(b))
     result = dict.fromkeys(

@@ -14,6 +14,9 @@ import numpy as np
 
 MAX_COUNT = 2**31 - 1
 """Largest value of a count argument (agents per step, warm-up, lengths, budgets)."""
+BOOTSTRAP_MAX = 1_000_000
+"""Most bootstrap resamples per comparison: far past where the interval stops moving
+(thousands), and scipy holds the resamples in memory."""
 
 
 def check_count(name: str, value: object, minimum: int, maximum: int = MAX_COUNT) -> None:

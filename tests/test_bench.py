@@ -116,8 +116,50 @@ def test_naive_forecasts_are_the_warmup_shares_and_the_prior():
     np.testing.assert_allclose(forecasts["naive: last observed"], [0.75, 0, 0.25])
     np.testing.assert_allclose(forecasts["naive: training prior"], [0.2, 0.3, 0.5])
     assert list(naive_forecasts({**record, "warmup": 0}, None)) == []
-    with pytest.raises(ValueError, match="prior has 2 shares for 3 labels"):
-        naive_forecasts(record, [0.5, 0.5])
+    for prior in ([0.5, 0.5], [math.nan] * 3, [-1, 1, 1], [0, 0, 0], ["a"] * 3):
+        # NaN, negative and all-zero priors were taken and failed later as "sim_traj ..."
+        with pytest.raises(ValueError, match=r"prior must be 3 finite shares >= 0, not all 0"):
+            naive_forecasts(record, prior)
+
+
+@pytest.mark.parametrize("horizon", [0, -1, 1.5, math.nan, "2", True])
+def test_horizons_that_are_not_counts_are_named(horizon):
+    """They were numpy casting errors or slice TypeErrors."""
+    with pytest.raises(ValueError, match=f"horizon must be an integer >= 1 .*got {horizon!r}"):
+        horizon_kl([0, 1, 2, 3], [0, 1, 2, 3], 4, 1, horizon)
+    with pytest.raises(ValueError, match=f"horizon must be an integer >= 1 .*got {horizon!r}"):
+        shares_metrics([0, 1, 1], [0.5, 0.5], warmup=1, step_size=1, ordered=False,
+                       horizons=[horizon])  # fmt: skip
+
+
+def test_a_negative_warmup_is_refused_not_read_from_the_end():
+    with pytest.raises(ValueError, match=r"warmup must be an integer >= 0 .*got -1"):
+        shares_metrics([0, 1, 1, 1], [0.5, 0.5], warmup=-1, step_size=1, ordered=False)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"resamples": 0}, "resamples must be an integer >= 1 and <= 1000000, got 0"),
+        ({"resamples": 10**12}, "resamples must be an integer >= 1 and <= 1000000, got 10"),
+        ({"resamples": 1.5}, "resamples must be an integer >= 1 .*got 1.5"),
+        ({"level": 1.5}, "level must be a number strictly between 0 and 1, got 1.5"),
+        ({"level": math.nan}, "level must be a number strictly between 0 and 1, got nan"),
+        ({"seed": -1}, "seed must be .*an integer >= 0, got -1"),
+        ({"seed": None}, "seed must be an integer >= 0, got None"),
+    ],
+)
+def test_paired_comparison_options_are_checked(option, message):
+    """A level of 1.5 or NaN gave NaN intervals and a silent 'within the noise'; bad
+    resamples and seeds failed inside scipy and numpy (10**12: a MemoryError)."""
+    runs = _runs({("a", 0): 1.0, ("b", 0): 2.0, ("c", 0): 3.0})
+    with pytest.raises(ValueError, match=message):
+        paired_comparison(runs, runs, "kl", **option)
+
+
+def test_leaderboard_keys_given_as_one_string_are_refused():
+    with pytest.raises(TypeError, match="keys must be a sequence of metric names, got the"):
+        leaderboard({"p": {"runs": _runs({("a", 0): 1.0})}}, "kl")
 
 
 def test_read_records_refuses_foreign_files(tmp_path):

@@ -96,6 +96,15 @@ def plot_share_trajectories(
     return save_png(fig, path)
 
 
+def _check_per_name(counted: str, count: int, **sequences: Sequence[Any]) -> None:
+    """``ValueError`` unless each of ``sequences`` has one entry per one of ``counted``."""
+    for name, values in sequences.items():
+        if len(values) != count:
+            raise ValueError(
+                f"{name} must have one entry per {counted} ({count}), got {len(values)}"
+            )
+
+
 def _figure(size: tuple[float, float] = (7, 4)) -> Figure:
     fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)
@@ -129,14 +138,18 @@ def plot_metric_bars(
     highlight: Sequence[bool] | None = None,
 ) -> Path:
     """A horizontal bar per name (first on top) with its mean and an error bar (NaN: no
-    bar); ``highlight`` marks bars drawn in a second colour (e.g. naive forecasters)."""
+    bar); ``highlight`` marks bars drawn in a second colour (e.g. naive forecasters). One
+    mean, error (``>= 0`` or NaN) and mark per name, else ``ValueError``."""
+    values = np.nan_to_num(np.asarray(means, dtype=np.float64))
+    spread = np.nan_to_num(np.asarray(errors, dtype=np.float64))
+    marked = list(highlight) if highlight is not None else [False] * len(names)
+    _check_per_name("names", len(names), means=values, errors=spread, highlight=marked)
+    if (spread < 0).any():
+        raise ValueError(f"errors must be >= 0 (or NaN), got {list(errors)}")
     fig = _figure((7, 0.9 + 0.4 * len(names)))
     ax = fig.add_subplot()
     y = np.arange(len(names))[::-1]
-    marked = list(highlight) if highlight is not None else [False] * len(names)
     colours = ["0.6" if mark else "C0" for mark in marked]
-    values = np.nan_to_num(np.asarray(means, dtype=np.float64))
-    spread = np.nan_to_num(np.asarray(errors, dtype=np.float64))
     ax.barh(y, values, xerr=spread, color=colours, capsize=3)
     ax.set_yticks(y, list(names))
     ax.set_xlabel(metric)
@@ -154,7 +167,11 @@ def plot_horizons(
     title: str = "",
 ) -> Path:
     """KL against rollout horizon: one line per name, ``curves[name] = (means, errors)``
-    at ``horizons`` (NaN points are left out)."""
+    at ``horizons`` (NaN points are left out); one mean and error per horizon, else
+    ``ValueError``."""
+    for name, (means, errors) in curves.items():
+        _check_per_name("horizons", len(horizons), **{f"{name} means": means})
+        _check_per_name("horizons", len(horizons), **{f"{name} errors": errors})
     fig = _figure()
     ax = fig.add_subplot()
     for k, (name, (means, errors)) in enumerate(curves.items()):
@@ -184,9 +201,17 @@ def plot_policy_shares(
     title: str = "",
 ) -> Path:
     """Real vs each policy's simulated cumulative shares, one panel per label: the real
-    trajectory in black, one colour per policy; all (T, K) arrays on ``x_values``."""
+    trajectory in black, one colour per policy; all (T, K) arrays on ``x_values``
+    (``ValueError`` for any other shape)."""
     real_arr = np.asarray(real, dtype=np.float64)
     x = np.asarray(x_values, dtype=np.float64)
+    shape = (len(x), len(labels))
+    for name, values in {"real": real, **sims}.items():
+        if np.shape(values) != shape:
+            raise ValueError(
+                f"{name}'s shares must have shape {shape} (x_values by labels), got "
+                f"{np.shape(values)}"
+            )
     fig = _figure((3.2 * len(labels) + 1.8, 3.2))
     axes = fig.subplots(1, len(labels), sharey=True)
     for k, (ax, label) in enumerate(zip(np.atleast_1d(axes), labels, strict=True)):

@@ -197,13 +197,18 @@ def _holds_something(path: Path) -> bool:
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write ``data`` to ``path`` through ``PATH.partial`` and a rename: a kill leaves the
-    old file or the new one. Parent folders are created."""
+    old file or the new one; a failed write or rename (a full disk, ``path`` a folder)
+    leaves no ``PATH.partial`` behind. Parent folders are created."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + PARTIAL)
-    with open(partial, "wb") as handle:
-        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(partial, path)
+    try:
+        with open(partial, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: str | Path, data: Any) -> None:

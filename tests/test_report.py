@@ -7,7 +7,12 @@ import pytest
 
 from mfllm_env.labels import SDQC
 from mfllm_env.metrics import share_trajectory
-from mfllm_env.report import plot_share_trajectories
+from mfllm_env.report import (
+    plot_horizons,
+    plot_metric_bars,
+    plot_policy_shares,
+    plot_share_trajectories,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -55,3 +60,28 @@ def test_rejects_mismatched_x_values(tmp_path):
     shares = np.full((3, 4), 0.25)
     with pytest.raises(ValueError, match="x_values"):
         plot_share_trajectories(shares, shares, SDQC.labels, tmp_path / "x.png", x_values=[1, 2])
+
+
+def test_a_png_that_cannot_be_written_leaves_no_partial_file(tmp_path, trajectories):
+    real, sim = trajectories
+    folder = tmp_path / "plot.png"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError):
+        plot_share_trajectories(real, sim, SDQC.labels, folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plot.png"]  # no plot.png.partial
+
+
+def test_bars_and_curves_need_one_value_per_name(tmp_path):
+    """A short errors or highlight list was broadcast or cycled onto every bar."""
+    path = tmp_path / "bars.png"
+    with pytest.raises(ValueError, match=r"errors must have one entry per names \(2\), got 1"):
+        plot_metric_bars([1.0, 2.0], [0.1], ["a", "b"], path, metric="kl")
+    with pytest.raises(ValueError, match=r"highlight must have one entry per names \(2\), got 1"):
+        plot_metric_bars([1.0, 2.0], [0.1, 0.1], ["a", "b"], path, metric="kl", highlight=[True])
+    with pytest.raises(ValueError, match=r"errors must be >= 0 \(or NaN\)"):
+        plot_metric_bars([1.0, 2.0], [-0.1, 0.1], ["a", "b"], path, metric="kl")
+    with pytest.raises(ValueError, match=r"p means must have one entry per horizons \(2\), got 1"):
+        plot_horizons([1, 2], {"p": ([1.0], [0.1])}, path)
+    with pytest.raises(ValueError, match=r"p's shares must have shape \(2, 2\)"):
+        plot_policy_shares([[1, 0], [0, 1]], {"p": [[1, 0]]}, ["a", "b"], path, x_values=[1, 2])
+    assert not path.exists()

@@ -387,7 +387,12 @@ def play_bench(
     episode), so a resumed bench writes the files an uninterrupted one would. Returns
     every record of the folder."""
     records_path, timing_path = args.out / "episodes.jsonl", args.out / "timing.jsonl"
-    records = runs.read_records(records_path, RECORD_KEYS, "a benchmark episode record")
+    records = runs.read_records(
+        records_path,
+        RECORD_KEYS,
+        "a benchmark episode record",
+        unique=("policy", "seed", "episode"),
+    )
     done = {(r["policy"], r["seed"], r["episode"]) for r in records}
     timing = [t for t in runs.read_records(timing_path, TIMING_KEYS) if _key(t) in done]
     runs.write_atomic(timing_path, runs.jsonl_text(timing))  # none of an unfinished episode

@@ -427,7 +427,12 @@ def run_eval(args: argparse.Namespace) -> int:
     cache: dict = {}
     envs: dict[tuple[str, int], PlannerEnv] = {}
     with folder.writing(config, results=("episodes.jsonl",)):
-        rows = runs.read_records(episodes_path, EPISODE_KEYS, "a planner episode record")
+        rows = runs.read_records(
+            episodes_path,
+            EPISODE_KEYS,
+            "a planner episode record",
+            unique=("planner", "scenario", "seed"),
+        )
         done = {_episode_key(r) for r in rows}
         timing = [t for t in runs.read_records(timing_path, TIMING_KEYS) if _episode_key(t) in done]
         runs.write_atomic(timing_path, runs.jsonl_text(timing))  # none of an unfinished episode

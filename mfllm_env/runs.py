@@ -231,9 +231,11 @@ def read_records(
     path: str | Path,
     keys: Sequence[str] = (),
     what: str = "a record",
+    unique: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """The records of the JSONL file ``path`` (none if it does not exist), each a JSON
-    object with ``keys`` (``what`` names them in errors).
+    object with ``keys`` (``what`` names them in errors); no two records may have the same
+    values of the ``unique`` keys (a line repeated or from another run would count twice).
 
     A truncated last line (a kill during an append) is dropped with a note on stderr and
     the file rewritten without it (:func:`write_atomic`), so appends start on a clean
@@ -245,6 +247,7 @@ def read_records(
     text = path.read_text(encoding="utf-8")
     lines = text.split("\n")
     records = []
+    first_line: dict[str, int] = {}  # the line of each record's unique key values
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -261,6 +264,15 @@ def read_records(
             raise ValueError(f"{path}:{number}: not a JSON record ({error})") from None
         if not isinstance(record, dict) or any(key not in record for key in keys):
             raise ValueError(f"{path}:{number} is not {what} (needs {tuple(keys)})")
+        if unique:
+            identity = json.dumps([record.get(key) for key in unique])
+            if identity in first_line:
+                raise ValueError(
+                    f"{path}:{number} repeats the record of line {first_line[identity]} "
+                    f"({', '.join(f'{k} {record.get(k)!r}' for k in unique)}): the file is "
+                    "damaged or holds lines of another run"
+                )
+            first_line[identity] = number
         records.append(record)
     if text and not text.endswith("\n"):
         write_atomic(path, jsonl_text(records))

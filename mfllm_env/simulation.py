@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
 import time
 import warnings
 from collections import Counter
@@ -330,11 +331,7 @@ def simulate(
     paths = {name: run_dir / f"{name}.jsonl" for name in ("episodes", "trajectory", "timing")}
     done: dict[int, dict[str, Any]] = {}
     if resume:
-        for record in runs.read_records(paths["episodes"], EPISODE_KEYS, "a simulate episode"):
-            done[record["index"]] = record
-        for name in ("trajectory", "timing"):
-            kept = [r for r in runs.read_records(paths[name], ("index",)) if r["index"] in done]
-            runs.write_atomic(paths[name], runs.jsonl_text(kept))
+        done = _finished_episodes(paths, seed)
     else:
         held = [path.name for path in paths.values() if path.exists() and path.stat().st_size]
         if held:
@@ -349,8 +346,11 @@ def simulate(
     ):
 
         def playable() -> Iterator[tuple[PopulationEnv, int]]:
+            count = 0
             for e, scenario in enumerate(scenarios):
+                count += 1
                 if e in done:
+                    _check_kept(paths["episodes"], done[e], scenario)
                     continue
                 env = make_env(scenario)
                 if not isinstance(env, PopulationEnv):
@@ -367,6 +367,13 @@ def simulate(
                 )
                 record = {"episode": scenario.scenario_id, "index": e, "skipped": reason}
                 runs.append_record(episodes, record)
+            beyond = sorted(e for e in done if e >= count)
+            if beyond:
+                raise ValueError(
+                    f"{paths['episodes']} records episode {beyond[0]} "
+                    f"({done[beyond[0]]['episode']!r}), but there are {count} scenarios: "
+                    "it holds lines of another run"
+                )
 
         def write_step(position: int, env: PopulationEnv, record: dict[str, Any]) -> None:
             step = {"episode": env.scenario.scenario_id, "index": indices[position], **record}
@@ -432,6 +439,55 @@ def simulate(
 
 
 EPISODE_KEYS = ("episode", "index")
+
+
+def _finished_episodes(paths: Mapping[str, Path], seed: int) -> dict[int, dict[str, Any]]:
+    """The episode records a resumed run keeps, by episode number: those played with
+    this run's seeds whose steps ``trajectory.jsonl`` holds in full. An episode whose
+    steps are missing (the file cut short or deleted) is played again, with a note. The
+    records, steps and timing of every other episode are dropped from the files."""
+    done: dict[int, dict[str, Any]] = {}
+    what = "a simulate episode"
+    for record in runs.read_records(paths["episodes"], EPISODE_KEYS, what, unique=("index",)):
+        index = record["index"]
+        if "seed" in record and record["seed"] != episode_seed(seed, index):
+            raise ValueError(
+                f"{paths['episodes']} records episode {index} ({record['episode']!r}) played "
+                f"with seed {record['seed']}, not this run's {episode_seed(seed, index)}: "
+                "it holds lines of another run"
+            )
+        done[index] = record
+    steps = runs.read_records(
+        paths["trajectory"], ("index", "step"), "a simulate step", unique=("index", "step")
+    )
+    held = Counter(step["index"] for step in steps)
+    incomplete = [
+        e for e, r in done.items() if "metrics" in r and held[e] != r["metrics"]["steps"]
+    ]
+    if incomplete:
+        print(
+            f"note: {paths['trajectory']} lacks steps of {len(incomplete)} finished "
+            f"episode(s) (first: {done[incomplete[0]]['episode']!r}); they are played again",
+            file=sys.stderr,
+        )
+        for e in incomplete:
+            del done[e]
+        runs.write_atomic(paths["episodes"], runs.jsonl_text(list(done.values())))
+    kept_steps = [step for step in steps if step["index"] in done]
+    runs.write_atomic(paths["trajectory"], runs.jsonl_text(kept_steps))
+    timing = [t for t in runs.read_records(paths["timing"], ("index",)) if t["index"] in done]
+    runs.write_atomic(paths["timing"], runs.jsonl_text(timing))
+    return done
+
+
+def _check_kept(path: Path, record: Mapping[str, Any], scenario: Scenario) -> None:
+    """Refuse a kept episode record of ``path`` that is not of ``scenario``."""
+    if record["episode"] != scenario.scenario_id:
+        raise ValueError(
+            f"{path} records episode {record['index']} as {record['episode']!r}, but this "
+            f"run's episode {record['index']} is {scenario.scenario_id!r}: it holds lines of "
+            "another run"
+        )
 
 
 def _in_episode_order(path: Path, keys: Sequence[str]) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from mfllm_cli.main import main
 from mfllm_env import runs, synthetic_scenario, write_scenarios_jsonl
+from mfllm_env.simulation import episode_seed
 
 SIMULATE = ["simulate", "--scenario", "synthetic:0-2", "--policy", "random", "--warmup", "8"]
 SIMULATE += ["--max-reactions", "24", "--agents-per-step", "8", "--parallel", "2", "--no-progress"]
@@ -261,6 +262,65 @@ def test_a_truncated_last_line_is_dropped_with_a_note(tmp_path, capsys):
     path.write_text('{"a": 1}\n{"a": \n{"a": 3}\n')
     with pytest.raises(ValueError, match=r"records\.jsonl:2: not a JSON record"):
         runs.read_records(path)
+
+
+@pytest.mark.parametrize(
+    ("argv", "identity"),
+    [
+        (SIMULATE, "index 0"),
+        (BENCH, "policy 'random', seed 0, episode 'synthetic/0'"),
+        (PLANNER_EVAL, "planner 'none', scenario 'synthetic/0', seed 0"),
+    ],
+)
+def test_a_repeated_record_line_is_refused_not_counted_twice(tmp_path, capsys, argv, identity):
+    out = tmp_path / "run"
+    assert main([*argv, "--out", str(out)]) == 0
+    records = out / "episodes.jsonl"
+    lines = records.read_text().splitlines(keepends=True)
+    records.write_text("".join([*lines, lines[0]]))
+    capsys.readouterr()
+    assert main([*argv, "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"episodes.jsonl:{len(lines) + 1} repeats the record of line 1 ({identity})" in err
+
+
+def test_simulate_resume_plays_again_episodes_whose_steps_are_lost(tmp_path, capsys):
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    assert main([*SIMULATE, "--out", str(reference)]) == 0
+    shutil.copytree(reference, out)
+    trajectory = out / "trajectory.jsonl"
+    trajectory.write_text(trajectory.read_text().splitlines(keepends=True)[0])
+    capsys.readouterr()
+    assert main([*SIMULATE, "--out", str(out), "--resume"]) == 0
+    assert "lacks steps of 3 finished episode(s) (first: 'synthetic/0')" in capsys.readouterr().err
+    assert _files(out) == _files(reference)
+    trajectory.unlink()
+    assert main([*SIMULATE, "--out", str(out), "--resume"]) == 0
+    assert _files(out) == _files(reference)
+
+
+def test_simulate_resume_refuses_episode_records_of_another_run(tmp_path, capsys):
+    out, other = tmp_path / "run", tmp_path / "other"
+    assert main([*SIMULATE, "--out", str(out)]) == 0
+    assert main([*SIMULATE, "--seed", "1", "--out", str(other)]) == 0
+    records = out / "episodes.jsonl"
+    lines = records.read_text().splitlines(keepends=True)
+    other_lines = (other / "episodes.jsonl").read_text().splitlines(keepends=True)
+    capsys.readouterr()
+    records.write_text("".join([other_lines[0], *lines[1:]]))
+    assert main([*SIMULATE, "--out", str(out), "--resume"]) == 2
+    assert "records episode 0 ('synthetic/0') played with seed" in capsys.readouterr().err
+    beyond = json.loads(lines[2]) | {"index": 3, "seed": episode_seed(0, 3)}
+    records.write_text("".join([*lines[:2], json.dumps(beyond) + "\n"]))
+    trajectory = out / "trajectory.jsonl"
+    trajectory.write_text(trajectory.read_text().replace('"index": 2,', '"index": 3,'))
+    assert main([*SIMULATE, "--out", str(out), "--resume"]) == 2
+    assert "records episode 3 ('synthetic/2'), but there are 3 scenarios" in capsys.readouterr().err
+    swapped = json.loads(lines[1]) | {"index": 0, "seed": episode_seed(0, 0)}
+    records.write_text("".join([json.dumps(swapped) + "\n", *lines[1:]]))
+    assert main([*SIMULATE, "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "records episode 0 as 'synthetic/1', but this run's episode 0 is 'synthetic/0'" in err
 
 
 def test_an_atomic_write_that_is_cut_short_leaves_the_old_file(tmp_path, monkeypatch):

@@ -20,9 +20,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from agents.backends.base import Backend, GenerationParams, Prompt
-from agents.prompts import chain_summary_messages, mean_field_messages
-from mfllm_env.checks import check_count
+from agents.backends.base import (
+    Backend,
+    GenerationParams,
+    Prompt,
+    check_backend_and_params,
+    check_completions,
+)
+from agents.prompts import chain_summary_messages, mean_field_messages, printable
+from mfllm_env.checks import check_count, check_seed
 from mfllm_env.labels import LabelScheme
 from mfllm_env.mean_field import HistogramMeanField, MeanField, MeanFieldUpdate
 from mfllm_env.scenario import Author, Scenario
@@ -32,9 +38,10 @@ CHAIN_PARAMS = GenerationParams(max_new_tokens=64, temperature=0.7)
 
 
 def summary_text(completion: str) -> str:
-    """A generated summary as agents see it: whitespace runs collapsed to single spaces
+    """A generated summary as agents see it: control and format characters (and lone
+    surrogates, which no file can hold) dropped, whitespace runs collapsed to single spaces
     (IB-Tune scores sampled summaries in this same form)."""
-    return " ".join(completion.split())
+    return " ".join(printable(completion).split())
 
 
 class _LLMRewriter:
@@ -42,6 +49,8 @@ class _LLMRewriter:
     usage counters, and a batched rewrite over several instances."""
 
     def __init__(self, backend: Backend, params: GenerationParams, seed: int) -> None:
+        check_backend_and_params(backend, params)
+        check_seed(seed)
         self.backend = backend
         self.params = params
         self.seed = seed
@@ -105,7 +114,9 @@ class _LLMRewriter:
             call_params = dataclasses.replace(params, seed=seeds[0])
             reason = ""
             try:
-                completions = backend.generate([p for _, p in requests], call_params)
+                completions = check_completions(
+                    backend, backend.generate([p for _, p in requests], call_params), len(requests)
+                )
             except Exception as error:  # a backend crash must not end every episode
                 completions = [None] * len(requests)
                 reason = f"{type(error).__name__}: {error}"[:200]

@@ -30,7 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from agents.backends.base import Backend, BackendError, GenerationParams
+from agents.backends.base import (
+    Backend,
+    BackendError,
+    GenerationParams,
+    check_backend_and_params,
+    check_completions,
+)
 from agents.prompts import (
     ACTION_CHARS,
     CONTEXT_KINDS,
@@ -114,6 +120,7 @@ class LLMPolicy:
         if show_shares and not share_labels:
             raise ValueError("show_shares needs share_labels (the label names of the shares)")
         check_count("max_action_chars", max_action_chars, 1)
+        check_backend_and_params(backend, params)
         self.backend = backend
         self.context: ContextKind = context
         self.params = params or GenerationParams()
@@ -148,13 +155,10 @@ class LLMPolicy:
         prompts = [self.prompt(observations[agent]) for agent in agents]
         params = dataclasses.replace(self.params, seed=int(self._rng.integers(2**31 - 1)))
         started = time.perf_counter()
-        completions = self.backend.generate(prompts, params)
+        completions = check_completions(
+            self.backend, self.backend.generate(prompts, params), len(agents)
+        )
         self.usage["generate_seconds"] += time.perf_counter() - started
-        if len(completions) != len(agents):
-            raise BackendError(
-                f"backend {self.backend.name} returned {len(completions)} completions for "
-                f"{len(agents)} prompts"
-            )
         infos: list[dict[str, Any]] = []
         for completion in completions:
             info: dict[str, Any] = {

@@ -281,6 +281,14 @@ _PREFIX = re.compile(r"^(?:reply|your reply|response|answer|回复|你的回复)
 _QUOTES = "\"'“”‘’「」"
 
 
+def printable(text: str) -> str:
+    """``text`` without control and format characters (``\\n`` and ``\\t`` kept) and
+    without lone surrogates (which no UTF-8 file can hold)."""
+    return "".join(
+        ch for ch in text if ch in "\n\t" or not unicodedata.category(ch).startswith("C")
+    )
+
+
 def clean_action(text: str, max_chars: int = ACTION_CHARS) -> str:
     """Model output -> an action: the single place where completions are cut to the rules.
 
@@ -292,9 +300,7 @@ def clean_action(text: str, max_chars: int = ACTION_CHARS) -> str:
 
     An empty result stays empty: the environment counts it as an empty action.
     """
-    text = "".join(
-        ch for ch in text if ch in "\n\t" or not unicodedata.category(ch).startswith("C")
-    )
+    text = printable(text)
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     line = _PREFIX.sub("", line).strip()
     if len(line) >= 2 and line[0] in _QUOTES and line[-1] in _QUOTES:

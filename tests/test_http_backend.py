@@ -626,3 +626,25 @@ def test_llama_server_reports_early_exit(tmp_path):
         server.start()
     assert "output ends with" in str(err.value)
     assert not server.running
+
+
+@pytest.mark.parametrize(
+    ("option", "error", "message"),
+    [
+        # NaN or a negative backoff, or 1.5 retries, made every retried request fail as
+        # an "unexpected answer" from the server
+        ({"backoff": float("nan")}, ValueError, "backoff must be a finite number >= 0, got nan"),
+        ({"backoff": -1}, ValueError, "backoff must be a finite number >= 0, got -1"),
+        ({"retries": 1.5}, ValueError, "retries must be an integer >= 0 .*got 1.5"),
+        ({"timeout": float("nan")}, ValueError, "timeout must be a finite number > 0, got nan"),
+        ({"max_concurrency": 1.5}, ValueError, "max_concurrency must be an integer >= 1 .*1.5"),
+        ({"max_concurrency": "2"}, ValueError, "max_concurrency must be an integer >= 1 .*'2'"),
+        ({"model": 5}, ValueError, "model must be None or a model name, got 5"),
+        ({"api_key_env": 5}, TypeError, "api_key_env must be None or a str, got 5"),
+        ({"base_url": None}, TypeError, "base_url must be a str, got NoneType"),
+    ],
+)
+def test_constructor_arguments_are_checked_before_any_request(option, error, message):
+    arguments = {"base_url": "http://127.0.0.1:9/v1", **option}
+    with pytest.raises(error, match=message):
+        OpenAIBackend(**arguments)

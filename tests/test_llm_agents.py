@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from agents.backends.base import Completion, GenerationParams, Prompt
+from agents.backends.base import BackendError, Completion, GenerationParams, Prompt
 from agents.mean_field import ChainOfSummarization, LLMMeanField
 from agents.policies import LLMPolicy
 from mfllm_cli.main import main
@@ -321,3 +321,77 @@ def test_smollm2_end_to_end(tmp_path):
     assert metrics["metrics"]["backend_errors"]["mean"] == 0
     assert metrics["metrics"]["mean_field_calls"]["mean"] == 2
     assert metrics["tokens"]["completion_tokens"] > 0
+
+
+class _Returns:
+    """A backend whose generate() returns ``make(prompts)``."""
+
+    name = "returns"
+
+    def __init__(self, make) -> None:
+        self.make = make
+
+    def generate(self, prompts, params):
+        return self.make(prompts)
+
+    def score(self, prompts, continuations):
+        raise NotImplementedError
+
+
+def _fine(prompts):
+    return [Completion("I doubt it", 3, 2) for _ in prompts]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda prompts: None, "returned NoneType None from generate.. for 16 prompts"),
+        (lambda p: [Completion("x", 1, 1)] * (len(p) + 1), "returned 17 items from generate.."),
+        (lambda prompts: [{"text": "x"}] * len(prompts), "returned 16 items, among them dict"),
+    ],
+)
+def test_a_backend_returning_no_completions_is_named(make, message):
+    """They were TypeErrors and AttributeErrors inside the policy."""
+    env = _env()
+    observations, _ = env.reset(seed=0)
+    with pytest.raises(BackendError, match=f"backend returns {message}"):
+        LLMPolicy(_Returns(make)).act(observations)
+    # The mean field counts it as a failed rewrite, as it does a crashing backend.
+    env = _env(mean_field=LLMMeanField(_Returns(make)), warmup=0)
+    observations, _ = env.reset(seed=0)
+    env.step(LLMPolicy(_Returns(_fine)).act(observations))
+    assert env.mean_field_model.usage["failures"] == 1
+    assert "must return one Completion per prompt" in env.mean_field_model.last_failure
+
+
+@pytest.mark.parametrize(
+    "fields", [(None, 1, 1), ("x", float("nan"), 1), ("x", -1, 0), ("x", 1, 1, 500), ("x", True, 1)]
+)
+def test_completions_hold_a_text_and_token_counts(fields):
+    with pytest.raises(TypeError, match="a Completion needs a str text, token counts"):
+        Completion(*fields)
+
+
+def test_summaries_drop_characters_no_file_can_hold():
+    """A lone surrogate in an LLM summary (a server's JSON can carry one) reached the
+    trajectory file and ended the run with a UnicodeEncodeError."""
+    summary = "Most doubt \ud800it\x1b so\x00 far"
+    env = _env(mean_field=LLMMeanField(_Returns(lambda p: [Completion(summary, 3, 5)] * len(p))))
+    observations, _ = env.reset(seed=0)
+    env.step(LLMPolicy(_Returns(_fine)).act(observations))
+    assert env.mean_field.text == "Most doubt it so far"
+    env.mean_field.text.encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: LLMPolicy(None), "backend must be a Backend .name, generate.., score..., got"),
+        (lambda: LLMPolicy(_Returns(_fine), params={"temperature": 1}), "params must be Gen"),
+        (lambda: LLMMeanField(object()), "backend must be a Backend"),
+        (lambda: ChainOfSummarization(_Returns(_fine), params=0.7), "params must be Gen"),
+    ],
+)
+def test_llm_components_check_their_backend_and_params(build, message):
+    with pytest.raises(TypeError, match=message):
+        build()

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 Message = dict[str, str]
 Prompt = Sequence[Message]
 
@@ -28,7 +30,7 @@ class BackendError(RuntimeError):
     """A backend could not do what was asked (unreachable server, missing capability)."""
 
 
-def _finite_number(value: object) -> bool:
+def finite_number(value: object) -> bool:
     return (
         isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     )
@@ -60,9 +62,9 @@ class GenerationParams:
             raise ValueError(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
         if not (integer(self.seed) and self.seed >= 0):
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
-        if not _finite_number(self.temperature) or self.temperature < 0:
+        if not finite_number(self.temperature) or self.temperature < 0:
             raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
-        if not _finite_number(self.top_p) or not 0 < self.top_p <= 1:
+        if not finite_number(self.top_p) or not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
 
 
@@ -75,6 +77,54 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     error: str | None = None
+
+    def __post_init__(self) -> None:
+        counts = (self.prompt_tokens, self.completion_tokens)
+        if not (
+            isinstance(self.text, str)
+            and all(_is_count(count) for count in counts)
+            and (self.error is None or isinstance(self.error, str))
+        ):
+            raise TypeError(
+                "a Completion needs a str text, token counts that are integers >= 0 and an "
+                f"error that is None or a str; got {self.text!r:.60}, {self.prompt_tokens!r}, "
+                f"{self.completion_tokens!r}, {self.error!r:.60}"
+            )
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 0
+
+
+def check_backend_and_params(backend: object, params: object) -> None:
+    """``TypeError`` unless ``backend`` is a :class:`Backend` (``name``, ``generate``,
+    ``score``) and ``params`` is ``None`` or :class:`GenerationParams`."""
+    if not isinstance(backend, Backend):
+        raise TypeError(
+            f"backend must be a Backend (name, generate(), score()), got {type(backend).__name__}"
+        )
+    if params is not None and not isinstance(params, GenerationParams):
+        raise TypeError(f"params must be GenerationParams, got {type(params).__name__}")
+
+
+def check_completions(backend: Backend, completions: object, count: int) -> list[Completion]:
+    """``completions`` as ``backend.generate`` returned them for ``count`` prompts, if
+    they are ``count`` :class:`Completion` objects; :class:`BackendError` naming the
+    backend and what came back otherwise (a custom backend's bug must not surface as an
+    ``AttributeError`` deep in a policy)."""
+    if isinstance(completions, list | tuple):
+        stranger = next((c for c in completions if not isinstance(c, Completion)), None)
+        if len(completions) == count and stranger is None:
+            return list(completions)
+        got = f"{len(completions)} items"
+        if stranger is not None:
+            got += f", among them {type(stranger).__name__} {stranger!r:.60}"
+    else:
+        got = f"{type(completions).__name__} {completions!r:.60}"
+    raise BackendError(
+        f"backend {getattr(backend, 'name', type(backend).__name__)!s:.80} returned {got} from "
+        f"generate() for {count} prompts; it must return one Completion per prompt"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,8 +44,10 @@ from agents.backends.base import (
     GenerationParams,
     Prompt,
     Score,
+    finite_number,
 )
 from agents.backends.chat import render_chat
+from mfllm_env.checks import check_count
 
 T = TypeVar("T")
 
@@ -175,12 +177,18 @@ class OpenAIBackend:
         backoff: float = 0.5,
         api_key_env: str | None = "OPENAI_API_KEY",
     ) -> None:
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if retries < 0:
-            raise ValueError(f"retries must be >= 0, got {retries}")
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0, got {timeout}")
+        if not isinstance(base_url, str):
+            raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
+        if not (model is None or (isinstance(model, str) and model)):
+            raise ValueError(f"model must be None or a model name, got {model!r}")
+        if not (api_key_env is None or isinstance(api_key_env, str)):
+            raise TypeError(f"api_key_env must be None or a str, got {api_key_env!r}")
+        check_count("max_concurrency", max_concurrency, 1)
+        check_count("retries", retries, 0)
+        # NaN or a negative backoff failed every retried request as an 'unexpected answer'
+        for name, value, lowest in (("timeout", timeout, "> 0"), ("backoff", backoff, ">= 0")):
+            if not finite_number(value) or value < 0 or (value == 0 and name == "timeout"):
+                raise ValueError(f"{name} must be a finite number {lowest}, got {value!r}")
         self.base_url = base_url.rstrip("/")
         self.max_concurrency = max_concurrency
         self.timeout = timeout

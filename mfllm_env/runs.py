@@ -22,6 +22,7 @@ so the tests can interrupt a run at any write).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -128,22 +129,30 @@ class RunFolder:
         config["command"] = self.command
         if self.resume and self.previous is not None:
             self._check_same(config, frozenset(may_change) | {"out"})
-        if self.overwrite and self.previous is not None:
-            _empty(self.path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise ValueError(f"cannot create --out {self.path}: {error.strerror}") from None
-        for leftover in self.path.rglob(f"*{PARTIAL}"):  # a write a kill cut short
-            leftover.unlink()
-        fresh = self.previous is None or self.overwrite
-        try:
-            write_json(self.path / CONFIG, config)
-            yield self.path
-        except BaseException:
-            if fresh and not any(_holds_something(self.path / name) for name in results):
-                self._discard()
-            raise
+        with _locked(self.path):
+            if self.previous is None and any(
+                p.suffix != PARTIAL for p in self.path.iterdir()
+            ):  # another process began a run here since this one looked
+                raise ValueError(
+                    f"--out {self.path} was filled by another process meanwhile; "
+                    "choose another --out"
+                )
+            if self.overwrite and self.previous is not None:
+                _empty(self.path)
+            for leftover in self.path.rglob(f"*{PARTIAL}"):  # a write a kill cut short
+                leftover.unlink()
+            fresh = self.previous is None or self.overwrite
+            try:
+                write_json(self.path / CONFIG, config)
+                yield self.path
+            except BaseException:
+                if fresh and not any(_holds_something(self.path / name) for name in results):
+                    self._discard()
+                raise
 
     def _check_same(self, config: Mapping[str, Any], may_change: frozenset[str]) -> None:
         before = self.previous or {}
@@ -163,6 +172,25 @@ class RunFolder:
             _empty(self.path)
         else:
             shutil.rmtree(self.path, ignore_errors=True)
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (released when the process ends, however it
+    ends); ``ValueError`` if another process holds it: two runs writing one folder at
+    once would mix their records."""
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(
+                f"--out {folder} is being written by another mfllm process right now; wait "
+                "for it to end (then --resume) or choose another --out"
+            ) from None
+        yield
+    finally:
+        os.close(handle)
 
 
 def _empty(folder: Path) -> None:

@@ -253,6 +253,21 @@ def test_resume_refuses_other_settings(tmp_path, capsys):
 # -- records files -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("flag", [[], ["--resume"], ["--overwrite"]])
+def test_a_folder_another_process_is_writing_is_refused(tmp_path, capsys, flag):
+    out = tmp_path / "run"
+    assert main([*SIMULATE, "--out", str(out)]) == 0
+    before = _files(out)
+    if not flag:  # a run that has just made the folder; else one under way
+        shutil.rmtree(out)
+        out.mkdir()
+    capsys.readouterr()
+    with runs._locked(out):  # as another process's RunFolder.writing holds it
+        assert main([*SIMULATE, "--out", str(out), *flag]) == 2
+    assert "is being written by another mfllm process right now" in capsys.readouterr().err
+    assert _files(out) == (before if flag else {})
+
+
 def test_a_truncated_last_line_is_dropped_with_a_note(tmp_path, capsys):
     path = tmp_path / "records.jsonl"
     path.write_text('{"a": 1}\n{"a": 2}\n{"a": ')

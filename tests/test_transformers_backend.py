@@ -181,3 +181,61 @@ def test_a_prompt_samples_the_same_alone_or_in_a_batch(tiny_backend):
         assert alone.text == completion.text
     twice = tiny_backend.generate([PROMPTS[0], PROMPTS[0]], params)
     assert twice[0].text == batch[0].text and twice[1].text != twice[0].text
+
+
+@pytest.mark.parametrize(
+    ("prompts", "error", "message"),
+    [
+        ([[{"role": "user", "content": "a\ud800b"}]], ValueError, "prompt 0 message 0 must be"),
+        ([[{"role": "user", "content": None}]], ValueError, "prompt 0 message 0 must be"),
+        ([[{"role": "user"}]], ValueError, "prompt 0 message 0 must be a .'role': str,"),
+        ([PROMPTS[0], []], TypeError, "prompt 1 must be a non-empty list of chat messages"),
+        (["hi"], TypeError, "prompt 0 must be a non-empty list of chat messages, got 'hi'"),
+        ("hi", TypeError, "prompts must be a list of prompts, got str"),
+    ],
+)
+def test_prompts_that_are_not_chat_messages_are_named(tiny_backend, prompts, error, message):
+    """A lone surrogate or a non-list failed inside the tokenizer; a None content was
+    rendered as if it were a text."""
+    with pytest.raises(error, match=message):
+        tiny_backend.generate(prompts, GenerationParams(max_new_tokens=2))
+    with pytest.raises(error, match=message):
+        tiny_backend.score(prompts, ["yes"] * len(prompts))
+
+
+def test_empty_batches_and_bad_continuations(tiny_backend):
+    assert tiny_backend.generate([], GenerationParams()) == []  # was an IndexError
+    assert tiny_backend.score([], []) == []
+    with pytest.raises(ValueError, match="continuation 0 must be a str writable as UTF-8"):
+        tiny_backend.score(PROMPTS[:1], ["\ud800"])
+    with pytest.raises(TypeError, match="params must be GenerationParams, got NoneType"):
+        tiny_backend.generate(PROMPTS, None)
+
+
+@pytest.mark.parametrize(
+    ("stop", "error", "message"),
+    [
+        ("ab", TypeError, "stop must be a tuple of stop strings, got 'ab'"),  # stopped at a, b
+        (("",), ValueError, "stop strings must be non-empty str"),  # 'empty separator'
+        ((None,), ValueError, "stop strings must be non-empty str"),
+    ],
+)
+def test_stop_strings_are_checked(stop, error, message):
+    with pytest.raises(error, match=message):
+        GenerationParams(stop=stop)
+    assert GenerationParams(stop=["\n"]).stop == ("\n",)  # a list is kept, hashable
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"max_prompt_tokens": -1}, "max_prompt_tokens must be an integer >= 1"),  # kept 1 token
+        ({"batch_size": 1.5}, "batch_size must be an integer >= 1"),
+        ({"threads": 1.5}, "threads must be an integer >= 1"),
+    ],
+)
+def test_backend_options_are_counts(tiny_backend, option, message):
+    with pytest.raises(ValueError, match=message):
+        TransformersBackend(tiny_backend.model, tokenizer=tiny_backend.tokenizer, **option)
+    with pytest.raises(TypeError, match="model must be a folder, a hub id or a model, got None"):
+        TransformersBackend(None, tokenizer=tiny_backend.tokenizer)

@@ -16,11 +16,13 @@ an unreachable model) raise at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from mfllm_env.checks import is_text
 
 Message = dict[str, str]
 Prompt = Sequence[Message]
@@ -55,6 +57,13 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        stop = self.stop
+        if isinstance(stop, str | bytes) or not isinstance(stop, Sequence):
+            # a str would stop at each of its characters
+            raise TypeError(f"stop must be a tuple of stop strings, got {stop!r}")
+        if not all(isinstance(s, str) and s for s in stop):
+            raise ValueError(f"stop strings must be non-empty str, got {stop!r}")
+        object.__setattr__(self, "stop", tuple(stop))
         def integer(value: object) -> bool:
             return isinstance(value, int) and not isinstance(value, bool)
 
@@ -96,6 +105,42 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 0
 
 
+def check_prompts(prompts: object, continuations: object = None) -> None:
+    """What a backend's ``generate``/``score`` take, checked before any work: ``prompts``
+    a list of prompts, each a non-empty list of ``{"role": str, "content": str}`` messages,
+    and ``continuations`` (when given) one str per prompt. Texts must be writable as UTF-8
+    (a lone surrogate is not). ``TypeError``/``ValueError`` naming the prompt and message
+    otherwise (a tokenizer or chat template would fail deep inside, or render ``None``)."""
+    if isinstance(prompts, str | bytes) or not isinstance(prompts, Sequence):
+        raise TypeError(f"prompts must be a list of prompts, got {type(prompts).__name__}")
+    for i, prompt in enumerate(prompts):
+        if isinstance(prompt, str | bytes) or not isinstance(prompt, Sequence) or not prompt:
+            raise TypeError(
+                f"prompt {i} must be a non-empty list of chat messages, got {prompt!r:.60}"
+            )
+        for j, message in enumerate(prompt):
+            if not (
+                isinstance(message, Mapping)
+                and isinstance(message.get("role"), str)
+                and is_text(message.get("content"))
+            ):
+                raise ValueError(
+                    f"prompt {i} message {j} must be a {{'role': str, 'content': str}} mapping "
+                    f"with text writable as UTF-8, got {message!r:.80}"
+                )
+    if continuations is None:
+        return
+    if isinstance(continuations, str | bytes) or not isinstance(continuations, Sequence):
+        raise TypeError(f"continuations must be a list of str, got {type(continuations).__name__}")
+    if len(continuations) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations to score")
+    bad = next((i for i, text in enumerate(continuations) if not is_text(text)), None)
+    if bad is not None:
+        raise ValueError(
+            f"continuation {bad} must be a str writable as UTF-8, got {continuations[bad]!r:.60}"
+        )
+
+
 def check_backend_and_params(backend: object, params: object) -> None:
     """``TypeError`` unless ``backend`` is a :class:`Backend` (``name``, ``generate``,
     ``score``) and ``params`` is ``None`` or :class:`GenerationParams`."""
@@ -103,7 +148,13 @@ def check_backend_and_params(backend: object, params: object) -> None:
         raise TypeError(
             f"backend must be a Backend (name, generate(), score()), got {type(backend).__name__}"
         )
-    if params is not None and not isinstance(params, GenerationParams):
+    if params is not None:
+        check_params(params)
+
+
+def check_params(params: object) -> None:
+    """``TypeError`` unless ``params`` is :class:`GenerationParams`."""
+    if not isinstance(params, GenerationParams):
         raise TypeError(f"params must be GenerationParams, got {type(params).__name__}")
 
 

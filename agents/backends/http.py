@@ -44,6 +44,8 @@ from agents.backends.base import (
     GenerationParams,
     Prompt,
     Score,
+    check_params,
+    check_prompts,
     finite_number,
 )
 from agents.backends.chat import render_chat
@@ -238,6 +240,8 @@ class OpenAIBackend:
         ``Completion(text="", prompt_tokens=0, completion_tokens=0, error=...)``; this
         method never raises for a single request.
         """
+        check_prompts(prompts)
+        check_params(params)
         stop = list(params.stop)
         if self.tokenizer is not None:
             # The raw-text endpoint knows nothing of chat turns: make sure generation ends
@@ -309,8 +313,7 @@ class OpenAIBackend:
             BackendError: no tokenizer was given, the server does not return prompt
                 log-probabilities, or a request failed after its retries.
         """
-        if len(prompts) != len(continuations):
-            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+        check_prompts(prompts, continuations)
         if self.tokenizer is None:
             raise BackendError(
                 "scoring chat prompts over HTTP needs the model's tokenizer to render the "

@@ -36,8 +36,16 @@ from transformers import (
 )
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from agents.backends.base import Completion, GenerationParams, Prompt, Score
+from agents.backends.base import (
+    Completion,
+    GenerationParams,
+    Prompt,
+    Score,
+    check_params,
+    check_prompts,
+)
 from agents.backends.chat import render_chat
+from mfllm_env.checks import check_count
 
 CACHE_ARGUMENT = (
     "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
@@ -96,17 +104,20 @@ class TransformersBackend:
         share_prefixes: bool = True,
         name: str | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_count("batch_size", batch_size, 1)
+        check_count("max_prompt_tokens", max_prompt_tokens, 1)  # -1 kept the last token only
         if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads must be >= 1, got {threads}")
+            check_count("threads", threads, 1)
             torch.set_num_threads(threads)
         if isinstance(model, (str, Path)):
             self.name = name or str(model)
             model, loaded_tokenizer = load_model_and_tokenizer(model)
             tokenizer = tokenizer or loaded_tokenizer
         else:
+            if not isinstance(model, torch.nn.Module):
+                raise TypeError(
+                    f"model must be a folder, a hub id or a model, got {type(model).__name__}"
+                )
             if tokenizer is None:
                 raise ValueError("a model object needs its tokenizer: pass tokenizer=")
             self.name = name or type(model).__name__
@@ -147,6 +158,10 @@ class TransformersBackend:
     # -- generation ------------------------------------------------------------------
 
     def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[Completion]:
+        check_prompts(prompts)
+        check_params(params)
+        if not prompts:
+            return []
         encoded = self.encode_prompts(prompts)
         seeds = row_seeds(encoded, params.seed)
         completions: list[Completion] = []
@@ -237,10 +252,9 @@ class TransformersBackend:
     # -- scoring -----------------------------------------------------------------------
 
     def score(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[Score]:
-        if len(prompts) != len(continuations):
-            raise ValueError(
-                f"{len(prompts)} prompts but {len(continuations)} continuations to score"
-            )
+        check_prompts(prompts, continuations)
+        if not prompts:
+            return []
         encoded = self.encode_prompts(prompts)
         targets = self.tokenizer(list(continuations), add_special_tokens=False)["input_ids"]
         with torch.inference_mode():

@@ -260,9 +260,10 @@ def _finish(out: Path, summary: dict[str, Any]) -> None:
     from training.run_folder import write_json
 
     write_json(out / "summary.json", summary)
-    report = plot_training_report(out / "log.jsonl", out / "report.png")
+    plot_training_report(out / "log.jsonl", out / "report.png")
     print(json.dumps(summary, indent=2, default=str))
-    print(f"wrote {out}/ (adapters, log.jsonl, summary.json{', report.png' if report else ''})")
+    held = sorted(f"{p.name}/" if p.is_dir() else p.name for p in out.iterdir())
+    print(f"wrote {out}/ ({', '.join(held)})")
 
 
 def run_sft(args: argparse.Namespace) -> int:

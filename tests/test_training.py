@@ -320,7 +320,10 @@ def test_cli_sft_then_simulate_with_the_adapter(tmp_path, tiny_model_dir, capsys
     assert (out / "report.png").stat().st_size > 1000
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["train_examples"] == 8
-    assert "simulate with" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "simulate with" in printed
+    held = "config.json, data/, log.jsonl, policy/, report.png, summary.json"
+    assert f"wrote {out}/ ({held})" in printed  # what the folder holds (no adapters/)
     # Same folder again without --resume: refused, nothing overwritten.
     assert main([*_train_argv(tiny_model_dir, out, "sft"), "--max-steps", "2"]) == 2
     assert "--resume" in capsys.readouterr().err

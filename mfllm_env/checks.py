@@ -7,6 +7,7 @@ it as is.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +15,9 @@ import numpy as np
 
 MAX_COUNT = 2**31 - 1
 """Largest value of a count argument (agents per step, warm-up, lengths, budgets)."""
+SEED_MAX = 2**32 - 1
+"""Largest seed of a run: numpy's global seeding, scikit-learn's ``random_state`` and
+transformers' ``set_seed`` (used by the trainers) take no others."""
 BOOTSTRAP_MAX = 1_000_000
 """Most bootstrap resamples per comparison: far past where the interval stops moving
 (thousands), and scipy holds the resamples in memory."""
@@ -27,6 +31,22 @@ def check_count(name: str, value: object, minimum: int, maximum: int = MAX_COUNT
         raise ValueError(
             f"{name} must be an integer >= {minimum} and <= {maximum}, got {value!r}"
         )
+
+
+def check_number(
+    name: str, value: object, minimum: float, *, exclusive: bool = False, maximum: float = math.inf
+) -> None:
+    """A clear ``ValueError`` for an argument that must be a finite number (not a bool)
+    ``>= minimum`` (``> minimum`` when ``exclusive``) and ``<= maximum``."""
+    number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool
+    )
+    above = number and (value > minimum if exclusive else value >= minimum)  # type: ignore[operator]
+    if not (above and math.isfinite(value) and value <= maximum):  # type: ignore[arg-type]
+        bounds = f"{'>' if exclusive else '>='} {minimum:g}"
+        if maximum < math.inf:
+            bounds += f" and <= {maximum:g}"
+        raise ValueError(f"{name} must be a finite number {bounds}, got {value!r}")
 
 
 def check_seed(seed: object) -> int | None:

@@ -342,3 +342,22 @@ def test_completions_are_cut_after_the_first_end_token():
     assert cut_at_end([5, 6, 2, 0, 0], {2, 3}) == [5, 6, 2]
     assert cut_at_end([5, 3, 2, 0], {2, 3}) == [5, 3]  # any of the model's end ids
     assert cut_at_end([5, 6, 7], {2}) == [5, 6, 7]  # cut by length: nothing to drop
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: ReinforceConfig(learning_rate=float("inf")), "learning_rate must be a finite"),
+        (lambda: ReinforceConfig(entropy_weight=float("nan")), "entropy_weight must be a finite"),
+        (lambda: ReinforceConfig(iterations=1.5), "ReinforceConfig.iterations must be an integer"),
+        (lambda: ReinforceConfig(seed=-1), "ReinforceConfig.seed must be an integer >= 0"),
+        (lambda: GRPOPlannerConfig(temperature=float("nan")), "temperature must be a finite"),
+        (lambda: GRPOPlannerConfig(num_generations=2.5), "num_generations must be an integer"),
+        (lambda: GRPOPlannerConfig(logging_steps=0), "logging_steps must be an integer >= 1"),
+    ],
+)
+def test_planner_configs_name_a_field_with_an_odd_value(build, message):
+    """An infinite learning rate or a NaN entropy weight trained a planner of NaN weights;
+    1.5 iterations or a negative seed failed inside range() or numpy."""
+    with pytest.raises(ValueError, match=message):
+        build()

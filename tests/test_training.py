@@ -36,6 +36,7 @@ from training.ib_tune import (
     RelevanceReward,
     train_mean_field,
 )
+from training.run_folder import LoraSettings
 from training.sft import PolicySFTConfig, train_policy_sft
 
 FAST = {"max_new_tokens": 6, "temperature": 1.0}
@@ -421,3 +422,28 @@ def test_shared_prompt_scoring_matches_scoring_each_row():
     for a, b, target in zip(shared, alone, targets, strict=True):
         assert a.shape == (len(target),)
         assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: PolicySFTConfig(context="x"), "PolicySFTConfig.context must be 'none' or"),
+        (lambda: PolicySFTConfig(max_steps=0), "PolicySFTConfig.max_steps must be an integer >= 1"),
+        (lambda: PolicySFTConfig(batch_size=1.5), "PolicySFTConfig.batch_size must be an integer"),
+        (lambda: PolicySFTConfig(learning_rate=float("nan")), "learning_rate must be a finite"),
+        (lambda: PolicySFTConfig(seed=-1), "PolicySFTConfig.seed must be an integer >= 0"),
+        (lambda: IBTuneConfig(beta=float("nan")), "IBTuneConfig.beta must be a finite number >= 0"),
+        (lambda: IBTuneConfig(max_reactions=0), "IBTuneConfig.max_reactions must be an integer"),
+        (lambda: IBTuneConfig(mu_learning_rate=0), "mu_learning_rate must be a finite number > 0"),
+        (lambda: LoraSettings(dropout=1.0), "LoraSettings.dropout must be a finite number >= 0"),
+        (lambda: LoraSettings(r=1.5), "LoraSettings.r must be an integer >= 1"),
+        (lambda: LoraSettings(target_modules=""), "LoraSettings.target_modules must be"),
+        (lambda: split_by_event([], "0.2"), r"dev_fraction must be in \(0, 1\), got '0.2'"),
+        (lambda: split_by_event([], 0.5, seed=-1), "seed must be None or an integer >= 0, got -1"),
+    ],
+)
+def test_training_configs_name_a_field_with_an_odd_value(build, message):
+    """These passed (a NaN learning rate trains NaN weights; context 'x' trained the
+    State-SFT prompt) or failed deep inside numpy, torch or TRL."""
+    with pytest.raises(ValueError, match=message):
+        build()

@@ -38,6 +38,7 @@ import numpy as np
 from agents.backends.base import Prompt
 from agents.policies import LLMPolicy, policy_prompt, reference_text
 from agents.prompts import ContextKind
+from mfllm_env.checks import check_seed
 from mfllm_env.labels import ActionLabeler
 from mfllm_env.mean_field import MeanFieldModel, update_mean_fields
 from mfllm_env.population_env import PopulationEnv
@@ -58,8 +59,10 @@ def split_by_event(
     Events are shuffled with ``seed`` and about ``dev_fraction`` of them (at least one, and
     never all) go to dev. Raises ``ValueError`` when there are fewer than two events.
     """
-    if not 0 < dev_fraction < 1:
-        raise ValueError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
+    fraction = isinstance(dev_fraction, int | float) and not isinstance(dev_fraction, bool)
+    if not (fraction and 0 < dev_fraction < 1):
+        raise ValueError(f"dev_fraction must be in (0, 1), got {dev_fraction!r}")
+    check_seed(seed)
     events = sorted({event_key(s) for s in scenarios})
     if len(events) < 2:
         raise ValueError(f"a train/dev split by event needs two events or more, got {events}")

@@ -41,12 +41,14 @@ from agents.backends.chat import render_chat
 from agents.mean_field import SUMMARY_PARAMS, LLMMeanField, summary_text
 from agents.policies import policy_prompt
 from agents.prompts import mean_field_prior_messages
+from mfllm_env.checks import check_count
 from mfllm_env.scenario import Scenario
 from training.datasets import draw_examples, mean_field_examples, policy_examples
 from training.run_folder import (
     JsonlLogCallback,
     LoraSettings,
     cached_examples,
+    check_config,
     drop_log_printer,
     resume_checkpoint,
     trainer_arguments,
@@ -105,10 +107,26 @@ class IBTuneConfig:
     def __post_init__(self) -> None:
         if self.prior not in ("base", "none"):
             raise ValueError(f"prior must be 'base' or 'none', got {self.prior!r}")
-        if self.num_generations < 2:
+        if self.num_generations == 1:
             raise ValueError("num_generations must be >= 2 (GRPO compares summaries in a group)")
-        if self.rounds < 1:
-            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        check_config(
+            self,
+            counts={
+                "rounds": 1,
+                "num_generations": 2,
+                "histories_per_step": 1,
+                "max_targets": 1,
+                "summary_tokens": 1,
+                "mu_steps": 1,
+                "agents_per_step": 1,
+                "save_steps": 1,
+                "logging_steps": 1,
+            },
+            positive=("mu_learning_rate",),
+            non_negative=("beta", "relevance_weight", "temperature"),
+        )
+        if self.max_reactions is not None:
+            check_count("IBTuneConfig.max_reactions", self.max_reactions, 1)
         if self.policy.context != "mean_field":
             raise ValueError("IB-Tune's policy stage trains the MF policy: context='mean_field'")
 

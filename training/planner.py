@@ -40,6 +40,7 @@ from training.report import read_log
 from training.run_folder import (
     JsonlLogCallback,
     LoraSettings,
+    check_config,
     drop_log_printer,
     resume_checkpoint,
     trainer_arguments,
@@ -212,11 +213,12 @@ class ReinforceConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "episodes_per_iteration", "save_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        check_config(
+            self,
+            counts={"iterations": 1, "episodes_per_iteration": 1, "save_steps": 1},
+            positive=("learning_rate",),
+            non_negative=("entropy_weight",),
+        )
 
 
 def _play(env: Any, planner: LinearMenuPlanner, seed: int) -> tuple[list, list, list, list]:
@@ -353,11 +355,21 @@ class GRPOPlannerConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
 
     def __post_init__(self) -> None:
-        if self.num_generations < 2:
+        if self.num_generations == 1:
             raise ValueError("num_generations must be >= 2 (GRPO compares messages in a group)")
-        for name in ("max_steps", "states_per_step", "message_tokens", "save_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_config(
+            self,
+            counts={
+                "max_steps": 1,
+                "num_generations": 2,
+                "states_per_step": 1,
+                "message_tokens": 1,
+                "save_steps": 1,
+                "logging_steps": 1,
+            },
+            positive=("learning_rate",),
+            non_negative=("temperature",),
+        )
 
 
 def _advance(env: Any, seed: int, decisions: int) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,29 @@ from typing import Any
 from transformers import TrainerCallback
 
 from mfllm_env import runs
+from mfllm_env.checks import SEED_MAX, check_count, check_number
+
+
+def check_config(
+    config: Any,
+    counts: Mapping[str, int] = {},
+    positive: Sequence[str] = (),
+    non_negative: Sequence[str] = (),
+) -> None:
+    """Check a trainer config's fields at construction, naming the config and the field in
+    a ``ValueError``: ``counts`` (field -> least value) must be integers, ``positive`` and
+    ``non_negative`` finite numbers ``> 0`` / ``>= 0``, and a ``seed`` field an integer in
+    ``[0, SEED_MAX]`` (NaN learning rates, 1.5 steps or a negative seed otherwise pass and
+    fail deep inside numpy, torch or TRL, or train a model of NaN weights)."""
+    owner = type(config).__name__
+    for name, least in counts.items():
+        check_count(f"{owner}.{name}", getattr(config, name), least)
+    for name in positive:
+        check_number(f"{owner}.{name}", getattr(config, name), 0, exclusive=True)
+    for name in non_negative:
+        check_number(f"{owner}.{name}", getattr(config, name), 0)
+    if hasattr(config, "seed"):
+        check_count(f"{owner}.seed", config.seed, 0, SEED_MAX)
 
 
 @dataclass
@@ -40,6 +63,15 @@ class LoraSettings:
         default="all-linear",
         metadata={"help": "Modules that get adapters: 'all-linear' or comma-separated names."},
     )
+
+    def __post_init__(self) -> None:
+        check_config(self, counts={"r": 1}, positive=("alpha",))
+        check_number("LoraSettings.dropout", self.dropout, 0, maximum=0.99)
+        if not (isinstance(self.target_modules, str) and self.target_modules.strip(", ")):
+            raise ValueError(
+                f"LoraSettings.target_modules must be 'all-linear' or comma-separated module "
+                f"names, got {self.target_modules!r}"
+            )
 
     def peft_config(self) -> Any:
         from peft import LoraConfig

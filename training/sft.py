@@ -20,6 +20,7 @@ from agents.backends.chat import render_chat
 from training.run_folder import (
     JsonlLogCallback,
     LoraSettings,
+    check_config,
     drop_log_printer,
     resume_checkpoint,
     trainer_arguments,
@@ -52,6 +53,24 @@ class PolicySFTConfig:
     logging_steps: int = field(default=1, metadata={"help": "Log the loss every N steps."})
     seed: int = field(default=0, metadata={"help": "Seed of data order, LoRA init, dropout."})
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA."})
+
+    def __post_init__(self) -> None:
+        if self.context not in ("none", "mean_field"):
+            raise ValueError(
+                f"PolicySFTConfig.context must be 'none' or 'mean_field', got {self.context!r}"
+            )
+        check_config(
+            self,
+            counts={
+                "max_steps": 1,
+                "batch_size": 1,
+                "max_length": 1,
+                "max_dev_examples": 0,
+                "save_steps": 1,
+                "logging_steps": 1,
+            },
+            positive=("learning_rate",),
+        )
 
 
 def to_dataset(examples: list[dict[str, Any]], tokenizer: Any, max_length: int) -> tuple[Any, int]:

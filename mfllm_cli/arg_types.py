@@ -24,8 +24,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from mfllm_env.checks import BOOTSTRAP_MAX, MAX_COUNT, SEED_MAX
+from mfllm_env.checks import BOOTSTRAP_MAX, MAX_COUNT
 
+SEED_MAX = 2**32 - 1
 TOKENS_MAX = 32_768
 """Most tokens one generation may ask for (per action, summary or message): the context
 of the models this project uses (SmolLM2: 8,192 tokens) and of most others is smaller;
@@ -93,6 +94,14 @@ def thread_count(text: str) -> int:
             f"must be at most the {cpus} CPUs of this machine, got {text!r}"
         )
     return value
+
+
+def given_path(text: str) -> Path:
+    """A path that is not empty: an empty one (from an unset shell variable, say) would
+    silently mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, got {text!r}")
+    return Path(text)
 
 
 def adapter_folder(text: str) -> Path:

@@ -45,6 +45,7 @@ from mfllm_cli.arg_types import (
     adapter_folder,
     bootstrap_resamples,
     float_in,
+    given_path,
     positive_int_list,
     seed_list,
 )
@@ -159,7 +160,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seeds", type=seed_list, help="comma-separated distinct seeds, e.g. 0,1,2 (0 .. 2**32-1)"
     )
-    parser.add_argument("--out", required=True, type=Path, help="bench folder")
+    parser.add_argument("--out", required=True, type=given_path, help="bench folder")
     parser.add_argument("--resume", action="store_true", help="continue an existing folder")
     parser.add_argument(
         "--overwrite", action="store_true", help="remove what --out holds and bench afresh"

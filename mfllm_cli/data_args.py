@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mfllm_cli.arg_types import positive_int
+from mfllm_cli.arg_types import given_path, positive_int
 from mfllm_cli.specs import SPLITS
 from mfllm_env.loaders import LOADERS
 
@@ -19,7 +19,7 @@ LOADER_OPTIONS = ("keys", "split", "episode", "platform", "pheme", "max_reaction
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``source``, ``path`` and the loader flags to ``parser``."""
     parser.add_argument("source", choices=sorted(LOADERS), help="data set format")
-    parser.add_argument("path", help="data file or folder")
+    parser.add_argument("path", type=given_path, help="data file or folder")
     keys = parser.add_mutually_exclusive_group()
     keys.add_argument(
         "--key",

@@ -18,6 +18,7 @@ import numpy as np
 from mfllm_cli.arg_types import (
     LORA_RANK_MAX,
     adapter_folder,
+    given_path,
     int_in,
     lora_rank,
     non_negative_float,
@@ -191,7 +192,7 @@ def register_training(methods: argparse._SubParsersAction) -> None:
     )
     add_planner_env_arguments(parser)
     parser.add_argument("--method", choices=("reinforce", "grpo"), default="reinforce")
-    parser.add_argument("--out", required=True, type=Path, help="run folder")
+    parser.add_argument("--out", required=True, type=given_path, help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument(
         "--overwrite", action="store_true", help="remove what --out holds and train afresh"
@@ -352,7 +353,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.3,
         help="threshold planner's level: a share in [0, 1]",
     )
-    parser.add_argument("--out", required=True, type=Path, help="report folder")
+    parser.add_argument("--out", required=True, type=given_path, help="report folder")
     parser.add_argument("--resume", action="store_true", help="play only missing episodes")
     parser.add_argument(
         "--overwrite", action="store_true", help="remove what --out holds and evaluate afresh"

@@ -18,6 +18,7 @@ from agents.policies import LLMPolicy
 from mfllm_cli.arg_types import (
     TOKENS_MAX,
     adapter_folder,
+    given_path,
     non_negative_float,
     non_negative_int,
     positive_int,
@@ -85,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ib-tune); default: the policy's model",
     )
     add_episode_arguments(parser, RUN_DEFAULTS)
-    parser.add_argument("--out", required=True, type=Path, help="run folder to write")
+    parser.add_argument("--out", required=True, type=given_path, help="run folder to write")
     parser.add_argument(
         "--resume",
         action="store_true",

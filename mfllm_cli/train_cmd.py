@@ -18,6 +18,7 @@ from mfllm_cli.arg_types import (
     LORA_RANK_MAX,
     adapter_folder,
     float_in,
+    given_path,
     int_in,
     lora_rank,
     non_negative_float,
@@ -141,7 +142,7 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
         help="dev reactions scored before and after SFT",
     )
     parser.add_argument("--model", default="smollm2", help="smollm2 | a model folder | a hub id")
-    parser.add_argument("--out", required=True, type=Path, help="run folder")
+    parser.add_argument("--out", required=True, type=given_path, help="run folder")
     parser.add_argument(
         "--max-steps",
         type=positive_int,

@@ -228,7 +228,7 @@ def test_the_table_covers_every_typed_option_of_every_command():
         for action in sub._actions
         if action.option_strings
         and action.type is not None
-        and action.type.__name__ not in ("Path", "adapter_folder", "target_shares")
+        and action.type.__name__ not in ("Path", "given_path", "adapter_folder", "target_shares")
     }
     table = {(command, option) for command, option, _ in CASES}
     assert typed == table
@@ -449,6 +449,28 @@ def test_bad_values_are_refused_by_argparse_naming_the_option(tmp_path, capsys, 
     assert main([*argv, "--out", str(out)]) == 2
     assert message in _error(capsys)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["simulate", "--policy", "random", "--out"],
+        ["bench", "--preset", "ci", "--out"],
+        ["planner-eval", "--scenarios", "synthetic:0-1", "--out"],
+        ["train", "planner", "--scenarios", "synthetic:0-1", "--out"],
+        ["train", "sft", "--scenarios", "synthetic:0-1", "--out"],
+        ["scenarios", "jsonl"],
+        ["label-eval", "rumoureval"],
+    ],
+)
+@pytest.mark.parametrize("empty", ["", " "])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(
+    tmp_path, monkeypatch, capsys, argv, empty
+):
+    monkeypatch.chdir(tmp_path)  # an empty folder: a run would start writing into it
+    assert main([*argv, empty]) == 2
+    assert f"expected a path, got {empty!r}" in _error(capsys)
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(

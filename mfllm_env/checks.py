@@ -43,10 +43,11 @@ def check_number(
     )
     above = number and (value > minimum if exclusive else value >= minimum)  # type: ignore[operator]
     if not (above and math.isfinite(value) and value <= maximum):  # type: ignore[arg-type]
-        bounds = f"{'>' if exclusive else '>='} {minimum:g}"
+        bounds = [f"{'>' if exclusive else '>='} {minimum:g}"] if minimum > -math.inf else []
         if maximum < math.inf:
-            bounds += f" and <= {maximum:g}"
-        raise ValueError(f"{name} must be a finite number {bounds}, got {value!r}")
+            bounds.append(f"<= {maximum:g}")
+        bounded = f" {' and '.join(bounds)}" if bounds else ""
+        raise ValueError(f"{name} must be a finite number{bounded}, got {value!r}")
 
 
 def check_seed(seed: object) -> int | None:

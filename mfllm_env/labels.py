@@ -140,7 +140,7 @@ def scheme_for(dimension: str) -> LabelScheme:
     """The built-in scheme of ``dimension``, with an error listing the known ones."""
     try:
         return SCHEMES[dimension]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable dimension (a list)
         raise UnknownLabelError(
             f"no built-in label scheme for dimension {dimension!r}; known: {sorted(SCHEMES)}"
         ) from None

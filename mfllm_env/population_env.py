@@ -130,7 +130,14 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
-from mfllm_env.checks import check_actions, check_count, check_methods, check_seed, is_text
+from mfllm_env.checks import (
+    check_actions,
+    check_count,
+    check_methods,
+    check_number,
+    check_seed,
+    is_text,
+)
 from mfllm_env.labels import UNLABELLED, ActionLabeler, LabelScheme, scheme_for
 from mfllm_env.mean_field import HistogramMeanField, MeanField, MeanFieldModel, MeanFieldUpdate
 from mfllm_env.metrics import kl_divergence
@@ -167,6 +174,8 @@ class LabelMatchReward:
     """``1[sim == real] - kl_weight * KL(real step shares || sim step shares)`` per agent."""
 
     def __init__(self, match_weight: float = 1.0, kl_weight: float = 1.0) -> None:
+        check_number("match_weight", match_weight, -math.inf)
+        check_number("kl_weight", kl_weight, -math.inf)
         self.match_weight = match_weight
         self.kl_weight = kl_weight
 
@@ -602,11 +611,21 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
             raise RuntimeError("inject() called on a finished episode; call reset() first")
         if self._pending is not None:
             raise RuntimeError("inject() called between begin_step() and end_step()")
-        ids = np.asarray(label_ids, dtype=np.int64)
+        if isinstance(texts, str) or not isinstance(texts, Sequence):  # a str: one per char
+            raise TypeError(f"inject() texts must be a list of str, got {type(texts).__name__}")
+        try:
+            ids = np.asarray(label_ids)
+        except ValueError:  # ragged nested lists
+            ids = np.asarray(None)
+        if ids.dtype.kind not in "iu" or ids.ndim != 1:  # floats were cut, bools taken as ids
+            raise ValueError(
+                f"inject() label ids must be a list of integers, got {label_ids!r:.80}"
+            )
         if len(texts) != ids.size or not ids.size:
             raise ValueError(f"inject() needs one label per text, got {len(texts)} and {ids.size}")
         if ids.min() < 0 or ids.max() >= self.scheme.size:
             raise ValueError(f"label ids must be in [0, {self.scheme.size}), got {ids.tolist()}")
+        ids = ids.astype(np.int64)
         bad = next((i for i, text in enumerate(texts) if not is_text(text)), None)
         if bad is not None:
             raise ValueError(f"inject() text {bad} is not writable text: {texts[bad]!r}")

@@ -15,6 +15,7 @@ import mfllm_env
 from mfllm_env import (
     SDQC,
     HistogramMeanField,
+    LabelMatchReward,
     MeanField,
     PopulationEnv,
     StepOutcome,
@@ -526,3 +527,32 @@ def test_a_mean_field_with_shares_in_a_list_is_observed_as_an_array(scenario):
     env = PopulationEnv(scenario, action_mode="label", mean_field=Listed())
     observations, _ = env.reset(seed=0)
     assert observations[env.agents[0]]["shares"].tolist() == [0.25] * 4
+
+
+@pytest.mark.parametrize(
+    ("texts", "label_ids", "error", "message"),
+    [
+        (["a"], [1.7], ValueError, r"label ids must be a list of integers, got \[1.7\]"),  # was 1
+        (["a"], [True], ValueError, r"label ids must be a list of integers, got \[True\]"),
+        (["a"], ["support"], ValueError, "label ids must be a list of integers"),
+        (["a"], [[0]], ValueError, "label ids must be a list of integers"),
+        ("ab", [0, 1], TypeError, "texts must be a list of str, got str"),  # one post per char
+    ],
+)
+def test_inject_refuses_ids_that_are_not_integers(scenario, texts, label_ids, error, message):
+    env = PopulationEnv(scenario, action_mode="label")
+    env.reset(seed=0)
+    with pytest.raises(error, match=message):
+        env.inject(texts, label_ids, mfllm_env.Author("bot"))
+    assert env.stats["injected"] == 0
+
+
+@pytest.mark.parametrize("weight", [float("nan"), "1", None])
+def test_label_match_reward_weights_are_finite_numbers(weight):
+    with pytest.raises(ValueError, match=f"match_weight must be a finite number, got {weight!r}"):
+        LabelMatchReward(match_weight=weight)
+
+
+def test_an_unhashable_label_dimension_is_unknown(scenario):
+    with pytest.raises(ValueError, match=r"no built-in label scheme for dimension \['stance'\]"):
+        PopulationEnv(scenario, label_dimension=["stance"])

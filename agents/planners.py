@@ -18,7 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from agents.backends.base import Backend, BackendError, GenerationParams
+from agents.backends.base import (
+    Backend,
+    GenerationParams,
+    check_backend_and_params,
+    check_completions,
+)
 from agents.prompts import ACTION_CHARS, clean_action, detect_language, planner_messages
 
 _WAIT = re.compile(r"^\W*(wait|stay silent|silent|nothing|none|no message|等待|沉默)\W*$", re.I)
@@ -82,8 +87,18 @@ class LLMPlanner:
         params: GenerationParams | None = None,
         language: str | None = None,
     ) -> None:
+        check_backend_and_params(backend, params)
         self.backend = backend
         self.labels = tuple(labels)
+        shares = np.asarray(target)
+        if not (
+            shares.shape == (len(self.labels),)
+            and shares.dtype.kind in "iuf"
+            and np.isfinite(shares).all()
+        ):
+            raise ValueError(
+                f"target must be one finite share per label {self.labels}, got {target!r:.80}"
+            )
         self.target = [float(t) for t in target]
         self.options = None if options is None else tuple(options)
         self.params = params or GenerationParams(max_new_tokens=32)
@@ -114,9 +129,11 @@ class LLMPlanner:
         if not agents:
             return {}
         params = dataclasses.replace(self.params, seed=int(self._rng.integers(2**31 - 1)))
-        completions = self.backend.generate([self.prompt(observations[a]) for a in agents], params)
-        if len(completions) != len(agents):
-            raise BackendError(f"backend returned {len(completions)} completions for {len(agents)}")
+        completions = check_completions(
+            self.backend,
+            self.backend.generate([self.prompt(observations[a]) for a in agents], params),
+            len(agents),
+        )
         actions: dict[str, str | int] = {}
         for agent, completion in zip(agents, completions, strict=True):
             self.usage["decisions"] += 1

@@ -11,7 +11,7 @@ import pettingzoo
 import pytest
 
 import mfllm_env
-from agents.backends.base import GenerationParams
+from agents.backends.base import BackendError, GenerationParams
 from agents.backends.transformers_backend import TransformersBackend
 from agents.planners import LLMPlanner
 from mfllm_cli.main import main
@@ -361,3 +361,32 @@ def test_planner_configs_name_a_field_with_an_odd_value(build, message):
     1.5 iterations or a negative seed failed inside range() or numpy."""
     with pytest.raises(ValueError, match=message):
         build()
+
+
+class _Returns:
+    """A backend whose generate() returns ``make(prompts)``."""
+
+    name = "returns"
+
+    def __init__(self, make) -> None:
+        self.make = make
+
+    def generate(self, prompts, params):
+        return self.make(prompts)
+
+    def score(self, prompts, continuations):
+        raise NotImplementedError
+
+
+def test_llm_planner_checks_its_backend_target_and_completions():
+    """A completion list of dicts was an AttributeError, a short target made prompts that
+    named fewer shares than labels, a None backend failed at the first decision."""
+    env = _make(0)
+    with pytest.raises(TypeError, match="backend must be a Backend"):
+        LLMPlanner.for_env(None, env)
+    with pytest.raises(ValueError, match="target must be one finite share per label"):
+        LLMPlanner(_Returns(list), labels=env.scheme.labels, target=[0.5, float("nan")])
+    planner = LLMPlanner.for_env(_Returns(lambda prompts: [{"text": "wait"}] * len(prompts)), env)
+    observations, _ = env.reset(seed=0)
+    with pytest.raises(BackendError, match="returned 1 items, among them dict"):
+        planner.act(observations)

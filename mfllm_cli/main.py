@@ -7,8 +7,8 @@ parsed arguments and returning an exit code.
 Every option is checked as it is parsed (:mod:`mfllm_cli.arg_types`), and each command
 refuses contradictory options before any work; the user's mistakes -- bad options, bad
 data, paths that cannot be read or written, an unreachable server -- end in one line,
-``mfllm COMMAND: error: ...``, and exit code 2. Any other exception is a bug: it keeps
-its traceback.
+``mfllm COMMAND: error: ...``, and exit code 2. Ctrl-C ends in one line, ``mfllm COMMAND:
+interrupted``, and exit code 130. Any other exception is a bug: it keeps its traceback.
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ USER_PATH_ERRNOS = frozenset(
 )
 
 
+INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mfllm",
@@ -79,7 +82,7 @@ def user_error_message(error: BaseException) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command ``argv`` names; returns the exit code (2 for the user's mistakes,
-    with one ``mfllm COMMAND: error: ...`` line on stderr)."""
+    with one ``mfllm COMMAND: error: ...`` line on stderr; 130 for Ctrl-C)."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -93,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: what is written stays, a --resume continues it
+        resume = "; the same command with --resume continues it" if "resume" in args else ""
+        print(f"mfllm {args.command}: interrupted{resume}", file=sys.stderr)
+        return INTERRUPTED
     except Exception as error:
         message = user_error_message(error)
         if message is None:

@@ -405,8 +405,9 @@ def test_the_same_seed_gives_the_same_files_to_the_byte(tmp_path, argv, files):
 # -- interrupted at every write, then resumed ------------------------------------------------
 
 
-class Killed(KeyboardInterrupt):
-    """The run is killed at a write."""
+class Killed(BaseException):
+    """The run is killed at a write (as by SIGKILL: not a KeyboardInterrupt, which the
+    command line catches)."""
 
 
 def _interrupt_at(monkeypatch, k: int | None) -> list[int]:
@@ -437,6 +438,29 @@ def _interrupt_at(monkeypatch, k: int | None) -> list[int]:
     monkeypatch.setattr(runs, "write_atomic", atomic)
     monkeypatch.setattr(runs, "append_record", append)
     return count
+
+
+def test_ctrl_c_is_one_line_and_exit_130_then_resume_finishes_the_run(
+    tmp_path, monkeypatch, capsys
+):
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    assert main([*SIMULATE, "--out", str(reference)]) == 0
+    append_record, appends = runs.append_record, [0]
+
+    def ctrl_c_at_the_fifth_append(handle, record):
+        appends[0] += 1
+        if appends[0] == 5:
+            raise KeyboardInterrupt
+        append_record(handle, record)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runs, "append_record", ctrl_c_at_the_fifth_append)
+        capsys.readouterr()
+        assert main([*SIMULATE, "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert err == "mfllm simulate: interrupted; the same command with --resume continues it\n"
+    assert main([*SIMULATE, "--out", str(out), "--resume"]) == 0
+    assert _files(out) == _files(reference)
 
 
 def _every_interruption(tmp_path, monkeypatch, argv, resume_argv=None) -> int:

@@ -393,8 +393,12 @@ def _planner_names(text: str) -> list[str]:
         if kind not in (*BASELINE_PLANNERS, "reinforce", "llm"):
             raise ValueError(f"unknown planner {name!r}; see --help")
         if kind == "reinforce":
-            if not Path(path).is_file():
+            if not Path(path).exists():
                 raise ValueError(f"reinforce={path}: no such planner file")
+            if not Path(path).is_file():
+                raise ValueError(
+                    f"reinforce={path}: not a file (give the planner.json of mfllm train planner)"
+                )
             from training.planner import LinearMenuPlanner
 
             LinearMenuPlanner.load(Path(path))  # a damaged file: an error before any episode

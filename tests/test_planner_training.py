@@ -170,6 +170,8 @@ def test_cli_trains_then_evaluates_with_resume(tmp_path, capsys):
     [
         (["--planners", "none,oracle"], "unknown planner"),
         (["--planners", "reinforce=missing.json"], "no such planner file"),
+        (["--planners", "reinforce=/dev/null"], "reinforce=/dev/null: not a file (give the"),
+        (["--planners", "reinforce=/"], "reinforce=/: not a file (give the planner.json"),
         (["--seeds", "a,b"], "--seeds"),
         (["--target", "support:0.5"], "--target"),
         (["--target", "support=0.5,belief=0.5"], "unknown labels"),

@@ -11,6 +11,7 @@ from typing import Any
 
 from mfllm_cli.arg_types import given_path, positive_int
 from mfllm_cli.specs import SPLITS
+from mfllm_env import loaders
 from mfllm_env.loaders import LOADERS
 
 LOADER_OPTIONS = ("keys", "split", "episode", "platform", "pheme", "max_reactions", "limit")
@@ -62,10 +63,31 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+FLAGS = {
+    "keys": "--key/--no-keys",
+    "split": "--split",
+    "episode": "--episode",
+    "platform": "--platform",
+    "pheme": "--pheme",
+    "max_reactions": "--max-reactions",
+    "limit": "--limit",
+    "on_error": "--on-error",
+}
+"""The flag of each loader option."""
+
+
 def loader_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The loader keyword arguments of the flags the user gave."""
+    """The loader keyword arguments of the flags the user gave; ``ValueError`` naming the
+    flags the loader of ``args.source`` does not take, and those it does."""
     options = {
         name: getattr(args, name) for name in LOADER_OPTIONS if getattr(args, name) is not None
     }
     options["on_error"] = args.on_error
+    valid = set(loaders.loader_options(args.source))
+    refused = [FLAGS[name] for name in options if name not in valid]
+    if refused:
+        taken = [flag for name, flag in FLAGS.items() if name in valid]
+        raise ValueError(
+            f"{', '.join(refused)}: not for {args.source} data, which takes {', '.join(taken)}"
+        )
     return options

@@ -32,11 +32,18 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from mfllm_env.checks import check_count, check_seed
 from mfllm_env.labels import LabelScheme
 from mfllm_env.population_env import PopulationEnv
 from mfllm_env.scenario import Scenario
 
 Observation = Mapping[str, Any]
+
+
+def check_scheme(scheme: object) -> None:
+    """``TypeError`` unless ``scheme`` is a :class:`LabelScheme`."""
+    if not isinstance(scheme, LabelScheme):
+        raise TypeError(f"scheme must be a LabelScheme, got {type(scheme).__name__}")
 
 
 class UniformRandomPolicy:
@@ -45,8 +52,9 @@ class UniformRandomPolicy:
     action_mode = "label"
 
     def __init__(self, scheme: LabelScheme, seed: int | None = None) -> None:
+        check_scheme(scheme)
         self.scheme = scheme
-        self._rng = np.random.default_rng(seed)
+        self._rng = np.random.default_rng(check_seed(seed))
 
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:
@@ -139,6 +147,9 @@ class ClassifierPolicy:
     ) -> None:
         if features not in ("state", "state+mean_field"):
             raise ValueError(f"features must be 'state' or 'state+mean_field', got {features!r}")
+        check_scheme(scheme)
+        check_count("max_iter", max_iter, 1)
+        check_seed(seed)
         self.scheme = scheme
         self.features = features
         self._vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)

@@ -19,6 +19,7 @@ from math import inf, isfinite
 from numbers import Real
 from typing import Any
 
+from mfllm_env.checks import is_text
 from mfllm_env.labels import SCHEMES
 
 
@@ -96,6 +97,8 @@ def _wrong_field(reaction: Reaction) -> str | None:
         value = getattr(reaction, name)
         if not isinstance(value, kind) or (name == "timestamp" and isinstance(value, bool)):
             return f"{name} must be {what}, got {value!r:.80}"
+        if isinstance(value, str) and not is_text(value):  # a lone surrogate: no file holds it
+            return f"{name} has characters that cannot be written as UTF-8: {value!r:.80}"
     return None
 
 
@@ -125,6 +128,7 @@ class Scenario:
 
     def __post_init__(self) -> None:
         # Always a tuple, so that scenarios compare equal however they were built.
+        # Loaders name an id from a file name that is not UTF-8 themselves (a format error).
         for name in ("scenario_id", "language", "default_label_dimension"):
             if not isinstance(getattr(self, name), str):
                 raise TypeError(f"scenario {name} must be a str, got {getattr(self, name)!r:.80}")

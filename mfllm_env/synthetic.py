@@ -274,6 +274,10 @@ def synthetic_scenario(
     must be finite and at most :data:`MAX_PARAMETER` in size (``ValueError`` otherwise).
     """
     check_seed(seed)
+    if isinstance(interventions, Intervention | str) or not isinstance(interventions, Sequence):
+        raise TypeError(
+            f"interventions must be a sequence of Intervention objects, got {interventions!r:.80}"
+        )
     check_count("n_reactions", n_reactions, 1, MAX_REACTIONS)
     if n_users is not None:
         check_count("n_users", n_users, 1, MAX_REACTIONS)

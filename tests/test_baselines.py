@@ -145,3 +145,14 @@ def test_play_arguments_are_checked(tmp_path):
     assert not (tmp_path / "run").exists()  # checked before the folder is made
     with pytest.raises(TypeError, match="make_env must return a PopulationEnv, got NoneType"):
         simulate(scenarios, lambda s: None, herding, tmp_path / "run", progress=False)
+
+
+def test_baseline_arguments_are_checked():
+    """A None scheme failed at the first act(), a negative seed inside numpy, max_iter=0
+    inside scikit-learn's fit."""
+    with pytest.raises(TypeError, match="scheme must be a LabelScheme, got NoneType"):
+        UniformRandomPolicy(None)
+    with pytest.raises(ValueError, match="seed must be None or an integer >= 0, got -1"):
+        UniformRandomPolicy(SDQC, seed=-1)
+    with pytest.raises(ValueError, match="max_iter must be an integer >= 1"):
+        ClassifierPolicy(SDQC, max_iter=0)

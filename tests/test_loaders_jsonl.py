@@ -354,3 +354,14 @@ def test_scenarios_built_by_hand_with_wrong_types_are_refused(build, message):
 def test_followers_that_are_not_a_count_read_as_unknown(followers):
     assert Author("a", {"followers": followers}).followers == 0
     assert Author("a", {"followers": 12.0}).followers == 12
+
+
+def test_text_no_file_can_hold_is_refused_in_scenarios_built_by_hand():
+    """A lone surrogate in a post's text or id reached the run files (the Recent/Popular
+    mean-field text) and ended a run with a UnicodeEncodeError."""
+    scenario = small_scenario()
+    author = scenario.source.author
+    with pytest.raises(TypeError, match="'r9': text has characters that cannot be written"):
+        Reaction("r9", author, "a\ud800b", 1.0)
+    with pytest.raises(TypeError, match="reaction_id has characters that cannot be written"):
+        Reaction("r9\udc80", author, "text", 1.0)

@@ -170,3 +170,9 @@ def test_scenarios_reject_non_finite_times_and_unknown_labels():
         replace(scenario, reactions=[replace(first, labels={"stance": "maybe"})])
     # Dimensions without a built-in scheme are the user's business.
     replace(scenario, reactions=[replace(first, labels={"mood": "happy"})])
+
+
+@pytest.mark.parametrize("interventions", [None, Intervention(at=10), "debunk"])
+def test_interventions_must_be_a_sequence_of_interventions(interventions):
+    with pytest.raises(TypeError, match="interventions must be a sequence of Intervention"):
+        synthetic_scenario(seed=0, n_reactions=20, interventions=interventions)

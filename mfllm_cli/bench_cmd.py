@@ -394,6 +394,7 @@ def play_bench(
         "a benchmark episode record",
         unique=("policy", "seed", "episode"),
     )
+    _check_records(records_path, records, args, playable)
     done = {(r["policy"], r["seed"], r["episode"]) for r in records}
     timing = [t for t in runs.read_records(timing_path, TIMING_KEYS) if _key(t) in done]
     runs.write_atomic(timing_path, runs.jsonl_text(timing))  # none of an unfinished episode
@@ -475,6 +476,36 @@ def play_bench(
 
     _sorted_file(timing_path, runs.read_records(timing_path, TIMING_KEYS), order)
     return _sorted_file(records_path, records, order)
+
+
+def _check_records(
+    path: Path,
+    records: list[dict[str, Any]],
+    args: argparse.Namespace,
+    playable: list[tuple[int, Scenario]],
+) -> None:
+    """Refuse a record of ``path`` for an episode of this bench that was not played as this
+    bench plays it (another warm-up, step size, episode seed or episode length): a line of
+    another run that would be scored as this one's."""
+    scenarios = {s.scenario_id: (e, s) for e, s in playable}
+    for record in records:
+        if record["episode"] not in scenarios or record["seed"] not in args.seed_list:
+            continue
+        index, scenario = scenarios[record["episode"]]
+        expected = {
+            "warmup": warmup_of(args, scenario),
+            "agents_per_step": args.agents_per_step,
+            "episode_seed": episode_seed(record["seed"], index),
+            "reactions": len(scenario.reactions[: args.max_reactions]),
+        }
+        held = {**record, "reactions": len(record["real_label_ids"])}
+        for field, value in expected.items():
+            if held.get(field) != value:
+                raise ValueError(
+                    f"{path}: the record of {record['policy']} seed {record['seed']} on "
+                    f"{record['episode']!r} has {field} {held.get(field)!r}, this bench "
+                    f"{value!r}: it holds lines of another run"
+                )
 
 
 def _sorted_file(path: Path, rows: list[dict[str, Any]], key: Callable) -> list[dict[str, Any]]:

@@ -349,10 +349,10 @@ def simulate(
             count = 0
             for e, scenario in enumerate(scenarios):
                 count += 1
-                if e in done:
-                    _check_kept(paths["episodes"], done[e], scenario)
-                    continue
                 env = make_env(scenario)
+                if e in done:
+                    _check_kept(paths["episodes"], done[e], env)
+                    continue
                 if not isinstance(env, PopulationEnv):
                     raise TypeError(
                         f"make_env must return a PopulationEnv, got {type(env).__name__}"
@@ -480,14 +480,22 @@ def _finished_episodes(paths: Mapping[str, Path], seed: int) -> dict[int, dict[s
     return done
 
 
-def _check_kept(path: Path, record: Mapping[str, Any], scenario: Scenario) -> None:
-    """Refuse a kept episode record of ``path`` that is not of ``scenario``."""
-    if record["episode"] != scenario.scenario_id:
+def _check_kept(path: Path, record: Mapping[str, Any], env: PopulationEnv) -> None:
+    """Refuse a kept episode record of ``path`` that is not of the scenario of ``env``, or
+    was played with another warm-up or step size."""
+    if record["episode"] != env.scenario.scenario_id:
         raise ValueError(
             f"{path} records episode {record['index']} as {record['episode']!r}, but this "
-            f"run's episode {record['index']} is {scenario.scenario_id!r}: it holds lines of "
-            "another run"
+            f"run's episode {record['index']} is {env.scenario.scenario_id!r}: it holds lines "
+            "of another run"
         )
+    for name in ("warmup", "agents_per_step"):
+        if name in record and record[name] != getattr(env, name):
+            raise ValueError(
+                f"{path} records episode {record['index']} ({record['episode']!r}) with "
+                f"{name} {record[name]!r}, this run {getattr(env, name)!r}: it holds lines "
+                "of another run"
+            )
 
 
 def _in_episode_order(path: Path, keys: Sequence[str]) -> list[dict[str, Any]]:

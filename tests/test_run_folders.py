@@ -299,6 +299,25 @@ def test_a_repeated_record_line_is_refused_not_counted_twice(tmp_path, capsys, a
     assert f"episodes.jsonl:{len(lines) + 1} repeats the record of line 1 ({identity})" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (SIMULATE, "records episode 0 ('synthetic/0') with warmup 8, this run 12"),
+        (BENCH, "the record of random seed 0 on 'synthetic/0' has warmup 8, this bench 12"),
+    ],
+)
+def test_resume_refuses_records_of_a_run_with_another_warmup(tmp_path, capsys, argv, message):
+    other, out = tmp_path / "other", tmp_path / "run"
+    assert main([*argv, "--warmup", "8", "--out", str(other)]) == 0
+    assert main([*argv, "--warmup", "12", "--out", str(out)]) == 0
+    for records in ("episodes.jsonl", "trajectory.jsonl"):  # a bench has no trajectory
+        if (other / records).exists():
+            shutil.copy(other / records, out / records)
+    capsys.readouterr()
+    assert main([*argv, "--warmup", "12", "--out", str(out), "--resume"]) == 2
+    assert f"{message}: it holds lines of another run" in capsys.readouterr().err
+
+
 def test_simulate_resume_plays_again_episodes_whose_steps_are_lost(tmp_path, capsys):
     reference, out = tmp_path / "reference", tmp_path / "run"
     assert main([*SIMULATE, "--out", str(reference)]) == 0

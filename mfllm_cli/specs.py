@@ -25,11 +25,12 @@ SYNTHETIC_SEEDS = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 
 
 def path_and_selector(rest: str) -> tuple[Path, str | None]:
-    """Split the ``PATH[:SELECTOR]`` part of a spec (a path may itself hold a colon)."""
-    path = Path(rest)
+    """Split the ``PATH[:SELECTOR]`` part of a spec (a path may itself hold a colon; a
+    leading ``~`` is the home folder, which the shell does not expand after ``SOURCE:``)."""
+    path = Path(rest).expanduser()
     if not path.exists() and ":" in rest:
         head, _, selector = rest.rpartition(":")
-        return Path(head), selector
+        return Path(head).expanduser(), selector
     return path, None
 
 

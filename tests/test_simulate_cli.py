@@ -10,7 +10,7 @@ import pytest
 
 from agents.baselines import HerdingPolicy
 from mfllm_cli.main import main
-from mfllm_env import PopulationEnv, synthetic_scenario
+from mfllm_env import PopulationEnv, synthetic_scenario, write_scenarios_jsonl
 from mfllm_env.runs import file_name
 from mfllm_env.simulation import simulate
 
@@ -235,3 +235,12 @@ def test_synthetic_seed_specs_that_are_well_formed():
     ids = [s.scenario_id for s in iter_spec("synthetic:007-8")]
     assert ids == [synthetic_scenario(seed=s).scenario_id for s in (7, 8)]
     assert [s.scenario_id for s in iter_spec("synthetic")] == [synthetic_scenario().scenario_id]
+
+
+def test_a_spec_path_may_start_with_the_home_folder(tmp_path, monkeypatch):
+    """The shell leaves ``~`` after ``jsonl:`` as it is; the spec expands it."""
+    from mfllm_cli.specs import iter_spec
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_scenarios_jsonl([synthetic_scenario(seed=3)], tmp_path / "s.jsonl")
+    assert [s.scenario_id for s in iter_spec("jsonl:~/s.jsonl")] == ["synthetic/3"]

@@ -61,6 +61,8 @@ def iter_spec(spec: str, *, limit: int | None = None) -> Iterator[Scenario]:
     if not rest:
         raise ValueError(f"{spec!r}: give a path, as in {source}:PATH")
     path, selector = path_and_selector(rest)
+    if selector == "":
+        raise ValueError(f"{spec!r}: nothing after the last ':'; give an event or a split")
     if not path.exists():
         raise FileNotFoundError(f"{spec!r}: no such file or folder: {path}")
     options: dict[str, object] = {}

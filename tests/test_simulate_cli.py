@@ -244,3 +244,11 @@ def test_a_spec_path_may_start_with_the_home_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     write_scenarios_jsonl([synthetic_scenario(seed=3)], tmp_path / "s.jsonl")
     assert [s.scenario_id for s in iter_spec("jsonl:~/s.jsonl")] == ["synthetic/3"]
+
+
+def test_a_spec_with_an_empty_selector_is_refused(rumoureval_dir):
+    """``rumoureval:PATH:`` (a selector left out) would load every event."""
+    from mfllm_cli.specs import iter_spec
+
+    with pytest.raises(ValueError, match="nothing after the last ':'; give an event or a split"):
+        next(iter_spec(f"rumoureval:{rumoureval_dir}:"))

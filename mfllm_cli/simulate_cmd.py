@@ -257,12 +257,17 @@ def load_llm_backends(
     args: argparse.Namespace, cache: dict[tuple, Backend] | None = None
 ) -> tuple[Backend, Backend]:
     """The policy's backend and the mean field's (the same one without a
-    ``--mean-field-adapter``); ``cache`` keeps loaded backends for later calls."""
+    ``--mean-field-adapter``); ``cache`` keeps loaded backends for later calls. With
+    ``--no-progress``, transformers' loading bars are hidden too."""
     cache = {} if cache is None else cache
 
     def load(adapter: Path | None) -> Backend:
         key = (args.model, str(adapter), args.threads, args.tokenizer)
         if key not in cache:
+            if args.no_progress:
+                from training.run_folder import hide_progress_bars
+
+                hide_progress_bars()
             cache[key] = load_backend(
                 args.model, adapter=adapter, threads=args.threads, tokenizer=args.tokenizer
             )

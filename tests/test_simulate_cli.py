@@ -252,3 +252,16 @@ def test_a_spec_with_an_empty_selector_is_refused(rumoureval_dir):
 
     with pytest.raises(ValueError, match="nothing after the last ':'; give an event or a split"):
         next(iter_spec(f"rumoureval:{rumoureval_dir}:"))
+
+
+def test_no_progress_hides_the_model_loading_bar_too(tmp_path, tiny_model_dir, capfd):
+    from transformers.utils import logging
+
+    logging.enable_progress_bar()
+    argv = ["simulate", "--policy", "state", "--model", str(tiny_model_dir), "--warmup", "16"]
+    argv += ["--max-reactions", "24", "--max-new-tokens", "4", "--no-progress"]
+    try:
+        assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+        assert "Loading weights" not in capfd.readouterr().err
+    finally:
+        logging.enable_progress_bar()

@@ -188,9 +188,14 @@ def _scenarios(args: argparse.Namespace) -> tuple[list[Scenario], list[Scenario]
     else:
         train, dev = split_by_event(train, args.dev_fraction, seed=args.seed)
     check_disjoint(train, dev)
+    cut = args.max_reactions
+
+    def used(scenarios: list[Scenario]) -> int:  # the reactions training sees
+        return sum(len(s) if cut is None else min(len(s), cut) for s in scenarios)
+
     print(
-        f"{len(train)} training and {len(dev)} dev scenario(s) "
-        f"({sum(len(s) for s in train)} and {sum(len(s) for s in dev)} reactions)",
+        f"{len(train)} training and {len(dev)} dev scenario(s) ({used(train)} and "
+        f"{used(dev)} reactions{'' if cut is None else f', at most {cut} per scenario'})",
         file=sys.stderr,
     )
     return train, dev

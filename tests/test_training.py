@@ -321,7 +321,9 @@ def test_cli_sft_then_simulate_with_the_adapter(tmp_path, tiny_model_dir, capsys
     assert (out / "report.png").stat().st_size > 1000
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["train_examples"] == 8
-    printed = capsys.readouterr().out
+    printed, err = capsys.readouterr()
+    # What training sees: episodes cut to --max-reactions 32 (the scenarios hold 300 each).
+    assert "3 training and 1 dev scenario(s) (96 and 32 reactions, at most 32 per" in err
     assert "simulate with" in printed
     held = "config.json, data/, log.jsonl, policy/, report.png, summary.json"
     assert f"wrote {out}/ ({held})" in printed  # what the folder holds (no adapters/)

@@ -648,3 +648,21 @@ def test_constructor_arguments_are_checked_before_any_request(option, error, mes
     arguments = {"base_url": "http://127.0.0.1:9/v1", **option}
     with pytest.raises(error, match=message):
         OpenAIBackend(**arguments)
+
+
+def test_load_backend_names_a_spec_or_tokenizer_it_cannot_use():
+    """None was an AttributeError, '' the current folder, 'HTTP://...' a hub id, and a
+    missing tokenizer folder a transformers OSError about repo id characters."""
+    from agents.backends import load_backend
+
+    with pytest.raises(TypeError, match=r"spec must be a str .*got None"):
+        load_backend(None)
+    with pytest.raises(ValueError, match="spec is empty"):
+        load_backend(" ")
+    with pytest.raises(BackendError, match="no OpenAI-compatible server answers at HTTP://"):
+        load_backend("HTTP://127.0.0.1:9/v1")
+    with (
+        FakeServer() as server,
+        pytest.raises(ValueError, match="cannot load a tokenizer from '/nonexistent'"),
+    ):
+        load_backend(server.base_url, tokenizer="/nonexistent")

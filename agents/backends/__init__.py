@@ -54,7 +54,11 @@ def load_backend(
     """
     from agents.backends import default_model
 
-    if spec.startswith(("http://", "https://")):
+    if not isinstance(spec, str):
+        raise TypeError(f"spec must be a str (a model name, folder or URL), got {spec!r:.80}")
+    if not spec.strip():  # Path('') is the current folder
+        raise ValueError("spec is empty: give a model name, folder or URL")
+    if spec.lower().startswith(("http://", "https://")):
         if adapter is not None:
             raise ValueError("--adapter applies to local models; load it into the server instead")
         from agents.backends.http import OpenAIBackend

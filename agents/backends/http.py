@@ -505,4 +505,9 @@ def _load_tokenizer(tokenizer: Any) -> Any:
         raise BackendError(
             "loading a tokenizer by name needs transformers: pip install 'mfllm-env[llm]'"
         ) from None
-    return AutoTokenizer.from_pretrained(str(tokenizer))
+    try:
+        return AutoTokenizer.from_pretrained(str(tokenizer))
+    except OSError as error:  # a missing folder reads as a malformed hub id
+        raise ValueError(
+            f"cannot load a tokenizer from {str(tokenizer)!r} (a model folder or hub id): {error}"
+        ) from None

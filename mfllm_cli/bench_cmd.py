@@ -58,6 +58,7 @@ from mfllm_cli.simulate_cmd import (
     add_episode_arguments,
     build_policy,
     check_episode_options,
+    check_one_scheme,
     fit_scenarios,
     llm_parts,
     load_llm_backends,
@@ -345,6 +346,8 @@ def run(args: argparse.Namespace) -> int:
     args = resolve(args)
     scenarios = list(iter_spec(args.scenarios, limit=args.limit))
     scheme = scheme_for(scenarios[0].default_label_dimension)
+    for scenario in scenarios:
+        check_one_scheme(scenario, scheme)
     playable = [
         (e, s)
         for e, s in enumerate(scenarios)

@@ -375,6 +375,17 @@ def validate(args: argparse.Namespace) -> None:
         raise ValueError("--mean-field-adapter needs an LLM mean field: --mean-field llm|cos")
 
 
+def check_one_scheme(scenario: Scenario, scheme: LabelScheme) -> None:
+    """Refuse a scenario labelled on another dimension than ``scheme``'s (the run's first
+    scenario's): the policies, classifiers and scores of a run are built for one scheme."""
+    if scenario.default_label_dimension != scheme.dimension:
+        raise ValueError(
+            f"scenario {scenario.scenario_id!r} is labelled on "
+            f"{scenario.default_label_dimension!r}, the first one on {scheme.dimension!r}: "
+            "give scenarios of one label dimension"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     validate(args)
     folder = RunFolder(args.out, "simulate", resume=args.resume, overwrite=args.overwrite)
@@ -393,6 +404,7 @@ def run(args: argparse.Namespace) -> int:
     mean_field = mean_field_choice(args) if args.policy in LLM_POLICIES else "histogram"
 
     def make_env(scenario: Scenario) -> PopulationEnv:
+        check_one_scheme(scenario, scheme)
         return PopulationEnv(
             scenario,
             warmup=args.warmup,

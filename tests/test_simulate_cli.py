@@ -265,3 +265,26 @@ def test_no_progress_hides_the_model_loading_bar_too(tmp_path, tiny_model_dir, c
         assert "Loading weights" not in capfd.readouterr().err
     finally:
         logging.enable_progress_bar()
+
+
+@pytest.mark.parametrize("command", ["simulate", "bench"])
+def test_scenarios_of_two_label_dimensions_are_refused(tmp_path, capsys, command):
+    """Policies and scores are built for the first scenario's label scheme: a later
+    scenario labelled on another dimension was played and averaged in."""
+    import dataclasses
+
+    weibo = dataclasses.replace(
+        synthetic_scenario(seed=1), scenario_id="weibo-labelled", default_label_dimension="weibo"
+    )
+    data = tmp_path / "mixed.jsonl"
+    write_scenarios_jsonl([synthetic_scenario(seed=0), weibo], data)
+    argv = [command, "--max-reactions", "24", "--warmup", "8", "--no-progress"]
+    if command == "simulate":
+        argv += ["--policy", "random", "--scenario", f"jsonl:{data}"]
+    else:
+        argv += ["--policies", "random", "--seeds", "0", "--scenarios", f"jsonl:{data}"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    assert (
+        "scenario 'weibo-labelled' is labelled on 'weibo', the first one on 'stance': give "
+        "scenarios of one label dimension"
+    ) in capsys.readouterr().err

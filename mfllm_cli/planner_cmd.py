@@ -223,7 +223,7 @@ def register_training(methods: argparse._SubParsersAction) -> None:
         "--lora-r", type=lora_rank, default=16, help=f"LoRA rank (at most {LORA_RANK_MAX})"
     )
     grpo.add_argument("--lora-alpha", type=positive_int, default=32)
-    parser.set_defaults(func=run_train)
+    parser.set_defaults(func=run_train, command="train planner")
 
 
 def run_train(args: argparse.Namespace) -> int:

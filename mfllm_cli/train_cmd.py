@@ -81,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sft.add_argument("--batch-size", type=positive_int, default=4)
     sft.add_argument("--learning-rate", type=positive_float, default=2e-4)
-    sft.set_defaults(func=run_sft, max_steps_default=100)
+    sft.set_defaults(func=run_sft, max_steps_default=100, command="train sft")
 
     ib = methods.add_parser(
         "ib-tune", help="IB-Tune: the mean-field model by GRPO, then the MF policy by SFT"
@@ -115,7 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ib.add_argument("--policy-learning-rate", type=positive_float, default=2e-4)
     ib.add_argument("--batch-size", type=positive_int, default=4, help="policy SFT batch size")
-    ib.set_defaults(func=run_ib_tune, max_steps_default=20)
+    ib.set_defaults(func=run_ib_tune, max_steps_default=20, command="train ib-tune")
     planner_cmd.register_training(methods)
 
 

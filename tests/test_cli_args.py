@@ -451,6 +451,13 @@ def test_bad_values_are_refused_by_argparse_naming_the_option(tmp_path, capsys, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("method", ["sft", "ib-tune", "planner"])
+def test_a_training_error_names_the_whole_command(tmp_path, capsys, method):
+    argv = ["train", method, "--scenarios", "nowhere:x", "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(f"mfllm train {method}: error: ")
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -533,7 +540,8 @@ def test_contradictory_options_are_refused_before_any_work(tmp_path, capsys, arg
     out = tmp_path / "run"
     assert main([*argv, "--no-progress", "--out", str(out)]) == 2
     last = _error(capsys)
-    assert last.startswith(f"mfllm {argv[0]}: error: ") and message in last
+    command = " ".join(argv[:2]) if argv[0] == "train" else argv[0]  # train METHOD
+    assert last.startswith(f"mfllm {command}: error: ") and message in last
     assert not out.exists()
 
 

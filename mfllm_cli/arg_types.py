@@ -24,9 +24,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from mfllm_env.checks import BOOTSTRAP_MAX, MAX_COUNT
+from mfllm_env.checks import BOOTSTRAP_MAX, MAX_COUNT, SEED_MAX
 
-SEED_MAX = 2**32 - 1
 TOKENS_MAX = 32_768
 """Most tokens one generation may ask for (per action, summary or message): the context
 of the models this project uses (SmolLM2: 8,192 tokens) and of most others is smaller;

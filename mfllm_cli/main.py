@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from agents.backends.base import BackendError
@@ -52,6 +54,16 @@ USER_PATH_ERRNOS = frozenset(
 
 
 INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
+TERMINATED = 143  # the shell's code for a command stopped by SIGTERM (128 + SIGTERM)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a batch scheduler's time limit) as an exception, so that a run
+    stops the way it does on Ctrl-C: what is written stays, and ``--resume`` continues."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +94,7 @@ def user_error_message(error: BaseException) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command ``argv`` names; returns the exit code (2 for the user's mistakes,
-    with one ``mfllm COMMAND: error: ...`` line on stderr; 130 for Ctrl-C)."""
+    with one ``mfllm COMMAND: error: ...`` line on stderr; 130 for Ctrl-C, 143 for SIGTERM)."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -94,18 +106,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse's own exit: --help, or a bad option (code 2)
         return int(exit_.code or 0)
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main_thread else None
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:  # Ctrl-C: what is written stays, a --resume continues it
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: what is written stays
         resume = "; the same command with --resume continues it" if "resume" in args else ""
-        print(f"mfllm {args.command}: interrupted{resume}", file=sys.stderr)
-        return INTERRUPTED
+        how = "terminated" if isinstance(stop, Terminated) else "interrupted"
+        print(f"mfllm {args.command}: {how}{resume}", file=sys.stderr)
+        return TERMINATED if isinstance(stop, Terminated) else INTERRUPTED
     except Exception as error:
         message = user_error_message(error)
         if message is None:
             raise
         print(f"mfllm {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

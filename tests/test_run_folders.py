@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -478,6 +479,30 @@ def test_ctrl_c_is_one_line_and_exit_130_then_resume_finishes_the_run(
         assert main([*SIMULATE, "--out", str(out)]) == 130
     err = capsys.readouterr().err
     assert err == "mfllm simulate: interrupted; the same command with --resume continues it\n"
+    assert main([*SIMULATE, "--out", str(out), "--resume"]) == 0
+    assert _files(out) == _files(reference)
+
+
+def test_sigterm_is_one_line_and_exit_143_then_resume_finishes_the_run(
+    tmp_path, monkeypatch, capsys
+):
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    assert main([*SIMULATE, "--out", str(reference)]) == 0
+    append_record, appends = runs.append_record, [0]
+
+    def sigterm_at_the_fifth_append(handle, record):
+        appends[0] += 1
+        if appends[0] == 5:
+            os.kill(os.getpid(), signal.SIGTERM)  # a real signal, handled by main
+        append_record(handle, record)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runs, "append_record", sigterm_at_the_fifth_append)
+        capsys.readouterr()
+        assert main([*SIMULATE, "--out", str(out)]) == 143
+    err = capsys.readouterr().err
+    assert err == "mfllm simulate: terminated; the same command with --resume continues it\n"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # main put it back
     assert main([*SIMULATE, "--out", str(out), "--resume"]) == 0
     assert _files(out) == _files(reference)
 

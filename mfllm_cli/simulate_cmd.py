@@ -365,6 +365,7 @@ def validate(args: argparse.Namespace) -> None:
         ):
             if given:
                 raise ValueError(f"{flag} needs an LLM policy ({', '.join(LLM_POLICIES)})")
+        note_unused_options(args, f"--policy {args.policy} (not an LLM policy)", LLM_OPTIONS)
         return
     if args.policy == "sft" and args.adapter is None:
         raise ValueError(
@@ -373,6 +374,42 @@ def validate(args: argparse.Namespace) -> None:
     mean_field = mean_field_choice(args)  # refuses --mean-field for recent and popular
     if args.mean_field_adapter is not None and mean_field not in ("llm", "cos"):
         raise ValueError("--mean-field-adapter needs an LLM mean field: --mean-field llm|cos")
+    if args.policy not in ("recent", "popular"):
+        note_unused_options(args, f"--policy {args.policy}", ("k",))
+    if mean_field not in ("llm", "cos"):
+        note_unused_options(args, f"the {mean_field} mean field", ("summary_tokens",))
+    if mean_field != "cos":
+        note_unused_options(args, f"the {mean_field} mean field", ("cos_every",))
+
+
+LLM_OPTIONS = (
+    "model",
+    "tokenizer",
+    "k",
+    "max_new_tokens",
+    "summary_tokens",
+    "temperature",
+    "cos_every",
+    "show_shares",
+)
+"""Options that only LLM policies and mean fields read."""
+
+
+def note_unused_options(args: argparse.Namespace, what: str, names: tuple[str, ...]) -> None:
+    """Say on stderr which of the options ``names`` were set away from their defaults
+    although ``what`` does not read them (the run goes on; ``config.json`` still holds
+    them as given)."""
+    unused = [
+        f"--{name.replace('_', '-')} {getattr(args, name)}"
+        for name in names
+        if getattr(args, name) != RUN_DEFAULTS.get(name)
+    ]
+    if unused:
+        verb = "has" if len(unused) == 1 else "have"
+        print(
+            f"mfllm simulate: note: {', '.join(unused)} {verb} no effect with {what}; ignored",
+            file=sys.stderr,
+        )
 
 
 def check_one_scheme(scenario: Scenario, scheme: LabelScheme) -> None:

@@ -288,3 +288,23 @@ def test_scenarios_of_two_label_dimensions_are_refused(tmp_path, capsys, command
         "scenario 'weibo-labelled' is labelled on 'weibo', the first one on 'stance': give "
         "scenarios of one label dimension"
     ) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "note"),
+    [
+        (
+            ["--policy", "random", "--temperature", "0.5", "--k", "3"],
+            "--k 3, --temperature 0.5 have no effect with --policy random (not an LLM policy)",
+        ),
+        (["--policy", "herding", "--model", "elsewhere"], "--model elsewhere has no effect"),
+    ],
+)
+def test_options_a_policy_does_not_read_are_named_not_silently_kept(
+    tmp_path, capsys, options, note
+):
+    argv = ["simulate", *options, "--max-reactions", "60", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    assert f"mfllm simulate: note: {note}" in capsys.readouterr().err
+    assert main([*argv[:3], "--max-reactions", "60", "--out", str(tmp_path / "plain")]) == 0
+    assert "note:" not in capsys.readouterr().err

@@ -23,11 +23,22 @@ BOOTSTRAP_MAX = 1_000_000
 (thousands), and scipy holds the resamples in memory."""
 
 
+def is_integer(value: object) -> bool:
+    """Whether ``value`` is an integer (Python's or numpy's), and not a bool."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def is_finite_number(value: object) -> bool:
+    """Whether ``value`` is a finite number (Python's or numpy's int or float), not a
+    bool."""
+    number = isinstance(value, int | float | np.integer | np.floating)
+    return number and not isinstance(value, bool) and math.isfinite(value)  # type: ignore[arg-type]
+
+
 def check_count(name: str, value: object, minimum: int, maximum: int = MAX_COUNT) -> None:
     """A clear ``ValueError`` for an argument that must be an int in
     ``[minimum, maximum]``."""
-    integer = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not (integer and minimum <= value <= maximum):  # type: ignore[operator]
+    if not (is_integer(value) and minimum <= value <= maximum):  # type: ignore[operator]
         raise ValueError(
             f"{name} must be an integer >= {minimum} and <= {maximum}, got {value!r}"
         )
@@ -38,11 +49,10 @@ def check_number(
 ) -> None:
     """A clear ``ValueError`` for an argument that must be a finite number (not a bool)
     ``>= minimum`` (``> minimum`` when ``exclusive``) and ``<= maximum``."""
-    number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool
+    above = is_finite_number(value) and (
+        value > minimum if exclusive else value >= minimum  # type: ignore[operator]
     )
-    above = number and (value > minimum if exclusive else value >= minimum)  # type: ignore[operator]
-    if not (above and math.isfinite(value) and value <= maximum):  # type: ignore[arg-type]
+    if not (above and value <= maximum):  # type: ignore[operator]
         bounds = [f"{'>' if exclusive else '>='} {minimum:g}"] if minimum > -math.inf else []
         if maximum < math.inf:
             bounds.append(f"<= {maximum:g}")
@@ -55,7 +65,7 @@ def check_seed(seed: object) -> int | None:
     (a negative number, a float, a bool, a string)."""
     if seed is None:
         return None
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
+    if is_integer(seed) and seed >= 0:  # type: ignore[operator]
         return int(seed)
     raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
 

@@ -17,7 +17,6 @@ backend call.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from mfllm_env.checks import check_count
+from mfllm_env.checks import check_count, is_finite_number
 from mfllm_env.labels import LabelScheme
 from mfllm_env.scenario import Author, Scenario
 
@@ -202,11 +201,7 @@ def follower_rank(author: Author) -> float:
     none, or one that is not a finite number >= 0 (text, ``NaN``, ``Infinity``: data no
     ranking can trust, which must not stop an episode)."""
     followers = author.profile.get("followers")
-    if isinstance(followers, bool) or not isinstance(followers, (int, float, np.integer)):
-        return -1
-    if isinstance(followers, float) and not math.isfinite(followers):
-        return -1
-    return followers if followers >= 0 else -1
+    return followers if is_finite_number(followers) and followers >= 0 else -1
 
 
 class _ReactionList:

@@ -101,7 +101,14 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
-from mfllm_env.checks import check_actions, check_count, check_seed, is_text
+from mfllm_env.checks import (
+    check_actions,
+    check_count,
+    check_seed,
+    is_finite_number,
+    is_integer,
+    is_text,
+)
 from mfllm_env.labels import UNLABELLED, ActionLabeler
 from mfllm_env.mean_field import MeanFieldModel
 from mfllm_env.metrics import js_divergence, kl_divergence, total_variation
@@ -194,10 +201,8 @@ DEFAULT_MENU: tuple[InterventionOption, ...] = (
 
 
 def _is_amount(value: object) -> bool:
-    """A finite number >= 0 (a cost, a strength)."""
-    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
-        return False
-    return math.isfinite(value) and value >= 0
+    """A finite number >= 0 (a cost, a strength, a target weight)."""
+    return is_finite_number(value) and value >= 0  # type: ignore[operator]
 
 
 def _target_vector(
@@ -220,15 +225,7 @@ def _target_vector(
         raise TypeError(
             f"target must map labels to shares or list one share per label, got {target!r}"
         )
-    bad = [
-        (label, value)
-        for label, value in zip(labels, values, strict=True)
-        if not isinstance(value, (int, float, np.integer, np.floating))
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value < 0
-    ]
-    if bad or not any(values):
+    if not all(_is_amount(value) for value in values) or not any(values):
         raise ValueError(
             "target shares must be finite numbers >= 0 and not all 0, got "
             + ", ".join(f"{label} {value!r}" for label, value in zip(labels, values, strict=True))
@@ -506,8 +503,7 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
     def _parse(self, action: Any) -> tuple[InterventionOption | None, bool]:
         """The intervention an action asks for (``None``: wait) and whether it was invalid."""
         if self.action_mode == "menu":
-            valid = isinstance(action, (int, np.integer)) and not isinstance(action, bool)
-            if not valid or not 0 <= action < len(self.menu):
+            if not is_integer(action) or not 0 <= action < len(self.menu):
                 return None, True
             option = self.menu[int(action)]
             return (None if option.waits else option), False

@@ -136,6 +136,7 @@ from mfllm_env.checks import (
     check_methods,
     check_number,
     check_seed,
+    is_integer,
     is_text,
 )
 from mfllm_env.labels import UNLABELLED, ActionLabeler, LabelScheme, scheme_for
@@ -563,10 +564,7 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
         if self.action_mode == "label":
             size = self.scheme.size
             raw = [actions.get(agent) for agent in agents]
-            invalid = [
-                not (isinstance(a, (int, np.integer)) and not isinstance(a, bool) and 0 <= a < size)
-                for a in raw
-            ]
+            invalid = [not (is_integer(a) and 0 <= a < size) for a in raw]
             id_list = [fallback_id if bad else int(a) for a, bad in zip(raw, invalid, strict=True)]
             labels = self.scheme.labels
             return (

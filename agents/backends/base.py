@@ -20,9 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-import numpy as np
-
-from mfllm_env.checks import is_text
+from mfllm_env.checks import is_integer, is_text
 
 Message = dict[str, str]
 Prompt = Sequence[Message]
@@ -102,7 +100,7 @@ class Completion:
 
 
 def _is_count(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 0
+    return is_integer(value) and value >= 0  # type: ignore[operator]
 
 
 def check_prompts(prompts: object, continuations: object = None) -> None:

@@ -27,7 +27,6 @@ piece of it of :data:`SECRET_PIECE` or more characters, replaced by ``***`` (cou
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -118,17 +117,11 @@ def _token_count(usage: Any, key: str) -> int:
     value = usage.get(key) if isinstance(usage, dict) else None
     if value is None:
         return 0
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not (number and math.isfinite(value) and value == int(value)) or not (
+    if not (finite_number(value) and value == int(value)) or not (
         0 <= value <= _MAX_TOKEN_COUNT
     ):
         raise ValueError(f"usage.{key} is {value!r}, not a token count")
     return int(value)
-
-
-def _is_logprob(value: Any) -> bool:
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    return number and math.isfinite(value)
 
 
 class _RequestFailed(Exception):
@@ -484,7 +477,7 @@ class OpenAIBackend:
         # (only the generated token came back). None: no log-probability for that token.
         if n_tokens < 1 or end - n_tokens < 0 or any(lp is None for lp in picked):
             raise no_prompt_logprobs
-        bad = next((lp for lp in picked if not _is_logprob(lp)), None)
+        bad = next((lp for lp in picked if not finite_number(lp)), None)
         if bad is not None:
             raise BackendError(
                 self._scrub(

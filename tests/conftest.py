@@ -87,6 +87,22 @@ CHATML = (
 )
 
 
+class ReturnsBackend:
+    """A backend whose generate() returns ``make(prompts)`` (garbage included): for tests
+    of what LLM components do with what a backend gives them."""
+
+    name = "returns"
+
+    def __init__(self, make) -> None:
+        self.make = make
+
+    def generate(self, prompts, params):
+        return self.make(prompts)
+
+    def score(self, prompts, continuations):
+        raise NotImplementedError
+
+
 def build_tiny_model_and_tokenizer(seed: int = 0):
     """A 2-layer Llama with 32 hidden units and a byte-level BPE tokenizer trained in
     memory, with a ChatML chat template: real transformers code paths, in milliseconds."""

@@ -93,6 +93,17 @@ def _valid_seed(seed: Any) -> bool:
     return seed is None or (_is_int(seed) and seed >= 0)
 
 
+def _reset_with_a_drawn_seed(env: Any, data: Any) -> None:
+    """Reset ``env`` with a generated seed: one that is not a seed must be refused, and
+    the env then resets with seed 0."""
+    seed = data.draw(seeds, label="seed")
+    if not _valid_seed(seed):
+        with pytest.raises(ValueError, match=r"seed must be None or an integer >= 0, got "):
+            env.reset(seed=seed)
+        seed = 0
+    env.reset(seed=seed)
+
+
 @st.composite
 def step_calls(draw: st.DrawFn, agents: list[str]) -> Any:
     """What a caller might pass to ``step``: mostly a mapping over (some of) the active
@@ -124,12 +135,7 @@ def step_calls(draw: st.DrawFn, agents: list[str]) -> Any:
 @given(data=st.data())
 def test_population_env_actions_raise_or_fall_back_as_documented(action_mode, data):
     env = PopulationEnv(SCENARIO, action_mode=action_mode, agents_per_step=AGENTS_PER_STEP)
-    seed = data.draw(seeds, label="seed")
-    if not _valid_seed(seed):
-        with pytest.raises(ValueError, match=r"seed must be None or an integer >= 0, got "):
-            env.reset(seed=seed)
-        seed = 0
-    env.reset(seed=seed)
+    _reset_with_a_drawn_seed(env, data)
     valid = _valid_label if action_mode == "label" else _valid_text
     invalid_so_far = 0
     while env.agents:
@@ -239,12 +245,7 @@ def test_planner_env_actions_raise_or_wait_as_documented(action_mode, data):
     env = PlannerEnv(
         SCENARIO, action_mode=action_mode, agents_per_step=AGENTS_PER_STEP, budget=2
     )
-    seed = data.draw(seeds, label="seed")
-    if not _valid_seed(seed):
-        with pytest.raises(ValueError, match=r"seed must be None or an integer >= 0, got "):
-            env.reset(seed=seed)
-        seed = 0
-    env.reset(seed=seed)
+    _reset_with_a_drawn_seed(env, data)
 
     def valid(action: Any) -> bool:
         if action_mode == "menu":

@@ -20,6 +20,7 @@ from mfllm_env.mean_field import PopularReactions, RecentReactions
 from mfllm_env.scenario import Author, Reaction, Scenario
 from mfllm_env.simulation import play_episodes, simulate
 from mfllm_env.spaces import AnnotatedText
+from tests.conftest import ReturnsBackend
 
 FAST = GenerationParams(max_new_tokens=6, temperature=1.0)
 
@@ -323,21 +324,6 @@ def test_smollm2_end_to_end(tmp_path):
     assert metrics["tokens"]["completion_tokens"] > 0
 
 
-class _Returns:
-    """A backend whose generate() returns ``make(prompts)``."""
-
-    name = "returns"
-
-    def __init__(self, make) -> None:
-        self.make = make
-
-    def generate(self, prompts, params):
-        return self.make(prompts)
-
-    def score(self, prompts, continuations):
-        raise NotImplementedError
-
-
 def _fine(prompts):
     return [Completion("I doubt it", 3, 2) for _ in prompts]
 
@@ -355,11 +341,11 @@ def test_a_backend_returning_no_completions_is_named(make, message):
     env = _env()
     observations, _ = env.reset(seed=0)
     with pytest.raises(BackendError, match=f"backend returns {message}"):
-        LLMPolicy(_Returns(make)).act(observations)
+        LLMPolicy(ReturnsBackend(make)).act(observations)
     # The mean field counts it as a failed rewrite, as it does a crashing backend.
-    env = _env(mean_field=LLMMeanField(_Returns(make)), warmup=0)
+    env = _env(mean_field=LLMMeanField(ReturnsBackend(make)), warmup=0)
     observations, _ = env.reset(seed=0)
-    env.step(LLMPolicy(_Returns(_fine)).act(observations))
+    env.step(LLMPolicy(ReturnsBackend(_fine)).act(observations))
     assert env.mean_field_model.usage["failures"] == 1
     assert "must return one Completion per prompt" in env.mean_field_model.last_failure
 
@@ -376,9 +362,10 @@ def test_summaries_drop_characters_no_file_can_hold():
     """A lone surrogate in an LLM summary (a server's JSON can carry one) reached the
     trajectory file and ended the run with a UnicodeEncodeError."""
     summary = "Most doubt \ud800it\x1b so\x00 far"
-    env = _env(mean_field=LLMMeanField(_Returns(lambda p: [Completion(summary, 3, 5)] * len(p))))
+    backend = ReturnsBackend(lambda prompts: [Completion(summary, 3, 5)] * len(prompts))
+    env = _env(mean_field=LLMMeanField(backend))
     observations, _ = env.reset(seed=0)
-    env.step(LLMPolicy(_Returns(_fine)).act(observations))
+    env.step(LLMPolicy(ReturnsBackend(_fine)).act(observations))
     assert env.mean_field.text == "Most doubt it so far"
     env.mean_field.text.encode("utf-8")
 
@@ -387,9 +374,9 @@ def test_summaries_drop_characters_no_file_can_hold():
     ("build", "message"),
     [
         (lambda: LLMPolicy(None), "backend must be a Backend .name, generate.., score..., got"),
-        (lambda: LLMPolicy(_Returns(_fine), params={"temperature": 1}), "params must be Gen"),
+        (lambda: LLMPolicy(ReturnsBackend(_fine), params={"temperature": 1}), "params must be Gen"),
         (lambda: LLMMeanField(object()), "backend must be a Backend"),
-        (lambda: ChainOfSummarization(_Returns(_fine), params=0.7), "params must be Gen"),
+        (lambda: ChainOfSummarization(ReturnsBackend(_fine), params=0.7), "params must be Gen"),
     ],
 )
 def test_llm_components_check_their_backend_and_params(build, message):

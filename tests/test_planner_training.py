@@ -16,7 +16,7 @@ from agents.backends.transformers_backend import TransformersBackend
 from agents.planners import LLMPlanner
 from mfllm_cli.main import main
 from mfllm_env.planner import PLANNER, NoIntervention, PlannerEnv, run_planner_episode
-from tests.conftest import PROJECT_ROOT, build_tiny_model_and_tokenizer
+from tests.conftest import PROJECT_ROOT, ReturnsBackend, build_tiny_model_and_tokenizer
 from training.planner import (
     GRPOPlannerConfig,
     LinearMenuPlanner,
@@ -365,21 +365,6 @@ def test_planner_configs_name_a_field_with_an_odd_value(build, message):
         build()
 
 
-class _Returns:
-    """A backend whose generate() returns ``make(prompts)``."""
-
-    name = "returns"
-
-    def __init__(self, make) -> None:
-        self.make = make
-
-    def generate(self, prompts, params):
-        return self.make(prompts)
-
-    def score(self, prompts, continuations):
-        raise NotImplementedError
-
-
 def test_llm_planner_checks_its_backend_target_and_completions():
     """A completion list of dicts was an AttributeError, a short target made prompts that
     named fewer shares than labels, a None backend failed at the first decision."""
@@ -387,8 +372,9 @@ def test_llm_planner_checks_its_backend_target_and_completions():
     with pytest.raises(TypeError, match="backend must be a Backend"):
         LLMPlanner.for_env(None, env)
     with pytest.raises(ValueError, match="target must be one finite share per label"):
-        LLMPlanner(_Returns(list), labels=env.scheme.labels, target=[0.5, float("nan")])
-    planner = LLMPlanner.for_env(_Returns(lambda prompts: [{"text": "wait"}] * len(prompts)), env)
+        LLMPlanner(ReturnsBackend(list), labels=env.scheme.labels, target=[0.5, float("nan")])
+    dicts = ReturnsBackend(lambda prompts: [{"text": "wait"}] * len(prompts))
+    planner = LLMPlanner.for_env(dicts, env)
     observations, _ = env.reset(seed=0)
     with pytest.raises(BackendError, match="returned 1 items, among them dict"):
         planner.act(observations)

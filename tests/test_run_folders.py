@@ -507,14 +507,16 @@ def test_sigterm_is_one_line_and_exit_143_then_resume_finishes_the_run(
     assert _files(out) == _files(reference)
 
 
-def _every_interruption(tmp_path, monkeypatch, argv, resume_argv=None) -> int:
+def _every_interruption(tmp_path, monkeypatch, argv, resume_argv=None, results=None) -> int:
     """Run ``argv`` once, then once per write point killed there and resumed; every
-    resumed folder must equal the uninterrupted one. Returns the number of cases."""
+    resumed folder must give the uninterrupted one's ``results`` (default: all its files)
+    and hold no partial file. Returns the number of cases."""
+    results = results or _files
     reference = tmp_path / "reference"
     with monkeypatch.context() as patch:
         writes = _interrupt_at(patch, None)
         assert main([*argv, "--out", str(reference)]) == 0
-    expected = _files(reference)
+    expected = results(reference)
     for k in range(writes[0]):
         out = tmp_path / f"cut-{k}"
         with monkeypatch.context() as patch:
@@ -522,7 +524,7 @@ def _every_interruption(tmp_path, monkeypatch, argv, resume_argv=None) -> int:
             with pytest.raises(Killed):
                 main([*argv, "--out", str(out)])
         assert main([*(resume_argv or argv), "--resume", "--out", str(out)]) == 0, k
-        assert _files(out) == expected, f"killed at write {k}"
+        assert results(out) == expected, f"killed at write {k}"
         assert not list(out.rglob(f"*{runs.PARTIAL}")), k
     return writes[0]
 
@@ -569,17 +571,4 @@ def test_sft_resumes_from_any_write(tmp_path, monkeypatch, tiny_model_dir):
     argv = ["train", "sft", "--scenarios", "synthetic:0-3", "--model", str(tiny_model_dir)]
     argv += ["--max-reactions", "32", "--threads", "1", "--no-progress", "--max-steps", "2"]
     argv += ["--save-steps", "1", "--dev-examples", "2", "--batch-size", "2"]
-    reference = tmp_path / "reference"
-    with monkeypatch.context() as patch:
-        writes = _interrupt_at(patch, None)
-        assert main([*argv, "--out", str(reference)]) == 0
-    expected = _training_results(reference)
-    for k in range(writes[0]):
-        out = tmp_path / f"cut-{k}"
-        with monkeypatch.context() as patch:
-            _interrupt_at(patch, k)
-            with pytest.raises(Killed):
-                main([*argv, "--out", str(out)])
-        assert main([*argv, "--resume", "--out", str(out)]) == 0, k
-        assert _training_results(out) == expected, f"killed at write {k}"
-    assert writes[0] >= 8
+    assert _every_interruption(tmp_path, monkeypatch, argv, results=_training_results) >= 8

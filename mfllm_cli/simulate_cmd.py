@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import warnings
 from collections.abc import Callable
@@ -400,7 +401,7 @@ def note_unused_options(args: argparse.Namespace, what: str, names: tuple[str, .
     although ``what`` does not read them (the run goes on; ``config.json`` still holds
     them as given)."""
     unused = [
-        f"--{name.replace('_', '-')} {getattr(args, name)}"
+        f"--{name.replace('_', '-')} {shlex.quote(str(getattr(args, name)))}"
         for name in names
         if getattr(args, name) != RUN_DEFAULTS.get(name)
     ]

@@ -298,6 +298,7 @@ def test_scenarios_of_two_label_dimensions_are_refused(tmp_path, capsys, command
             "--k 3, --temperature 0.5 have no effect with --policy random (not an LLM policy)",
         ),
         (["--policy", "herding", "--model", "elsewhere"], "--model elsewhere has no effect"),
+        (["--policy", "herding", "--model", ""], "--model '' has no effect"),
     ],
 )
 def test_options_a_policy_does_not_read_are_named_not_silently_kept(

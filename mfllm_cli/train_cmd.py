@@ -32,6 +32,7 @@ from mfllm_cli.arg_types import (
 )
 from mfllm_cli.specs import iter_spec
 from mfllm_env.scenario import Scenario
+from training.speed import DEFAULT_THREADS, PRECISIONS, THREADS_HELP
 
 MEAN_FIELD_CONTEXTS = ("histogram", "llm")
 DEV_FRACTION = 0.2
@@ -115,6 +116,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ib.add_argument("--policy-learning-rate", type=positive_float, default=2e-4)
     ib.add_argument("--batch-size", type=positive_int, default=4, help="policy SFT batch size")
+    ib.add_argument(
+        "--generation-engine",
+        choices=("transformers", "vllm"),
+        default="transformers",
+        help="what samples the GRPO summaries: transformers (the model itself; default) or "
+        "vllm (TRL's vLLM integration, colocated with training on a CUDA GPU; needs vllm "
+        "installed -- untested: built and tested on a CPU-only machine)",
+    )
     ib.set_defaults(func=run_ib_tune, max_steps_default=20, command="train ib-tune")
     planner_cmd.register_training(methods)
 
@@ -162,7 +171,26 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--lora-alpha", type=positive_int, default=32)
     parser.add_argument("--seed", type=seed, default=0, help="0 .. 2**32-1")
-    parser.add_argument("--threads", type=thread_count, help="torch threads")
+    parser.add_argument(
+        "--lora-dropout",
+        type=float_in(0, 0.99),
+        default=0.0,
+        help="dropout on the LoRA branch (default 0: it costs ~17%% of a CPU step)",
+    )
+    parser.add_argument("--threads", type=thread_count, default=DEFAULT_THREADS, help=THREADS_HELP)
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="training arithmetic: fp32, bf16 (autocast) or auto (default: bf16 where the CPU "
+        "has bf16 matrix instructions, avx512_bf16 or AMX, fp32 elsewhere)",
+    )
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute activations in the backward pass to save memory (slower; for long "
+        "histories that do not fit; a resumed run may add or drop it)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -212,18 +240,17 @@ def validate_sft(args: argparse.Namespace) -> None:
 
 
 def _set_up(args: argparse.Namespace) -> None:
-    """The default ``--max-steps``, progress bars and torch threads (every value was
-    checked as it was parsed)."""
+    """The default ``--max-steps``, progress bars and torch threads (one unless
+    ``--threads`` says more; every value was checked as it was parsed)."""
     if args.max_steps is None:
         args.max_steps = args.max_steps_default
     if args.no_progress:
         from training.run_folder import hide_progress_bars
 
         hide_progress_bars()
-    if args.threads is not None:
-        import torch
+    from training.speed import set_training_threads
 
-        torch.set_num_threads(args.threads)
+    set_training_threads(args.threads)
 
 
 def _folder(args: argparse.Namespace) -> Any:
@@ -246,7 +273,6 @@ def _policy_config(
 ) -> Any:
     """The policy's SFT settings from the command line (``mfllm train sft``, and the policy
     stage of ``mfllm train ib-tune``)."""
-    from training.run_folder import LoraSettings
     from training.sft import PolicySFTConfig
 
     return PolicySFTConfig(
@@ -257,7 +283,24 @@ def _policy_config(
         max_dev_examples=args.dev_examples,
         save_steps=args.save_steps or 25,
         seed=args.seed,
-        lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha),
+        lora=_lora(args),
+        speed=_speed(args),
+    )
+
+
+def _lora(args: argparse.Namespace) -> Any:
+    from training.run_folder import LoraSettings
+
+    return LoraSettings(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout)
+
+
+def _speed(args: argparse.Namespace) -> Any:
+    from training.speed import SpeedSettings
+
+    return SpeedSettings(
+        threads=args.threads,
+        precision=args.precision,
+        gradient_checkpointing=args.gradient_checkpointing,
     )
 
 
@@ -362,18 +405,14 @@ def run_ib_tune(args: argparse.Namespace) -> int:
     from agents.backends import load_backend
     from training.ib_tune import IBTuneConfig
     from training.ib_tune import run_ib_tune as run
-    from training.run_folder import (
-        RESUMABLE_CHANGES,
-        TRAINING_RESULTS,
-        LoraSettings,
-        load_trainable,
-    )
+    from training.run_folder import RESUMABLE_CHANGES, TRAINING_RESULTS, load_trainable
+    from training.speed import check_generation_engine
 
     validate_training(args)
+    check_generation_engine(args.generation_engine)
     folder = _folder(args)
     _set_up(args)
     train, dev = _scenarios(args)
-    lora = LoraSettings(r=args.lora_r, alpha=args.lora_alpha)
     config = IBTuneConfig(
         rounds=args.rounds,
         beta=args.beta,
@@ -389,7 +428,9 @@ def run_ib_tune(args: argparse.Namespace) -> int:
         max_reactions=args.max_reactions,
         save_steps=args.save_steps or 5,
         seed=args.seed,
-        lora=lora,
+        lora=_lora(args),
+        speed=_speed(args),
+        generation_engine=args.generation_engine,
     )
     base = load_backend(args.model, threads=args.threads)  # a --model that fails, fails here
     with folder.writing(_config(args), may_change=RESUMABLE_CHANGES, results=TRAINING_RESULTS):

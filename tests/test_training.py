@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from transformers import TrainerCallback
 
 from agents.backends.base import GenerationParams
 from agents.backends.transformers_backend import TransformersBackend
@@ -38,6 +39,7 @@ from training.ib_tune import (
 )
 from training.run_folder import LoraSettings
 from training.sft import PolicySFTConfig, train_policy_sft
+from training.speed import SpeedSettings, cpu_has_bf16_units, use_plain_lm_head
 
 FAST = {"max_new_tokens": 6, "temperature": 1.0}
 
@@ -440,6 +442,11 @@ def test_shared_prompt_scoring_matches_scoring_each_row():
         (lambda: LoraSettings(dropout=1.0), "LoraSettings.dropout must be a finite number >= 0"),
         (lambda: LoraSettings(r=1.5), "LoraSettings.r must be an integer >= 1"),
         (lambda: LoraSettings(target_modules=""), "LoraSettings.target_modules must be"),
+        (lambda: SpeedSettings(threads=0), "SpeedSettings.threads must be an integer >= 1"),
+        (lambda: SpeedSettings(precision="fp16"), "SpeedSettings.precision must be one of"),
+        (lambda: SpeedSettings(fused_lm_head=1), "SpeedSettings.fused_lm_head must be True"),
+        (lambda: PolicySFTConfig(group_by_length="yes"), "group_by_length must be True or"),
+        (lambda: IBTuneConfig(generation_engine="vLLM"), "generation_engine must be one of"),
         (lambda: split_by_event([], "0.2"), r"dev_fraction must be in \(0, 1\), got '0.2'"),
         (lambda: split_by_event([], 0.5, seed=-1), "seed must be None or an integer >= 0, got -1"),
     ],
@@ -449,3 +456,251 @@ def test_training_configs_name_a_field_with_an_odd_value(build, message):
     State-SFT prompt) or failed deep inside numpy, torch or TRL."""
     with pytest.raises(ValueError, match=message):
         build()
+
+
+# -- speed settings ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_plain_lm_head_gives_what_trls_fused_head_gives(temperature):
+    """The plain head projects only the labelled positions, once; log-probabilities,
+    entropies, top-1 flags, the loss and the gradients are those of TRL's fused head."""
+    import torch
+    from trl.trainer.utils import add_fused_lm_head
+
+    models = []
+    for plain in (False, True):
+        model, _ = build_tiny_model_and_tokenizer()
+        add_fused_lm_head(model, temperature, outputs=("log_probs", "entropy", "is_top1"))
+        if plain:
+            use_plain_lm_head(model, temperature)
+        models.append(model)
+    ids = torch.randint(3, 300, (3, 12), generator=torch.Generator().manual_seed(0))
+    labels = ids.clone()
+    labels[:, :7] = -100  # the prompt
+    labels[2, 10:] = -100  # padding
+    outputs = []
+    for model in models:
+        out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+        out.loss.backward()
+        outputs.append(out)
+    fused, plain = outputs
+    assert torch.equal(fused.label_mask, plain.label_mask)
+    assert torch.equal(fused.is_top1, plain.is_top1)
+    for name in ("loss", "log_probs", "entropy"):
+        assert torch.allclose(getattr(fused, name), getattr(plain, name), atol=1e-5), name
+    grads = [dict(m.named_parameters())["model.layers.0.mlp.up_proj.weight"].grad for m in models]
+    assert grads[0].abs().max() > 0 and torch.allclose(grads[0], grads[1], atol=1e-6)
+    # Calls without the fused head (generation) are the model's own.
+    assert torch.equal(models[0](input_ids=ids).logits, models[1](input_ids=ids).logits)
+
+
+def test_plain_lm_head_needs_trls_head_first():
+    model, _ = build_tiny_model_and_tokenizer()
+    with pytest.raises(ValueError, match="build the trainer first"):
+        use_plain_lm_head(model)
+
+
+class _Seen(TrainerCallback):
+    """Notes how training runs when it begins."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        import torch
+
+        self.threads = torch.get_num_threads()
+        self.checkpointing = model.is_gradient_checkpointing
+        self.dropouts = {
+            type(module).__name__
+            for name, module in model.named_modules()
+            if name.endswith("lora_dropout.default")
+        }
+        self.bf16 = args.bf16
+
+
+def test_trainers_default_to_one_thread_no_dropout_no_checkpointing(tmp_path, tiny_backend):
+    """SFT and IB-Tune's GRPO train on one torch thread whatever was set before, with no
+    LoRA dropout, no activation checkpointing, bf16 autocast only on CPUs with bf16 units;
+    each is a setting."""
+    import torch
+
+    examples = list(policy_examples(replay(_scenarios(1), HistogramMeanField), context="none"))
+    mf_examples = list(
+        mean_field_examples(replay(_scenarios(1), lambda: LLMMeanField(tiny_backend)))
+    )
+    def sft(config, seen):
+        model, tokenizer = build_tiny_model_and_tokenizer()
+        train_policy_sft(
+            examples[:4], [], config, tmp_path / "sft", model=model, tokenizer=tokenizer,
+            log_path=tmp_path / "log.jsonl", progress=False, callbacks=[seen],
+        )  # fmt: skip
+
+    def grpo(config, seen):
+        model, tokenizer = build_tiny_model_and_tokenizer()
+        train_mean_field(
+            mf_examples[:1], config, tmp_path / "mu", model=model, tokenizer=tokenizer,
+            policy_backend=tiny_backend, log_path=tmp_path / "log.jsonl", stage="mu",
+            progress=False, callbacks=[seen],
+        )  # fmt: skip
+
+    runs = {"sft": sft, "grpo": grpo}
+    defaults = {
+        "sft": PolicySFTConfig(max_steps=1, batch_size=2, save_steps=1, max_dev_examples=0),
+        "grpo": IBTuneConfig(mu_steps=1, summary_tokens=4, save_steps=1, num_generations=2),
+    }
+    for name, run in runs.items():
+        torch.set_num_threads(2)
+        seen = _Seen()
+        run(defaults[name], seen)
+        assert seen.threads == 1 and not seen.checkpointing, name
+        assert seen.dropouts == {"Identity"}, name  # PEFT's dropout 0 is an Identity
+        assert seen.bf16 == cpu_has_bf16_units(), name
+        # Each is a setting.
+        config = defaults[name]
+        config.lora = LoraSettings(dropout=0.1)
+        config.speed = SpeedSettings(precision="fp32", gradient_checkpointing=True)
+        shutil.rmtree(tmp_path / ("sft" if name == "sft" else "mu"))
+        seen = _Seen()
+        run(config, seen)
+        assert seen.checkpointing and seen.dropouts == {"Dropout"} and not seen.bf16, name
+    torch.set_num_threads(1)
+
+
+def test_bf16_units_are_read_from_the_cpu_flags(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor : 0\nflags : fpu sse avx512f avx512_bf16\n")
+    assert cpu_has_bf16_units(info)
+    info.write_text("processor : 0\nflags : fpu sse avx2 avx512f\n")
+    assert not cpu_has_bf16_units(info)
+    assert not cpu_has_bf16_units(tmp_path / "missing")
+
+
+def test_cli_ib_tune_refuses_vllm_where_it_is_not_installed(tmp_path, tiny_model_dir, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    argv = _train_argv(tiny_model_dir, tmp_path / "run", "ib-tune")
+    assert main([*argv, "--generation-engine", "vllm"]) == 2
+    err = capsys.readouterr().err
+    assert "mfllm train ib-tune: error: generation engine 'vllm' needs the vllm package" in err
+    assert not (tmp_path / "run").exists()  # refused before any work
+
+
+def test_train_speed_benchmark_prints_its_figures(tiny_model_dir):
+    """``benchmarks/train_speed.py --quick`` on the tiny model: every variant runs and the
+    issue's figures are printed."""
+    argv = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "train_speed.py"), "--quick"]
+    argv += ["--model", str(tiny_model_dir), "--json"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT)}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    for key in (
+        "sft_tokens_per_s", "sft_tokens_per_cpu_s", "raw_loop_tokens_per_s", "sft_vs_raw",
+        "sft_before_tokens_per_cpu_s", "sft_speedup", "grpo_summaries_per_s",
+        "grpo_before_summaries_per_s", "grpo_speedup", "grpo_peak_rss_gb",
+    ):  # fmt: skip
+        assert np.isfinite(report[key]) and report[key] > 0, key
+    assert report["threads"] == 1
+    assert report["variants"]["sft_before"]["bf16"] is False
+    assert report["sft_vs_raw"] == pytest.approx(
+        report["sft_tokens_per_cpu_s"] / report["raw_loop_tokens_per_cpu_s"]
+    )
+
+
+def _shared_history_trainer(tmp_path, generations=3):
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    from training.shared_history import SharedHistoryGRPOTrainer
+
+    model, tokenizer = build_tiny_model_and_tokenizer()
+    args = GRPOConfig(
+        output_dir=str(tmp_path), use_cpu=True, report_to="none", bf16=False,
+        per_device_train_batch_size=generations, num_generations=generations,
+        max_completion_length=5, temperature=0.7, gradient_checkpointing=False,
+    )  # fmt: skip
+
+    def reward(completions, **_):
+        return [float(len(c)) for c in completions]
+
+    trainer = SharedHistoryGRPOTrainer(
+        model=model, reward_funcs=[reward], args=args, processing_class=tokenizer,
+        train_dataset=Dataset.from_list([{"prompt": "Is this true?"}]),
+        peft_config=LoraSettings().peft_config(),
+    )  # fmt: skip
+    for name, p in trainer.model.named_parameters():  # LoRA B starts at zero: move it
+        if "lora_B" in name:
+            p.data.normal_(0, 0.5, generator=torch_generator())
+    return trainer, tokenizer
+
+
+def torch_generator():
+    import torch
+
+    return torch.Generator().manual_seed(0)
+
+
+def test_shared_history_loss_gives_trls_values_and_gradients(tmp_path):
+    """The loss's log-probabilities and entropies from one pass over the shared history
+    are TRL's (G passes), and so are their gradients; rows that do not share their
+    prompt take TRL's path."""
+    import torch
+    from trl import GRPOTrainer
+
+    trainer, _ = _shared_history_trainer(tmp_path)
+    model = trainer.model
+    ids = torch.randint(3, 300, (3, 11), generator=torch_generator())
+    ids[:, :7] = ids[0, :7]  # one history of 7 tokens, 4 completion tokens per row
+    mask = torch.ones_like(ids)
+    mask[2, 9:] = 0  # a shorter completion, padded
+    results = []
+    for method in (type(trainer), GRPOTrainer):
+        model.zero_grad()
+        logps, entropies, _ = method._get_per_token_logps_and_entropies(
+            trainer, model, ids, mask, 4, compute_entropy=True
+        )
+        kept = mask[:, 7:].bool()
+        (logps[kept].sum() + entropies[kept].sum()).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((logps[kept], entropies[kept], grads))
+    (ours, our_entropy, our_grads), (theirs, their_entropy, their_grads) = results
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert torch.allclose(our_entropy, their_entropy, atol=1e-5)
+    assert our_grads.keys() == their_grads.keys() and len(our_grads) > 0
+    for name, grad in our_grads.items():
+        # float sums in another order: equal to 1e-4 of the gradient's size
+        assert (grad - their_grads[name]).norm() <= 1e-4 * their_grads[name].norm(), name
+    # Two different histories: TRL's own path, the same result.
+    ids[1, 0] = ids[0, 0] + 1
+    mixed = trainer._get_per_token_logps_and_entropies(model, ids, mask, 4)[0]
+    trl = GRPOTrainer._get_per_token_logps_and_entropies(trainer, model, ids, mask, 4)[0]
+    assert torch.allclose(mixed[kept], trl[kept], atol=1e-5)
+
+
+def test_shared_history_rollout_samples_what_generate_samples(tmp_path):
+    """Greedy decoding from the repeated cache of the history gives what ``generate``
+    gives on the G full prompts; each completion ends after its first end token."""
+    import torch
+    from transformers import GenerationConfig
+
+    from training.shared_history import shared_history_rollout
+
+    trainer, tokenizer = _shared_history_trainer(tmp_path, generations=2)
+    trainer.generation_config = GenerationConfig(
+        do_sample=False, max_new_tokens=6, pad_token_id=tokenizer.pad_token_id
+    )
+    trainer.eos_token_ids = [tokenizer.eos_token_id]
+    prompts = ["Is this true?", "Is this true?", "The police confirmed it."]
+    out = shared_history_rollout(tokenizer)(prompts, trainer)
+    assert out["prompt_ids"] == tokenizer(text=prompts)["input_ids"]
+    model = trainer.model
+    for prompt_ids, completion in zip(out["prompt_ids"], out["completion_ids"], strict=True):
+        ids = torch.tensor([prompt_ids])
+        with torch.no_grad():
+            full = model.generate(input_ids=ids, generation_config=trainer.generation_config)
+        expected = full[0, ids.size(1) :].tolist()
+        if tokenizer.eos_token_id in expected:
+            expected = expected[: expected.index(tokenizer.eos_token_id) + 1]
+        assert completion == expected
+    assert model.training  # put back as it was

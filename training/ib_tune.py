@@ -55,6 +55,13 @@ from training.run_folder import (
     write_json,
 )
 from training.sft import PolicySFTConfig, train_policy_sft
+from training.speed import (
+    GENERATION_ENGINES,
+    SpeedSettings,
+    check_generation_engine,
+    set_training_threads,
+    use_plain_lm_head,
+)
 
 
 @dataclass
@@ -103,8 +110,25 @@ class IBTuneConfig:
     logging_steps: int = field(default=1, metadata={"help": "Log rewards every N steps."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling, data order and LoRA."})
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA."})
+    speed: SpeedSettings = field(
+        default_factory=SpeedSettings,
+        metadata={"help": "Threads, precision, memory savers of the GRPO stage."},
+    )
+    generation_engine: str = field(
+        default="transformers",
+        metadata={
+            "help": "What samples GRPO's summaries: 'transformers' (the model itself, on "
+            "CPU) or 'vllm' (TRL's vLLM integration, colocated on a CUDA GPU; needs vllm "
+            "installed; untested: no GPU where this was built)."
+        },
+    )
 
     def __post_init__(self) -> None:
+        if self.generation_engine not in GENERATION_ENGINES:
+            raise ValueError(
+                f"IBTuneConfig.generation_engine must be one of {', '.join(GENERATION_ENGINES)}, "
+                f"got {self.generation_engine!r}"
+            )
         if self.prior not in ("base", "none"):
             raise ValueError(f"prior must be 'base' or 'none', got {self.prior!r}")
         if self.num_generations == 1:
@@ -230,21 +254,24 @@ def shared_prompt_logprobs(
 
     from agents.backends.transformers_backend import CACHE_ARGUMENT
 
+    device = model.device
     groups: dict[tuple[int, ...], list[int]] = {}
     for row, prompt in enumerate(prompts):
         groups.setdefault(tuple(prompt), []).append(row)
     results: list[Any] = [None] * len(prompts)
     for prompt, rows in groups.items():
-        prefix = model(input_ids=torch.tensor([prompt]), use_cache=True, logits_to_keep=1)
+        prefix = model(
+            input_ids=torch.tensor([prompt], device=device), use_cache=True, logits_to_keep=1
+        )
         cache = prefix[CACHE_ARGUMENT]
         cache.batch_repeat_interleave(len(rows))
         lengths = [len(targets[row]) for row in rows]
         width = max(max(lengths), 1)
-        ids = torch.zeros((len(rows), width), dtype=torch.long)
-        mask = torch.zeros((len(rows), len(prompt) + width), dtype=torch.long)
+        ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+        mask = torch.zeros((len(rows), len(prompt) + width), dtype=torch.long, device=device)
         mask[:, : len(prompt)] = 1
         for i, row in enumerate(rows):
-            ids[i, : lengths[i]] = torch.tensor(targets[row], dtype=torch.long)
+            ids[i, : lengths[i]] = torch.tensor(targets[row], dtype=torch.long, device=device)
             mask[i, len(prompt) : len(prompt) + lengths[i]] = 1
         logits = model(input_ids=ids, attention_mask=mask, **{CACHE_ARGUMENT: cache}).logits
         # Target token k is predicted by the prompt's last position (k = 0) or by target
@@ -318,11 +345,19 @@ def train_mean_field(
 
     ``model`` is the base model (a fresh LoRA adapter is added) or a PEFT model with a
     trainable adapter; ``policy_backend`` is the frozen policy that scores relevance;
-    ``callbacks`` are extra ``transformers.TrainerCallback``s."""
+    ``callbacks`` are extra ``transformers.TrainerCallback``s. Torch runs on
+    ``config.speed.threads`` threads (one by default: see :mod:`training.speed`); with
+    ``config.generation_engine == "vllm"`` the summaries are sampled by vLLM colocated
+    with training on the GPU (TRL's ``use_vllm``; untested here)."""
     from datasets import Dataset
     from peft import PeftModel
     from trl import GRPOConfig, GRPOTrainer
 
+    from training.shared_history import SharedHistoryGRPOTrainer, shared_history_rollout
+
+    check_generation_engine(config.generation_engine)
+    set_training_threads(config.speed.threads)
+    vllm = config.generation_engine == "vllm"
     if not examples:
         raise ValueError(
             "no mean-field examples: IB-Tune needs events with more than one step of "
@@ -356,6 +391,9 @@ def train_mean_field(
             logging_steps=config.logging_steps,
             seed=config.seed,
             progress=progress,
+            gradient_checkpointing=config.speed.gradient_checkpointing,
+            bf16=config.speed.bf16,
+            use_cpu=not vllm,
         ),
         num_generations=config.num_generations,
         max_completion_length=config.summary_tokens,
@@ -364,8 +402,11 @@ def train_mean_field(
         top_p=0.95,
         reward_weights=weights,
         beta=0.0,  # no reference model: the compression term is the regulariser
+        use_vllm=vllm,
+        vllm_mode="colocate",
     )
-    trainer = GRPOTrainer(
+    share = config.speed.share_history
+    trainer = (SharedHistoryGRPOTrainer if share else GRPOTrainer)(
         model=model,
         reward_funcs=funcs,
         args=args,
@@ -373,8 +414,11 @@ def train_mean_field(
         processing_class=tokenizer,
         peft_config=None if isinstance(model, PeftModel) else config.lora.peft_config(),
         callbacks=[JsonlLogCallback(log_path, stage), *callbacks],
+        rollout_func=shared_history_rollout(tokenizer) if share and not vllm else None,
     )
     drop_log_printer(trainer, progress)
+    if not config.speed.fused_lm_head:
+        use_plain_lm_head(trainer.model.get_base_model(), temperature=trainer.temperature)
     compression.model = trainer.model
     checkpoint = resume_checkpoint(stage_dir / "checkpoints", log_path, stage, resume)
     started = time.perf_counter()

@@ -535,6 +535,9 @@ def train_grpo_planner(
             logging_steps=config.logging_steps,
             seed=config.seed,
             progress=progress,
+            # Not measured for the planner's rollouts: kept as they were.
+            gradient_checkpointing=True,
+            bf16=False,
         ),
         num_generations=config.num_generations,
         max_completion_length=config.message_tokens,

@@ -26,6 +26,7 @@ from training.run_folder import (
     trainer_arguments,
     write_json,
 )
+from training.speed import SpeedSettings, set_training_threads, use_plain_lm_head
 
 
 @dataclass
@@ -52,12 +53,27 @@ class PolicySFTConfig:
     save_steps: int = field(default=25, metadata={"help": "Checkpoint every N steps."})
     logging_steps: int = field(default=1, metadata={"help": "Log the loss every N steps."})
     seed: int = field(default=0, metadata={"help": "Seed of data order, LoRA init, dropout."})
+    group_by_length: bool = field(
+        default=True,
+        metadata={
+            "help": "Batch examples of similar length (less padding; the order is still "
+            "drawn at random, from groups of 50 batches)."
+        },
+    )
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA."})
+    speed: SpeedSettings = field(
+        default_factory=SpeedSettings, metadata={"help": "Threads, precision, memory savers."}
+    )
 
     def __post_init__(self) -> None:
         if self.context not in ("none", "mean_field"):
             raise ValueError(
                 f"PolicySFTConfig.context must be 'none' or 'mean_field', got {self.context!r}"
+            )
+        if not isinstance(self.group_by_length, bool):
+            raise ValueError(
+                f"PolicySFTConfig.group_by_length must be True or False, "
+                f"got {self.group_by_length!r}"
             )
         check_config(
             self,
@@ -109,11 +125,13 @@ def train_policy_sft(
     adapter is trainable (training continues it). The adapter is saved to
     ``stage_dir/adapter``; ``resume`` continues from the newest checkpoint. The mean
     per-token NLL of the dev reactions is measured before (unless resuming mid-stage) and
-    after training. ``callbacks`` are extra ``transformers.TrainerCallback``s.
+    after training. ``callbacks`` are extra ``transformers.TrainerCallback``s. Torch runs
+    on ``config.speed.threads`` threads (one by default: see :mod:`training.speed`).
     """
     from peft import PeftModel
     from trl import SFTConfig, SFTTrainer
 
+    set_training_threads(config.speed.threads)
     train_set, dropped = to_dataset(examples, tokenizer, config.max_length)
     dev_set, dev_dropped = to_dataset(
         dev_examples[: config.max_dev_examples], tokenizer, config.max_length
@@ -133,10 +151,13 @@ def train_policy_sft(
             logging_steps=config.logging_steps,
             seed=config.seed,
             progress=progress,
+            gradient_checkpointing=config.speed.gradient_checkpointing,
+            bf16=config.speed.bf16,
         ),
         max_length=config.max_length,
         completion_only_loss=True,
         per_device_eval_batch_size=config.batch_size,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
     )
     trainer = SFTTrainer(
         model=model,
@@ -148,6 +169,8 @@ def train_policy_sft(
         callbacks=[JsonlLogCallback(log_path, stage), *callbacks],
     )
     drop_log_printer(trainer, progress)
+    if not config.speed.fused_lm_head:
+        use_plain_lm_head(trainer.model.get_base_model())
     checkpoint = resume_checkpoint(stage_dir / "checkpoints", log_path, stage, resume)
     summary: dict[str, Any] = {
         "stage": stage,

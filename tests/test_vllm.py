@@ -41,7 +41,8 @@ FAKE_VLLM = textwrap.dedent(
 
     args = sys.argv[1:]
     if args[0] == "-c":  # VLLMServer's probe: which distribution provides vllm
-        print(json.dumps({"found": True, "dists": json.loads(os.environ["FAKE_VLLM_DISTS"])}))
+        dists = json.loads(os.environ["FAKE_VLLM_DISTS"])
+        print(os.environ.get("FAKE_VLLM_PROBE") or json.dumps({"found": True, "dists": dists}))
         sys.exit(0)
     model = args[args.index("--model") + 1]
     if model == "crash":
@@ -167,6 +168,12 @@ def test_early_exit_is_reported_with_the_output(fake_env):
         server.start()
     assert "cannot load model crash" in str(err.value)
     assert not server.running
+
+
+def test_a_probe_answer_that_is_no_json_is_reported(fake_env, monkeypatch):
+    monkeypatch.setenv("FAKE_VLLM_PROBE", "something else entirely")
+    with pytest.raises(BackendError, match="answered the look for vLLM with 'something else"):
+        VLLMServer("m", python=fake_env).start()
 
 
 @pytest.mark.parametrize(

@@ -169,7 +169,12 @@ class VLLMServer(ServerProcess):
                 f"{python} failed to look for vLLM (exit code {probe.returncode}): "
                 f"{probe.stderr.strip()[-500:]}"
             )
-        found = json.loads(probe.stdout.strip().splitlines()[-1])
+        try:
+            found = json.loads(probe.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            raise BackendError(
+                f"{python} answered the look for vLLM with {probe.stdout.strip()[-200:]!r}"
+            ) from None
         if not found["found"]:
             raise BackendError(
                 f"vLLM is not installed for {python}; name a vLLM environment with python= "

@@ -153,7 +153,11 @@ class LLMPolicy:
         if not agents:
             return {}
         prompts = [self.prompt(observations[agent]) for agent in agents]
-        params = dataclasses.replace(self.params, seed=int(self._rng.integers(2**31 - 1)))
+        # Only the first non-empty line becomes the action (clean_action): a backend may
+        # stop there.
+        params = dataclasses.replace(
+            self.params, seed=int(self._rng.integers(2**31 - 1)), until_first_line=True
+        )
         started = time.perf_counter()
         completions = check_completions(
             self.backend, self.backend.generate(prompts, params), len(agents)

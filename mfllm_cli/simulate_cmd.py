@@ -13,6 +13,7 @@ from itertools import chain
 from pathlib import Path
 
 from agents.backends import Backend, GenerationParams, load_backend
+from agents.backends.base import GENERATION_DTYPES
 from agents.baselines import ClassifierPolicy, HerdingPolicy, UniformRandomPolicy, collect_examples
 from agents.mean_field import ChainOfSummarization, LLMMeanField
 from agents.policies import LLMPolicy
@@ -118,6 +119,8 @@ RUN_DEFAULTS: dict[str, object] = {
     "agents_per_step": 16,
     "show_shares": False,
     "nll": False,
+    "generation_dtype": "auto",
+    "draft_tokens": 8,
 }
 
 
@@ -185,6 +188,22 @@ def add_episode_arguments(parser: argparse.ArgumentParser, defaults: dict[str, o
         help="score the real reactions' NLL under the policy",
     )
     llm.add_argument("--threads", type=thread_count, help="torch threads for a local model")
+    llm.add_argument(
+        "--generation-dtype",
+        choices=GENERATION_DTYPES,
+        default=defaults.get("generation_dtype"),
+        help="a local model's weights when generating: auto (default) = bfloat16 where the CPU "
+        "multiplies bf16 in hardware (about 2x faster prompts), else float32; float32 keeps a "
+        "prompt's sample independent of the rest of its batch (scores are always fp32)",
+    )
+    llm.add_argument(
+        "--draft-tokens",
+        type=non_negative_int,
+        default=defaults.get("draft_tokens"),
+        help="a local model decoding one row looks up drafts of up to N tokens in the row's "
+        "own text and verifies them in one pass (speculative sampling: the same distribution, "
+        "other draws); 0: plain decoding",
+    )
     parser.add_argument(
         "--fit",
         help="scenarios the classifier policies are fitted on (default: 20 other synthetic "
@@ -263,14 +282,26 @@ def load_llm_backends(
     cache = {} if cache is None else cache
 
     def load(adapter: Path | None) -> Backend:
-        key = (args.model, str(adapter), args.threads, args.tokenizer)
+        key = (
+            args.model,
+            str(adapter),
+            args.threads,
+            args.tokenizer,
+            args.generation_dtype,
+            args.draft_tokens,
+        )
         if key not in cache:
             if args.no_progress:
                 from training.run_folder import hide_progress_bars
 
                 hide_progress_bars()
             cache[key] = load_backend(
-                args.model, adapter=adapter, threads=args.threads, tokenizer=args.tokenizer
+                args.model,
+                adapter=adapter,
+                threads=args.threads,
+                tokenizer=args.tokenizer,
+                generation_dtype=args.generation_dtype,
+                draft_tokens=args.draft_tokens,
             )
         return cache[key]
 
@@ -392,6 +423,8 @@ LLM_OPTIONS = (
     "temperature",
     "cos_every",
     "show_shares",
+    "generation_dtype",
+    "draft_tokens",
 )
 """Options that only LLM policies and mean fields read."""
 

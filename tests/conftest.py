@@ -147,12 +147,15 @@ def build_tiny_model_and_tokenizer(seed: int = 0):
 
 @pytest.fixture(scope="session")
 def tiny_backend():
-    """A :class:`TransformersBackend` over the tiny model (one thread: fast and stable)."""
+    """A :class:`TransformersBackend` over the tiny model (one thread: fast and stable;
+    fp32 generation, so that results do not depend on whether the CPU has bf16)."""
     pytest.importorskip("transformers")
     from agents.backends.transformers_backend import TransformersBackend
 
     model, tokenizer = build_tiny_model_and_tokenizer()
-    return TransformersBackend(model, tokenizer=tokenizer, threads=1, name="tiny-llama")
+    return TransformersBackend(
+        model, tokenizer=tokenizer, threads=1, generation_dtype="float32", name="tiny-llama"
+    )
 
 
 @pytest.fixture(scope="session")

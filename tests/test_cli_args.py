@@ -126,6 +126,7 @@ EPISODE_OPTIONS = {
     "--temperature": NON_NEGATIVE_NUMBER,
     "--cos-every": COUNT,
     "--threads": THREADS,
+    "--draft-tokens": NON_NEGATIVE,
     "--warmup": NON_NEGATIVE,
     "--agents-per-step": COUNT,
     "--max-reactions": COUNT,

@@ -112,3 +112,32 @@ def test_prompt_wording_lives_only_in_the_prompt_builder():
         if path.name != "prompts.py" and any(p in path.read_text("utf-8") for p in phrases)
     ]
     assert offenders == []
+
+
+def test_a_complete_first_line_fixes_the_action():
+    """Backends may stop once ``first_line_complete`` holds (``until_first_line``): no text
+    added after that point may change what ``clean_action`` makes of it, and before it the
+    action is not yet decided in general."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from agents.backends.base import first_line_complete
+
+    pieces = st.sampled_from(
+        ["\n", "\u2028", "\u2029", "\r", " ", "\t", "\u200b", "\x1b", "Reply:", "ok", "é", '"']
+    )
+    texts = st.lists(pieces | st.text(max_size=3), max_size=12).map("".join)
+
+    @settings(max_examples=300)
+    @given(texts, texts)
+    def check(text: str, more: str) -> None:
+        cut = next(
+            (i for i in range(len(text) + 1) if first_line_complete(text[:i])), None
+        )
+        if cut is not None:
+            assert clean_action(text[:cut] + more) == clean_action(text)
+
+    check()
+    assert first_line_complete("BREAKING: hostages freed.\nMore")
+    assert not first_line_complete("\n\n  \u200b\nBREAKING")  # no content before the breaks
+    assert not first_line_complete("no line break yet")

@@ -158,19 +158,22 @@ def test_bad_generation_parameters_are_refused_before_any_model_runs(arguments, 
 def test_sampler_keeps_to_top_k_and_top_p():
     import torch
 
-    from agents.backends.transformers_backend import TopKTopPSampler
+    from agents.backends.transformers_backend import RowSampler
 
-    torch.manual_seed(0)
-    scores = torch.log(torch.tensor([[0.05, 0.6, 0.3, 0.05] + [1e-6] * 60]))
+    logits = torch.log(torch.tensor([[0.05, 0.6, 0.3, 0.05] + [1e-6] * 60]))
     draws = lambda sampler: {  # noqa: E731
-        int(sampler(None, scores.clone()).argmax()) for _ in range(200)
+        int(sampler.pick(logits, [0])) for _ in range(200)
     }  # one sampler, 200 draws from its generator
-    assert draws(TopKTopPSampler(1.0, top_p=0.5, seeds=[0])) == {1}  # 0.6 alone reaches 0.5
-    assert draws(TopKTopPSampler(1.0, top_p=0.85, seeds=[0])) == {1, 2}
-    assert draws(TopKTopPSampler(1.0, top_p=1.0, top_k=1, seeds=[0])) == {1}
-    assert draws(TopKTopPSampler(1.0, top_p=1.0, top_k=4, seeds=[0])) == {0, 1, 2, 3}
-    out = TopKTopPSampler(0.7, top_p=0.95, seeds=[0])(None, scores.clone())
-    assert torch.isfinite(out).sum() == 1  # one-hot: generation picks the sampled token
+    assert draws(RowSampler(1.0, top_p=0.5, seeds=[0])) == {1}  # 0.6 alone reaches 0.5
+    assert draws(RowSampler(1.0, top_p=0.85, seeds=[0])) == {1, 2}
+    assert draws(RowSampler(1.0, top_p=1.0, top_k=1, seeds=[0])) == {1}
+    assert draws(RowSampler(1.0, top_p=1.0, top_k=4, seeds=[0])) == {0, 1, 2, 3}
+    # Each row draws from its own prompt's generator, whichever batch row it sits in.
+    two = RowSampler(1.0, top_p=1.0, top_k=4, seeds=[5, 6])
+    alone = RowSampler(1.0, top_p=1.0, top_k=4, seeds=[5, 6])
+    both = [two.pick(logits.repeat(2, 1), [0, 1]).tolist() for _ in range(20)]
+    second = [alone.pick(logits, [1]).tolist() for _ in range(20)]
+    assert [pair[1] for pair in both] == [row[0] for row in second]
 
 
 def test_a_prompt_samples_the_same_alone_or_in_a_batch(tiny_backend):
@@ -239,3 +242,118 @@ def test_backend_options_are_counts(tiny_backend, option, message):
         TransformersBackend(tiny_backend.model, tokenizer=tiny_backend.tokenizer, **option)
     with pytest.raises(TypeError, match="model must be a folder, a hub id or a model, got None"):
         TransformersBackend(None, tokenizer=tiny_backend.tokenizer)
+
+
+def _forward_calls(backend, run):
+    """How many forward passes ``run()`` makes on ``backend``'s generation model."""
+    calls = []
+    handle = backend._generator.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        run()
+    finally:
+        handle.remove()
+    return len(calls)
+
+
+def test_drafts_from_the_context_leave_greedy_output_unchanged():
+    """Greedy decoding keeps a draft token only where it is the argmax: the text is the
+    same with and without drafts, in fewer forward passes (this tiny model falls into a
+    loop on this prompt, which drafts predict)."""
+    from conftest import build_tiny_model_and_tokenizer
+
+    model, tokenizer = build_tiny_model_and_tokenizer(seed=3)
+    backend = TransformersBackend(model, tokenizer=tokenizer, generation_dtype="float32")
+    params = GenerationParams(max_new_tokens=40, temperature=0)
+    prompt = [{"role": "user", "content": "Lol. Support."}]
+    backend.draft_tokens = 0
+    plain_calls = _forward_calls(backend, lambda: backend.generate([prompt], params))
+    (plain,) = backend.generate([prompt], params)
+    plain_batch = backend.generate([prompt, *PROMPTS], params)
+    backend.draft_tokens = 8
+    drafted_calls = _forward_calls(backend, lambda: backend.generate([prompt], params))
+    (drafted,) = backend.generate([prompt], params)
+    assert (drafted.text, drafted.completion_tokens) == (plain.text, plain.completion_tokens)
+    assert plain.completion_tokens == 40
+    assert drafted_calls < plain_calls / 2
+    # In a batch, rows keep different numbers of draft tokens (the refused ones masked).
+    drafted_batch = backend.generate([prompt, *PROMPTS], params)
+    assert [c.text for c in drafted_batch] == [c.text for c in plain_batch]
+    assert drafted_batch[0].text == plain.text
+
+
+def test_draft_lookup_takes_the_latest_earlier_occurrence():
+    from agents.backends.transformers_backend import draft_from_context
+
+    context = [1, 2, 3, 4, 5, 9, 1, 2, 3, 6, 7, 1, 2, 3]
+    assert draft_from_context(context, 2) == [6, 7]  # after the latest earlier [1, 2, 3]
+    assert draft_from_context(context, 7) == [6, 7, 1, 2, 3, 6, 7]  # and periodically on
+    assert draft_from_context([8, 2, 3, 5, 1, 2, 3], 4) == [5, 1, 2, 3]  # 2-token match
+    assert draft_from_context([4, 4, 4, 4], 3) == [4, 4, 4]  # a run goes on
+    assert draft_from_context([1, 2, 3, 4], 5) == []  # nothing repeats
+    assert draft_from_context(context, 0) == []
+
+
+def test_speculative_sampling_draws_from_the_sampling_distribution():
+    """A draft token kept with its probability, else a draw without it: every token's
+    frequency matches the top-k/top-p distribution, whichever token is drafted."""
+    import torch
+
+    from agents.backends.transformers_backend import RowSampler
+
+    logits = torch.log(torch.tensor([0.4, 0.3, 0.2, 0.06, 0.04] + [1e-9] * 20))
+    draws = 4000
+    for top_p, draft in ((1.0, 0), (1.0, 3), (0.8, 1), (0.8, 4)):
+        sampler = RowSampler(1.0, top_p, seeds=list(range(draws)))
+        probs, ids = sampler.distribution(logits[None])
+        expected = torch.zeros(len(logits)).scatter(0, ids[0], probs[0] / probs[0].sum())
+        counts = torch.zeros(len(logits))
+        for row in range(draws):
+            kept, token = sampler.verify(logits, draft, row)
+            counts[draft if kept else token] += 1
+            assert kept == (token == draft)
+        assert (counts / draws - expected).abs().max() < 0.025, (top_p, draft, counts)
+        assert counts[expected == 0].sum() == 0  # nothing outside top-p is ever drawn
+
+
+def test_rows_end_at_their_first_line_when_asked(tiny_backend):
+    """``until_first_line``: each completion stops once its first non-empty line is
+    complete, and its first line is what it would have been."""
+    from agents.backends.base import first_line_complete
+    from agents.prompts import clean_action
+
+    prompts = PROMPTS * 4
+    full = GenerationParams(max_new_tokens=48, temperature=1.0, seed=2)
+    whole = tiny_backend.generate(prompts, full)
+    cut = tiny_backend.generate(prompts, GenerationParams(48, 1.0, seed=2, until_first_line=True))
+    assert any(first_line_complete(c.text) for c in whole)  # the hint has work to do
+    for long, short in zip(whole, cut, strict=True):
+        assert clean_action(short.text) == clean_action(long.text)
+        assert long.text.startswith(short.text)
+        if first_line_complete(long.text):
+            assert short.completion_tokens < long.completion_tokens or not short.text.strip()
+            assert first_line_complete(short.text)
+
+
+def test_generation_in_bf16_keeps_scores_in_fp32():
+    import torch
+
+    from conftest import build_tiny_model_and_tokenizer
+
+    model, tokenizer = build_tiny_model_and_tokenizer()
+    backend = TransformersBackend(model, tokenizer=tokenizer, generation_dtype="bfloat16")
+    assert backend.generation_dtype == "bfloat16" and backend.model.dtype == torch.float32
+    plain = TransformersBackend(model, tokenizer=tokenizer, generation_dtype="float32")
+    assert plain.generation_dtype == "float32" and plain._generator is plain.model
+    (completion,) = backend.generate(PROMPTS[:1], GenerationParams(max_new_tokens=8, seed=1))
+    assert completion.error is None and completion.completion_tokens > 0
+    scores = [backend.score(PROMPTS, ["Is it?"] * 3), plain.score(PROMPTS, ["Is it?"] * 3)]
+    assert [s.tokens for s in scores[0]] == [s.tokens for s in scores[1]]
+    assert [s.logprob for s in scores[0]] == [s.logprob for s in scores[1]]
+    with pytest.raises(ValueError, match="generation_dtype must be one of"):
+        TransformersBackend(model, tokenizer=tokenizer, generation_dtype="fp16")
+    with pytest.raises(ValueError, match="needs an fp32 model"):
+        TransformersBackend(
+            model.to(torch.bfloat16), tokenizer=tokenizer, generation_dtype="float32"
+        )
+    with pytest.raises(TypeError, match="until_first_line must be True or False"):
+        GenerationParams(until_first_line="yes")

@@ -40,6 +40,8 @@ def load_backend(
     adapter: str | Path | None = None,
     threads: int | None = None,
     tokenizer: str | None = None,
+    generation_dtype: str = "auto",
+    draft_tokens: int = 8,
 ) -> Backend:
     """A backend from ``spec``:
 
@@ -54,7 +56,8 @@ def load_backend(
     - a local model folder, or a hub id (needs network access).
 
     ``adapter`` (a PEFT folder) and ``threads`` apply to local models only (``threads``
-    to vLLM on CPU too).
+    to vLLM on CPU too); so do ``generation_dtype`` and ``draft_tokens`` (transformers
+    models only: see :class:`~agents.backends.transformers_backend.TransformersBackend`).
     """
     from agents.backends import default_model
 
@@ -82,8 +85,12 @@ def load_backend(
         return VLLMBackend(path, threads=threads, name=spec)
     from agents.backends.transformers_backend import TransformersBackend
 
+    options = {
+        "adapter": adapter,
+        "threads": threads,
+        "generation_dtype": generation_dtype,
+        "draft_tokens": draft_tokens,
+    }
     if spec == default_model.NAME:
-        return TransformersBackend(
-            default_model.model_dir(), adapter=adapter, threads=threads, name=spec
-        )
-    return TransformersBackend(spec, adapter=adapter, threads=threads)
+        return TransformersBackend(default_model.model_dir(), name=spec, **options)
+    return TransformersBackend(spec, **options)

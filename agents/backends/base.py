@@ -16,6 +16,7 @@ an unreachable model) raise at once.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -46,6 +47,13 @@ class GenerationParams:
     any batch, up to float rounding.
     Generation stops at ``max_new_tokens``, at the end-of-turn token, or at the first of
     ``stop`` (the stop string is cut from the text).
+
+    ``until_first_line`` says the caller reads only the completion's first non-empty line
+    (:func:`first_line_complete`; the policies' :func:`agents.prompts.clean_action`): a
+    backend may then end a completion as soon as that line is complete. What the caller
+    reads is the same either way; only the tokens after it (and their cost) go. The local
+    backend does; servers generate on to ``max_new_tokens`` (the OpenAI API has no such
+    stop).
     """
 
     max_new_tokens: int = 48
@@ -53,6 +61,7 @@ class GenerationParams:
     top_p: float = 0.95
     seed: int = 0
     stop: tuple[str, ...] = ()
+    until_first_line: bool = False
 
     def __post_init__(self) -> None:
         stop = self.stop
@@ -73,6 +82,34 @@ class GenerationParams:
             raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
         if not finite_number(self.top_p) or not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if not isinstance(self.until_first_line, bool):
+            raise TypeError(
+                f"until_first_line must be True or False, got {self.until_first_line!r}"
+            )
+
+
+GENERATION_DTYPES = ("auto", "float32", "bfloat16")
+"""Precisions a local backend generates in (``TransformersBackend(generation_dtype=...)``)."""
+
+LINE_BREAKS = "\n\u2028\u2029"
+"""The characters that end a line once control characters are dropped (what
+``str.splitlines`` splits a printable text at)."""
+
+
+def first_line_complete(text: str) -> bool:
+    """Whether ``text`` holds a complete first non-empty line: a line with a printable,
+    non-space character, followed by a line break. Control and format characters (Unicode
+    category C) do not count, as :func:`agents.prompts.clean_action` drops them before it
+    takes the first non-empty line; so once this is true, more text cannot change what
+    ``clean_action`` returns."""
+    content = False
+    for ch in text:
+        if ch in LINE_BREAKS:
+            if content:
+                return True
+        elif not ch.isspace() and not unicodedata.category(ch).startswith("C"):
+            content = True
+    return False
 
 
 @dataclass(frozen=True, slots=True)

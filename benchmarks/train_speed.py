@@ -17,14 +17,16 @@ torch threads:
   from the model's own forward (full logits) on the reaction tokens, in the precision of
   ``sft``; ``raw_loop_fp32`` in fp32;
 - ``grpo_before`` and ``grpo``: :func:`training.ib_tune.train_mean_field` with the
-  settings of commit 921312c and with today's defaults.
+  settings of commit 921312c (TRL running each history G times, to sample and in the
+  loss) and with today's defaults (the history run once per group:
+  :mod:`training.shared_history`).
 
 SFT examples are teacher-forced replays of the scenarios (State prompts), batch 4;
 tokens count every real token through forward and backward (prompt and reaction,
 padding excluded; TRL's ``num_tokens``), timed after one warm-up step. GRPO: G summaries
 per history, rewarded by the frozen policy (``--targets`` next reactions scored per
 summary) and the compression term; every step timed; a step's time split into
-generation (``model.generate`` inside GRPO), relevance scoring, compression scoring, the
+generation (sampling the summaries), relevance scoring, compression scoring, the
 optimiser step, and the rest (mostly the loss's forward and backward pass). Rates are
 given per wall second and per CPU second (the process's CPU time: on a shared machine
 the wall time also counts waiting for a core).
@@ -270,7 +272,9 @@ def grpo_speed(variant: str, args: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
     wall, cpu = sum(clock.steps), sum(clock.cpu_steps)
     parts = {
-        "generation": clock.generate,
+        # Sampling: by the shared-history rollout (which times itself), else by TRL
+        # through model.generate.
+        "generation": summary["generation_seconds"] or clock.generate,
         "relevance_scoring": summary["relevance_seconds"],
         "compression_scoring": summary["compression_seconds"],
         "optimiser_step": clock.optimiser,

@@ -684,7 +684,7 @@ def test_shared_history_rollout_samples_what_generate_samples(tmp_path):
     import torch
     from transformers import GenerationConfig
 
-    from training.shared_history import shared_history_rollout
+    from training.shared_history import SharedHistoryRollout
 
     trainer, tokenizer = _shared_history_trainer(tmp_path, generations=2)
     trainer.generation_config = GenerationConfig(
@@ -692,7 +692,9 @@ def test_shared_history_rollout_samples_what_generate_samples(tmp_path):
     )
     trainer.eos_token_ids = [tokenizer.eos_token_id]
     prompts = ["Is this true?", "Is this true?", "The police confirmed it."]
-    out = shared_history_rollout(tokenizer)(prompts, trainer)
+    rollout = SharedHistoryRollout(tokenizer)
+    out = rollout(prompts, trainer)
+    assert rollout.seconds > 0
     assert out["prompt_ids"] == tokenizer(text=prompts)["input_ids"]
     model = trainer.model
     for prompt_ids, completion in zip(out["prompt_ids"], out["completion_ids"], strict=True):

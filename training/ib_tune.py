@@ -353,7 +353,7 @@ def train_mean_field(
     from peft import PeftModel
     from trl import GRPOConfig, GRPOTrainer
 
-    from training.shared_history import SharedHistoryGRPOTrainer, shared_history_rollout
+    from training.shared_history import SharedHistoryGRPOTrainer, SharedHistoryRollout
 
     check_generation_engine(config.generation_engine)
     set_training_threads(config.speed.threads)
@@ -406,6 +406,7 @@ def train_mean_field(
         vllm_mode="colocate",
     )
     share = config.speed.share_history
+    rollout = SharedHistoryRollout(tokenizer) if share and not vllm else None
     trainer = (SharedHistoryGRPOTrainer if share else GRPOTrainer)(
         model=model,
         reward_funcs=funcs,
@@ -414,7 +415,7 @@ def train_mean_field(
         processing_class=tokenizer,
         peft_config=None if isinstance(model, PeftModel) else config.lora.peft_config(),
         callbacks=[JsonlLogCallback(log_path, stage), *callbacks],
-        rollout_func=shared_history_rollout(tokenizer) if share and not vllm else None,
+        rollout_func=rollout,
     )
     drop_log_printer(trainer, progress)
     if not config.speed.fused_lm_head:
@@ -434,6 +435,8 @@ def train_mean_field(
         "train_seconds": seconds,
         "relevance_seconds": relevance.seconds,
         "compression_seconds": compression.seconds,
+        # None where TRL samples (inside the trainer: not timed here)
+        "generation_seconds": rollout.seconds if rollout else None,
         "resumed_from": checkpoint.name if checkpoint else None,
     }
     for key in ("reward", "rewards/relevance/mean", "rewards/compression/mean"):

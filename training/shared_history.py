@@ -5,7 +5,7 @@ and scores them: TRL 1.16 runs the whole history G times, both to sample (a batc
 identical prompts) and in the loss (G rows of history + summary, forward and backward).
 The history is most of every row, so on a CPU that is most of a step. Here it runs once:
 
-- :func:`shared_history_rollout` samples the G summaries from one key/value cache of
+- :class:`SharedHistoryRollout` samples the G summaries from one key/value cache of
   the history, repeated G times (TRL's ``rollout_func``, with the trainer's own
   generation settings);
 - :class:`SharedHistoryGRPOTrainer` computes the loss's per-token log-probabilities from
@@ -20,7 +20,7 @@ turns the cache off) take TRL's own path.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
 from typing import Any
 
 import torch
@@ -29,14 +29,21 @@ from trl import GRPOTrainer
 from agents.backends.transformers_backend import CACHE_ARGUMENT
 
 
-def shared_history_rollout(tokenizer: Any) -> Callable[[list[str], Any], dict[str, Any]]:
+class SharedHistoryRollout:
     """A GRPO ``rollout_func`` sampling one completion per prompt, with the key/value
     cache of each distinct prompt computed once and repeated for its copies. Prompts are
     tokenised as TRL and the compression reward tokenise them; sampling follows the
     trainer's ``generation_config`` (temperature, top-k, top-p, length) and a completion
-    ends after its first end-of-sequence token, as in TRL's own generation."""
+    ends after its first end-of-sequence token, as in TRL's own generation. ``seconds``
+    adds up the time spent sampling."""
 
-    def rollout(prompts: list[str], trainer: Any) -> dict[str, Any]:
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.seconds = 0.0
+
+    def __call__(self, prompts: list[str], trainer: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        tokenizer = self.tokenizer
         model = trainer.accelerator.unwrap_model(trainer.model)
         prompt_ids = tokenizer(text=list(prompts))["input_ids"]
         copies: dict[str, list[int]] = {}
@@ -65,9 +72,8 @@ def shared_history_rollout(tokenizer: Any) -> Callable[[list[str], Any], dict[st
                         completion_ids[row] = tokens[: end + 1]
         finally:
             model.train(was_training)
+        self.seconds += time.perf_counter() - started
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
-
-    return rollout
 
 
 class SharedHistoryGRPOTrainer(GRPOTrainer):

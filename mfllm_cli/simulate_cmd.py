@@ -492,6 +492,10 @@ def run(args: argparse.Namespace) -> int:
         "label_scheme": scheme.name,
         "mean_field": mean_field,
     }
+    # What "auto" became on this machine (bf16 samples differ from fp32's).
+    generation_dtype = getattr(getattr(policy, "backend", None), "generation_dtype", None)
+    if generation_dtype:
+        config["generation_dtype"] = generation_dtype
     if args.resume and folder.previous and policy.action_mode == "text" and args.parallel > 1:
         print(
             f"note: with --parallel {args.parallel} an LLM policy's episodes are batched "
@@ -533,6 +537,9 @@ def run(args: argparse.Namespace) -> int:
     if "generated_tokens_per_second" in speed:
         line += f", {speed['generated_tokens_per_second']:.1f} generated tokens/s"
     print(line)
+    if generation_dtype:
+        drafts = policy.backend.draft_tokens
+        print(f"  generation in {generation_dtype}, drafts of up to {drafts} tokens")
     files = "config.json, trajectory.jsonl, episodes.jsonl, metrics.json, timing.json, shares.png"
     print(f"wrote {args.out}/ ({files})")
     return 0

@@ -145,6 +145,7 @@ TRAINING_OPTIONS = {
     "--threads": THREADS,
     "--batch-size": COUNT,
     "--learning-rate": POSITIVE,
+    "--lora-dropout": Number(0, 0.99),
 }
 PLANNER_ENV_OPTIONS = {
     "--limit": COUNT,

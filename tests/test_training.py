@@ -706,3 +706,18 @@ def test_shared_history_rollout_samples_what_generate_samples(tmp_path):
             expected = expected[: expected.index(tokenizer.eos_token_id) + 1]
         assert completion == expected
     assert model.training  # put back as it was
+
+
+def test_length_grouped_order_is_fixed_by_the_seed_and_groups_lengths():
+    from training.sft import length_grouped_order
+
+    lengths = [(i * 37) % 101 for i in range(400)]
+    order = length_grouped_order(lengths, 4, 1000, seed=3)
+    assert len(order) >= 1000
+    assert sorted(order[:400]) == list(range(400))  # each pass uses every example once
+    assert order == length_grouped_order(lengths, 4, 1000, seed=3)
+    assert order[:400] == length_grouped_order(lengths, 4, 10, seed=3)  # a prefix of a longer run
+    assert order != length_grouped_order(lengths, 4, 1000, seed=4)
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in
+              (order[k : k + 4] for k in range(0, 400, 4))]  # fmt: skip
+    assert sum(spread) / len(spread) < 5  # batches of similar length (random: about 60)

@@ -336,7 +336,6 @@ def test_rows_end_at_their_first_line_when_asked(tiny_backend):
 
 def test_generation_in_bf16_keeps_scores_in_fp32():
     import torch
-
     from conftest import build_tiny_model_and_tokenizer
 
     model, tokenizer = build_tiny_model_and_tokenizer()

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from agents.backends.chat import render_chat
 from training.run_folder import (
     JsonlLogCallback,
@@ -90,8 +92,9 @@ class PolicySFTConfig:
 
 
 def to_dataset(examples: list[dict[str, Any]], tokenizer: Any, max_length: int) -> tuple[Any, int]:
-    """A ``datasets.Dataset`` of rendered ``prompt`` / ``completion`` strings, and how many
-    examples were dropped for being longer than ``max_length`` tokens."""
+    """A ``datasets.Dataset`` of rendered ``prompt`` / ``completion`` strings and their
+    ``length`` in tokens, and how many examples were dropped for being longer than
+    ``max_length`` tokens."""
     from datasets import Dataset
 
     rows, dropped = [], 0
@@ -101,8 +104,38 @@ def to_dataset(examples: list[dict[str, Any]], tokenizer: Any, max_length: int) 
         if length + 1 > max_length:  # + the end-of-turn token SFTTrainer appends
             dropped += 1
             continue
-        rows.append({"prompt": prompt, "completion": example["completion"]})
+        rows.append({"prompt": prompt, "completion": example["completion"], "length": length})
     return Dataset.from_list(rows), dropped
+
+
+LENGTH_GROUP_BATCHES = 50
+"""Batches sorted by length together (:func:`length_grouped_order`)."""
+
+
+def length_grouped_order(
+    lengths: Sequence[int], batch_size: int, examples_needed: int, seed: int
+) -> list[int]:
+    """Example indices to train on in this order, at least ``examples_needed`` of them, in
+    batches of examples of similar length (less padding). Each pass over the data is a
+    seeded permutation, cut into groups of :data:`LENGTH_GROUP_BATCHES` batches, each group
+    sorted by length and cut into batches, the batches shuffled. Passes are drawn from
+    ``(seed, pass)``, so the order is fixed by the seed and its start does not depend on
+    how many steps are asked for: a resumed (or lengthened) run trains on the same batches
+    as an uninterrupted one. (transformers' own length-grouped sampler draws from the global
+    random state, which a resumed run does not restore in time: it trained other batches.)"""
+    order: list[int] = []
+    group = batch_size * LENGTH_GROUP_BATCHES
+    epoch = 0
+    while len(order) < examples_needed:
+        rng = np.random.default_rng([seed, epoch])
+        shuffled = rng.permutation(len(lengths)).tolist()
+        batches = []
+        for start in range(0, len(shuffled), group):
+            chunk = sorted(shuffled[start : start + group], key=lambda i: lengths[i])
+            batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+        order += [i for b in rng.permutation(len(batches)) for i in batches[b]]
+        epoch += 1
+    return order
 
 
 def train_policy_sft(
@@ -141,6 +174,17 @@ def train_policy_sft(
             f"no training examples left ({len(examples)} built, {dropped} longer than "
             f"max_length {config.max_length})"
         )
+    if config.group_by_length:
+        train_set = train_set.select(
+            length_grouped_order(
+                train_set["length"], config.batch_size, config.max_steps * config.batch_size,
+                config.seed,
+            )
+        )  # fmt: skip
+    train_set, dev_set = (
+        data.remove_columns("length") if "length" in data.column_names else data
+        for data in (train_set, dev_set)
+    )
     args = SFTConfig(
         **trainer_arguments(
             output_dir=stage_dir / "checkpoints",
@@ -157,7 +201,8 @@ def train_policy_sft(
         max_length=config.max_length,
         completion_only_loss=True,
         per_device_eval_batch_size=config.batch_size,
-        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        # With group_by_length the order is drawn above (resumable); the trainer keeps it.
+        train_sampling_strategy="sequential" if config.group_by_length else "random",
     )
     trainer = SFTTrainer(
         model=model,

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import types
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from agents.backends.base import cpu_has_bf16_units
 from mfllm_env.checks import check_count
 
 DEFAULT_THREADS = 1
@@ -103,18 +103,6 @@ class SpeedSettings:
         """Whether training runs under bf16 autocast (``precision``, with ``auto``
         settled by :func:`cpu_has_bf16_units`)."""
         return self.precision == "bf16" or (self.precision == "auto" and cpu_has_bf16_units())
-
-
-def cpu_has_bf16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether this CPU multiplies bf16 matrices natively (the ``avx512_bf16`` or
-    ``amx_bf16`` flag in ``cpuinfo``; ``False`` where that file does not exist)."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return False
-    lines = (line for line in text.splitlines() if line.startswith("flags"))
-    flags = {word for line in lines for word in line.split()}
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def check_generation_engine(engine: str) -> None:

@@ -19,6 +19,7 @@ import math
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from mfllm_env.checks import is_integer, is_text
@@ -86,6 +87,18 @@ class GenerationParams:
             raise TypeError(
                 f"until_first_line must be True or False, got {self.until_first_line!r}"
             )
+
+
+def cpu_has_bf16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (the ``avx512_bf16`` or
+    ``amx_bf16`` flag in ``cpuinfo``; ``False`` where that file does not exist)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    lines = (line for line in text.splitlines() if line.startswith("flags"))
+    flags = {word for line in lines for word in line.split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 GENERATION_DTYPES = ("auto", "float32", "bfloat16")

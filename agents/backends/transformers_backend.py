@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 import zlib
 from array import array
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ from agents.backends.base import (
     Score,
     check_params,
     check_prompts,
+    cpu_has_bf16_units,
     first_line_complete,
 )
 from agents.backends.chat import render_chat
@@ -52,17 +52,6 @@ CACHE_ARGUMENT = (
 """The name under which this transformers passes a key/value :class:`~transformers.Cache`
 in and out of a model (``cache`` since the rename that deprecated ``past_key_values``,
 whose use prints a deprecation warning; ``past_key_values`` before it)."""
-
-
-def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX-BF16, read from
-    ``/proc/cpuinfo``; ``False`` where that file does not exist). Without it torch emulates
-    bf16, slower than fp32."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo) is not None
 
 
 def _offline() -> bool:
@@ -105,8 +94,9 @@ class TransformersBackend:
     prompts about twice as fast as ``"float32"`` on a CPU that multiplies bf16 in hardware
     (AVX512-BF16, AMX), and samples from next-token distributions within about 0.001 nats
     (KL) of fp32's; ``"auto"`` (the default) takes bf16 exactly where the CPU has it
-    (:func:`native_bf16`) and the model is fp32. ``score`` always runs the model as loaded
-    (fp32 from a folder): bf16 would move log-probabilities by about 0.05 nats a token. A
+    (:func:`~agents.backends.base.cpu_has_bf16_units`) and the model is fp32. ``score``
+    always runs the model as loaded (fp32 from a folder): bf16 would move log-probabilities
+    by about 0.05 nats a token. A
     bf16 generator is a copy of the weights taken here (+50% memory): a model changed
     afterwards is scored as changed but generates as it was.
     """
@@ -173,7 +163,7 @@ class TransformersBackend:
         docstring)."""
         dtype = self.model.dtype
         wants_bf16 = requested == "bfloat16" or (
-            requested == "auto" and dtype == torch.float32 and native_bf16()
+            requested == "auto" and dtype == torch.float32 and cpu_has_bf16_units()
         )
         if requested == "float32" and dtype != torch.float32:
             raise ValueError(f"generation_dtype='float32' needs an fp32 model, this one is {dtype}")

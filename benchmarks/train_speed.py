@@ -18,8 +18,9 @@ torch threads:
   ``sft``; ``raw_loop_fp32`` in fp32;
 - ``grpo_before`` and ``grpo``: :func:`training.ib_tune.train_mean_field` with the
   settings of commit 921312c (TRL running each history G times, to sample and in the
-  loss) and with today's defaults (the history run once per group:
-  :mod:`training.shared_history`).
+  loss; the frozen policy scoring every relevance prompt whole) and with today's
+  defaults (the history run once per group: :mod:`training.shared_history`; relevance
+  prompts' common prefixes scored once, ``TransformersBackend.share_prefixes``).
 
 SFT examples are teacher-forced replays of the scenarios (State prompts), batch 4;
 tokens count every real token through forward and backward (prompt and reaction,
@@ -257,6 +258,8 @@ def grpo_speed(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     examples = list(
         itertools.islice(mean_field_examples(steps, max_targets=args.targets), args.grpo_steps)
     )
+    if variant == "grpo_before":
+        backend.share_prefixes = False  # before, scoring ran every prompt whole
     model, tokenizer = load_trainable(args.model)
     history_tokens = [
         len(tokenizer(render_chat(tokenizer, e["prompt"]), add_special_tokens=False).input_ids)

@@ -356,3 +356,20 @@ def test_generation_in_bf16_keeps_scores_in_fp32():
         )
     with pytest.raises(TypeError, match="until_first_line must be True or False"):
         GenerationParams(until_first_line="yes")
+
+
+def test_scores_with_shared_prefixes_equal_plain_scores(tiny_backend):
+    """Scoring runs each group's common prompt prefix once: the same log-probabilities as
+    scoring every row whole (up to float rounding), empty continuations included."""
+    prompts = PROMPTS * 3
+    continuations = ["Is this true?", "Lol.", "", "不信", "Support. Support.", "deny", *"abc"]
+    shared = tiny_backend.score(prompts, continuations)
+    tiny_backend.share_prefixes = False
+    try:
+        plain = tiny_backend.score(prompts, continuations)
+    finally:
+        tiny_backend.share_prefixes = True
+    assert [s.tokens for s in shared] == [s.tokens for s in plain]
+    assert shared[2].tokens == 0
+    for a, b in zip(shared, plain, strict=True):
+        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)

@@ -405,10 +405,11 @@ class TransformersBackend:
         return any(stop in text for stop in stops)
 
     def _prefix_cached_inputs(
-        self, encoded: list[list[int]], groups: list[tuple[int, list[int]]]
+        self, encoded: list[list[int]], groups: list[tuple[int, list[int]]], model: Any = None
     ) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """Inputs ``[pad][prefix][pad][suffix]`` per row, and the cache of the prefixes
-        (run once per group, then copied to the group's rows)."""
+        (run once per group by ``model``, the generation model by default, then copied to
+        the group's rows)."""
         pad = self.tokenizer.pad_token_id
         prefixes = [encoded[rows[0]][:length] for length, rows in groups]
         p_width = max(len(p) for p in prefixes)
@@ -416,7 +417,7 @@ class TransformersBackend:
         prefix_mask = torch.tensor([[0] * (p_width - len(p)) + [1] * len(p) for p in prefixes])
         positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            cache = self._generator(
+            cache = (model or self._generator)(
                 input_ids=prefix_ids,
                 attention_mask=prefix_mask,
                 position_ids=positions,
@@ -453,11 +454,54 @@ class TransformersBackend:
             return []
         encoded = self.encode_prompts(prompts)
         targets = self.tokenizer(list(continuations), add_special_tokens=False)["input_ids"]
+        picked: list[torch.Tensor] = []
         with torch.inference_mode():
-            picked = continuation_logprobs(
-                self.model, encoded, targets, self.tokenizer.pad_token_id, max_rows=self.batch_size
-            )
+            for start in range(0, len(encoded), self.batch_size):
+                rows = slice(start, start + self.batch_size)
+                groups = prefix_groups(encoded[rows]) if self.share_prefixes else None
+                if groups is None:
+                    picked += continuation_logprobs(
+                        self.model, encoded[rows], targets[rows], self.tokenizer.pad_token_id,
+                        max_rows=self.batch_size,
+                    )  # fmt: skip
+                else:
+                    picked += self._shared_prefix_logprobs(encoded[rows], targets[rows], groups)
         return [Score(tuple(row.tolist())) for row in picked]
+
+    def _shared_prefix_logprobs(
+        self,
+        encoded: list[list[int]],
+        targets: list[list[int]],
+        groups: list[tuple[int, list[int]]],
+    ) -> list[torch.Tensor]:
+        """:func:`continuation_logprobs` with each group's common prompt prefix run once
+        (the rows of one step, or of one summary's targets, share the system message, the
+        event and the context), the scoring model's rows laid out as in generation."""
+        rows = [list(p) + list(t) for p, t in zip(encoded, targets, strict=True)]
+        input_ids, attention, cache = self._prefix_cached_inputs(rows, groups, self.model)
+        p_width = cache.get_seq_length()
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        hidden = self.model.get_decoder()(
+            input_ids=input_ids[:, p_width:],
+            attention_mask=attention,
+            position_ids=positions[:, p_width:],
+            use_cache=True,
+            **{CACHE_ARGUMENT: cache},
+        ).last_hidden_state
+        width = hidden.shape[1]  # the rows' own parts are right-aligned in it
+        row_index, columns, token_ids, lengths = [], [], [], []
+        for i, target in enumerate(targets):
+            first = width - len(target)  # the first target token's column
+            row_index += [i] * len(target)
+            columns += range(first - 1, width - 1)  # predicted by the column before
+            token_ids += target
+            lengths.append(len(target))
+        if not token_ids:
+            return [torch.zeros(0) for _ in targets]
+        head = self.model.get_output_embeddings()
+        logits = head(hidden[torch.tensor(row_index), torch.tensor(columns)]).float()
+        picked = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(token_ids)[:, None])
+        return list(torch.split(picked[:, 0], lengths))
 
 
 SCORE_TOKEN_BUDGET = 8192

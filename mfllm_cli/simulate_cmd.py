@@ -132,7 +132,8 @@ def add_episode_arguments(parser: argparse.ArgumentParser, defaults: dict[str, o
         "--model",
         default=defaults.get("model"),
         help="smollm2 (offline default) | a local model folder | a hub id (needs network) | "
-        "http://HOST:PORT/v1 (an OpenAI-compatible server)",
+        "http://HOST:PORT/v1 (an OpenAI-compatible server) | vllm:MODEL (vLLM in-process, "
+        "where vllm is installed: docs/vllm.md)",
     )
     llm.add_argument(
         "--tokenizer",

@@ -13,8 +13,13 @@ generation then starts from each row's own suffix. Rows sit in the batch as
 ``[pad][prefix][pad][suffix]`` with the pads masked, and positions follow the unmasked
 tokens, so each row computes what it would alone (up to float rounding).
 
+Decoding is this module's own loop (:meth:`TransformersBackend._decode`): bf16 weights
+where the CPU has bf16 units, drafts looked up in each row's own text and kept by
+speculative sampling, rows leaving the batch as they end (see ``TransformersBackend``).
+
 Scoring runs the prompt and the continuation through the model in one forward pass and
-reads the continuation's token log-probabilities.
+reads the continuation's token log-probabilities; common prompt prefixes run once there
+too.
 """
 
 from __future__ import annotations

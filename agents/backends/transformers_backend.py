@@ -48,7 +48,7 @@ from agents.backends.base import (
     cpu_has_bf16_units,
     first_line_complete,
 )
-from agents.backends.chat import render_chat
+from agents.backends.chat import encode_chat, end_token_ids, render_chat
 from mfllm_env.checks import check_count
 
 CACHE_ARGUMENT = (
@@ -157,7 +157,9 @@ class TransformersBackend:
         self.max_prompt_tokens = max_prompt_tokens
         self.share_prefixes = share_prefixes
         self.draft_tokens = draft_tokens
-        self._end_ids = self._end_token_ids()
+        self._end_ids = end_token_ids(
+            tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)
+        )
         self._line_break_ids = self._line_break_token_ids()
         self._generator = self._generation_model(generation_dtype)
         self.generation_dtype = str(self._generator.dtype).removeprefix("torch.")
@@ -194,23 +196,11 @@ class TransformersBackend:
             if piece is not None and any(ch in LINE_BREAKS for ch in texts([piece]))
         )
 
-    def _end_token_ids(self) -> set[int]:
-        ids = {self.tokenizer.eos_token_id}
-        configured = getattr(self.model.generation_config, "eos_token_id", None)
-        if isinstance(configured, int):
-            ids.add(configured)
-        elif configured:
-            ids.update(configured)
-        return {i for i in ids if i is not None}
-
     def render(self, messages: Prompt) -> str:
         return render_chat(self.tokenizer, messages)
 
     def encode_prompts(self, prompts: Sequence[Prompt]) -> list[list[int]]:
-        encoded = self.tokenizer([self.render(p) for p in prompts], add_special_tokens=False)[
-            "input_ids"
-        ]
-        return [ids[-self.max_prompt_tokens :] for ids in encoded]
+        return encode_chat(self.tokenizer, prompts, self.max_prompt_tokens)
 
     # -- generation ------------------------------------------------------------------
 

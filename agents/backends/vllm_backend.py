@@ -55,7 +55,7 @@ from agents.backends.base import (
     check_params,
     check_prompts,
 )
-from agents.backends.chat import render_chat
+from agents.backends.chat import encode_chat, end_token_ids, render_chat
 from agents.backends.vllm_server import cpu_binding
 from mfllm_env.checks import check_count
 
@@ -169,16 +169,15 @@ class VLLMBackend:
                 **options,
             )
         generation_config = self.llm.llm_engine.model_config.try_get_generation_config()
-        self._end_ids = _end_token_ids(self.tokenizer.eos_token_id, generation_config)
+        self._end_ids = end_token_ids(
+            self.tokenizer.eos_token_id, generation_config.get("eos_token_id")
+        )
 
     def render(self, messages: Prompt) -> str:
         return render_chat(self.tokenizer, messages)
 
     def encode_prompts(self, prompts: Sequence[Prompt]) -> list[list[int]]:
-        encoded = self.tokenizer([self.render(p) for p in prompts], add_special_tokens=False)[
-            "input_ids"
-        ]
-        return [ids[-self.max_prompt_tokens :] for ids in encoded]
+        return encode_chat(self.tokenizer, prompts, self.max_prompt_tokens)
 
     def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[Completion]:
         from vllm import SamplingParams
@@ -265,14 +264,3 @@ class VLLMBackend:
 
     def __repr__(self) -> str:
         return f"VLLMBackend({self.name!r}, cpu={self.cpu})"
-
-
-def _end_token_ids(eos_token_id: int | None, generation_config: dict[str, Any]) -> set[int]:
-    """The tokenizer's end token and the generation config's (an int or a list)."""
-    ids = {eos_token_id}
-    configured = generation_config.get("eos_token_id")
-    if isinstance(configured, int):
-        ids.add(configured)
-    elif configured:
-        ids.update(configured)
-    return {i for i in ids if i is not None}

@@ -460,48 +460,38 @@ def _interrupt_at(monkeypatch, k: int | None) -> list[int]:
     return count
 
 
-def test_ctrl_c_is_one_line_and_exit_130_then_resume_finishes_the_run(
-    tmp_path, monkeypatch, capsys
+def _ctrl_c() -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)  # a real signal, handled by main
+
+
+@pytest.mark.parametrize(
+    ("interrupt", "code", "word"), [(_ctrl_c, 130, "interrupted"), (_sigterm, 143, "terminated")]
+)
+def test_an_interruption_is_one_line_and_its_exit_code_then_resume_finishes_the_run(
+    tmp_path, monkeypatch, capsys, interrupt, code, word
 ):
+    """Ctrl-C exits 130, SIGTERM 143, each with one line; --resume then finishes the run
+    as an uninterrupted one."""
     reference, out = tmp_path / "reference", tmp_path / "run"
     assert main([*SIMULATE, "--out", str(reference)]) == 0
     append_record, appends = runs.append_record, [0]
 
-    def ctrl_c_at_the_fifth_append(handle, record):
+    def interrupt_at_the_fifth_append(handle, record):
         appends[0] += 1
         if appends[0] == 5:
-            raise KeyboardInterrupt
+            interrupt()
         append_record(handle, record)
 
     with monkeypatch.context() as patch:
-        patch.setattr(runs, "append_record", ctrl_c_at_the_fifth_append)
+        patch.setattr(runs, "append_record", interrupt_at_the_fifth_append)
         capsys.readouterr()
-        assert main([*SIMULATE, "--out", str(out)]) == 130
+        assert main([*SIMULATE, "--out", str(out)]) == code
     err = capsys.readouterr().err
-    assert err == "mfllm simulate: interrupted; the same command with --resume continues it\n"
-    assert main([*SIMULATE, "--out", str(out), "--resume"]) == 0
-    assert _files(out) == _files(reference)
-
-
-def test_sigterm_is_one_line_and_exit_143_then_resume_finishes_the_run(
-    tmp_path, monkeypatch, capsys
-):
-    reference, out = tmp_path / "reference", tmp_path / "run"
-    assert main([*SIMULATE, "--out", str(reference)]) == 0
-    append_record, appends = runs.append_record, [0]
-
-    def sigterm_at_the_fifth_append(handle, record):
-        appends[0] += 1
-        if appends[0] == 5:
-            os.kill(os.getpid(), signal.SIGTERM)  # a real signal, handled by main
-        append_record(handle, record)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(runs, "append_record", sigterm_at_the_fifth_append)
-        capsys.readouterr()
-        assert main([*SIMULATE, "--out", str(out)]) == 143
-    err = capsys.readouterr().err
-    assert err == "mfllm simulate: terminated; the same command with --resume continues it\n"
+    assert err == f"mfllm simulate: {word}; the same command with --resume continues it\n"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # main put it back
     assert main([*SIMULATE, "--out", str(out), "--resume"]) == 0
     assert _files(out) == _files(reference)

@@ -5,11 +5,14 @@ intervention planner steering a population, :mod:`mfllm_env.planner`) with Petti
 ``pettingzoo.make("parallel", "mfllm/Population-v0", scenario=...)`` builds a
 :class:`PopulationEnv`. This package never imports torch, transformers or an HTTP client:
 language-model components reach it through small protocols (:class:`ActionLabeler`,
-:class:`MeanFieldModel`, :class:`Policy`).
+:class:`MeanFieldModel`, :class:`Policy`). It also registers the macro-economy family's
+``mfllm/Macro-v0`` (households) and ``mfllm/MacroPlanner-v0`` (their government), built on
+the mean-field-game core (:mod:`mfllm_env.core`, :mod:`mfllm_env.games.macro`).
 """
 
 import pettingzoo
 
+from mfllm_env.games.macro import MacroEnv, MacroPlannerEnv
 from mfllm_env.labels import (
     CERTAINTY,
     SDQC,
@@ -52,6 +55,8 @@ from mfllm_env.synthetic import (
 
 pettingzoo.register("parallel", "mfllm/Population-v0", PopulationEnv)
 pettingzoo.register("parallel", "mfllm/Planner-v0", PlannerEnv)
+pettingzoo.register("parallel", "mfllm/Macro-v0", MacroEnv)
+pettingzoo.register("parallel", "mfllm/MacroPlanner-v0", MacroPlannerEnv)
 
 __all__ = [
     "CERTAINTY",
@@ -67,6 +72,8 @@ __all__ = [
     "InterventionOption",
     "LabelMatchReward",
     "LabelScheme",
+    "MacroEnv",
+    "MacroPlannerEnv",
     "MeanField",
     "MeanFieldModel",
     "PlannerEnv",

@@ -1,0 +1,177 @@
+"""GameEnv: any :class:`~mfllm_env.core.protocols.Game` as one PettingZoo parallel env.
+
+The env does the API's bookkeeping and leaves the population's dynamics to the game:
+
+* ``reset(seed)`` seeds one generator (:func:`gymnasium.utils.seeding.np_random`) and hands
+  it to :meth:`Game.reset`; ``reset()`` without a seed continues that generator's stream,
+  so an episode is reproducible from the last seed.
+* ``step(actions)`` checks the *call* and raises, changing nothing, when it is wrong:
+  ``actions`` not a mapping (``TypeError``), a key that is not an agent acting now
+  (``ValueError`` naming it), ``step`` before ``reset`` or after the end
+  (``RuntimeError``). Acting agents left out of ``actions`` are passed to the game as
+  :data:`~mfllm_env.core.protocols.MISSING`; what is wrong with one agent's *action* is
+  the game's to answer with a counted fallback (:attr:`stats`).
+* Per-agent dicts are built once per step from the game's arrays, so a step costs
+  O(acting agents) with small constants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Generic
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from pettingzoo import ParallelEnv
+
+from mfllm_env.checks import check_seed
+from mfllm_env.core.protocols import MISSING, ActionT, Game, ObsT
+
+StepResult = tuple[
+    dict[str, Any],  # observations
+    dict[str, float],  # rewards
+    dict[str, bool],  # terminations
+    dict[str, bool],  # truncations
+    dict[str, dict[str, Any]],  # infos
+]
+
+
+def reseed(env: Any, seed: object, *samplers: spaces.Space[Any]) -> None:
+    """Start ``env.np_random`` again from ``seed`` and seed the ``samplers`` (spaces) from
+    it; ``None`` keeps the generator's stream going. ``ValueError`` for a seed other than
+    ``None`` or an int >= 0."""
+    seed = check_seed(seed)
+    if seed is None:
+        return
+    env.np_random, env._seed = seeding.np_random(seed)
+    for space, space_seed in zip(
+        samplers, env.np_random.integers(0, 2**31 - 1, size=len(samplers)).tolist(), strict=True
+    ):
+        space.seed(space_seed)
+
+
+class GameEnv(ParallelEnv[str, ObsT, ActionT], Generic[ObsT, ActionT]):
+    """A PettingZoo parallel env over ``game``; see the module docstring."""
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "name": "mfllm/Game",
+        "render_modes": ["ansi"],
+        "is_parallelizable": True,
+    }
+
+    def __init__(self, game: Game[ObsT, ActionT], *, render_mode: str | None = None) -> None:
+        missing = [
+            name
+            for name in ("reset", "acting", "observe", "statistics", "decode", "transition")
+            if not callable(getattr(game, name, None))
+        ]
+        if missing:
+            raise TypeError(f"game must implement {', '.join(missing)}; got {type(game).__name__}")
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        self.game = game
+        self.render_mode = render_mode
+        self.possible_agents = list(game.agent_ids)
+        self.agents: list[str] = []
+        self._acting: list[int] = []
+        self._acting_set: frozenset[str] = frozenset()
+        self._steps = 0
+        self._reset_done = False
+        self.np_random, self._seed = seeding.np_random(None)
+
+    def observation_space(self, agent: str) -> spaces.Space[ObsT]:
+        return self.game.observation_space
+
+    def action_space(self, agent: str) -> spaces.Space[ActionT]:
+        return self.game.action_space
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """The game's counts over the episode (actions, fallbacks, clips...)."""
+        return self.game.stats
+
+    def statistics(self) -> Mapping[str, float]:
+        """The population statistics now (the game's :meth:`Game.statistics`)."""
+        return self.game.statistics()
+
+    def _set_acting(self) -> None:
+        self._acting = list(self.game.acting())
+        names = self.possible_agents
+        self.agents = [names[i] for i in self._acting]
+        self._acting_set = frozenset(self.agents)
+
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, ObsT], dict[str, dict[str, Any]]]:
+        reseed(self, seed, self.game.action_space, self.game.observation_space)
+        self.game.reset(self.np_random)
+        self._reset_done = True
+        self._steps = 0
+        self._set_acting()
+        return self.observe(), {agent: {} for agent in self.agents}
+
+    def observe(self) -> dict[str, ObsT]:
+        """The acting agents' observations now (a leader's move changes them between
+        steps: :class:`~mfllm_env.core.leader.LeaderEnv` asks again after it)."""
+        return dict(zip(self.agents, self.game.observe(self._acting), strict=True))
+
+    def step(self, actions: Mapping[str, Any]) -> StepResult:
+        if not self.agents:
+            raise RuntimeError(
+                "step() called on a finished episode; call reset() first"
+                if self._reset_done
+                else "step() called before reset()"
+            )
+        if not isinstance(actions, Mapping):
+            raise TypeError(
+                f"actions must be a mapping from agent name to action, got {type(actions).__name__}"
+            )
+        acting_set = self._acting_set
+        strangers = [key for key in actions if key not in acting_set]
+        if strangers:
+            shown = ", ".join(repr(key)[:40] for key in strangers[:5])
+            more = f" and {len(strangers) - 5} more" if len(strangers) > 5 else ""
+            raise ValueError(
+                f"actions name agents that do not act this step: {shown}{more} "
+                f"(acting now: {self.agents[0]}..{self.agents[-1]})"
+            )
+        acted, acted_names = self._acting, self.agents
+        values = [actions.get(agent, MISSING) for agent in acted_names]
+        transition = self.game.transition(self.game.decode(values))
+        self._steps += 1
+
+        rewards = dict(zip(acted_names, np.asarray(transition.rewards).tolist(), strict=True))
+        if isinstance(transition.terminated, bool | np.bool_):
+            terminations = dict.fromkeys(acted_names, bool(transition.terminated))
+        else:
+            terminations = dict(
+                zip(acted_names, np.asarray(transition.terminated, bool).tolist(), strict=True)
+            )
+        truncations = dict.fromkeys(acted_names, bool(transition.truncated))
+        infos: dict[str, dict[str, Any]] = {agent: {} for agent in acted_names}
+        for position, info in transition.infos.items():
+            infos[acted_names[position]] = info
+
+        self._set_acting()
+        new = self._acting
+        observed = acted if not new or new == acted else list(dict.fromkeys([*acted, *new]))
+        names = self.possible_agents
+        observed_names = acted_names if observed is acted else [names[i] for i in observed]
+        observations = dict(zip(observed_names, self.game.observe(observed), strict=True))
+        for agent in self.agents:
+            if agent not in rewards:  # newly activated
+                rewards[agent] = 0.0
+                terminations[agent] = False
+                truncations[agent] = False
+                infos[agent] = {}
+        return observations, rewards, terminations, truncations, infos
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        numbers = ", ".join(f"{key} {value:.4g}" for key, value in self.statistics().items())
+        return f"step {self._steps}: {numbers}"
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,136 @@
+"""LeaderEnv: a leader moves first, then a frozen follower population responds.
+
+The Stackelberg order of a mean-field game with a leader: each step of this one-agent
+PettingZoo parallel env is one decision. The leader's action goes to the game
+(:meth:`~mfllm_env.core.protocols.LeaderRole.lead`: taxes set, a message posted); the
+followers then see the changed world (their observations are taken again) and respond with
+the frozen ``followers`` policy for ``every`` steps of the follower env; the game's
+:meth:`~mfllm_env.core.protocols.LeaderRole.settle` gives the leader's reward for that
+response. The episode ends when the follower env's does; the leader is then terminated
+or truncated as the followers were.
+
+Bad input: ``actions`` not a mapping (``TypeError``), a key other than the leader's
+(``ValueError``), ``step`` before ``reset`` or after the end (``RuntimeError``), a seed
+other than ``None`` or an int >= 0 (``ValueError``): raised, nothing changed. A bad
+*action* of the leader is the game's to answer, with a counted fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from pettingzoo import ParallelEnv
+
+from mfllm_env.checks import check_actions, check_count, check_methods
+from mfllm_env.core.env import GameEnv, StepResult, reseed
+from mfllm_env.core.protocols import MISSING, LeaderRole, Policy
+
+
+class LeaderEnv(ParallelEnv[str, Any, Any]):
+    """A leader over ``followers_env`` (its game must be a
+    :class:`~mfllm_env.core.protocols.LeaderRole`) and the frozen ``followers`` policy."""
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "name": "mfllm/Leader",
+        "render_modes": ["ansi"],
+        "is_parallelizable": True,
+    }
+
+    def __init__(
+        self,
+        followers_env: GameEnv[Any, Any],
+        followers: Policy,
+        *,
+        every: int = 1,
+        render_mode: str | None = None,
+    ) -> None:
+        if not isinstance(followers_env, GameEnv):
+            raise TypeError(f"followers_env must be a GameEnv, got {type(followers_env).__name__}")
+        if not isinstance(followers_env.game, LeaderRole):
+            raise TypeError(
+                f"the follower game {type(followers_env.game).__name__} has no leader role "
+                "(lead, leader_observation, settle)"
+            )
+        check_methods("followers", followers, ("reset", "act"))
+        if followers is None:
+            raise TypeError("followers must be a policy with reset(seed) and act(observations)")
+        check_count("every", every, 1)
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        self.followers_env = followers_env
+        self.followers = followers
+        self.role: LeaderRole = followers_env.game
+        self.every = every
+        self.render_mode = render_mode
+        self.possible_agents = [self.role.leader_id]
+        self.agents: list[str] = []
+        self.decisions = 0
+        self._follower_observations: dict[str, Any] = {}
+        self._reset_done = False
+        self.np_random, self._seed = seeding.np_random(None)
+
+    def observation_space(self, agent: str) -> spaces.Space[Any]:
+        return self.role.leader_observation_space
+
+    def action_space(self, agent: str) -> spaces.Space[Any]:
+        return self.role.leader_action_space
+
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        reseed(self, seed, self.role.leader_action_space, self.role.leader_observation_space)
+        # Without a seed, both continue this env's stream (reproducible from the last seed).
+        env_seed, policy_seed = (int(s) for s in self.np_random.integers(0, 2**31 - 1, size=2))
+        self._follower_observations, _ = self.followers_env.reset(seed=env_seed)
+        self.followers.reset(seed=policy_seed)
+        self._reset_done = True
+        self.decisions = 0
+        self.agents = list(self.possible_agents)
+        leader = self.role.leader_id
+        return {leader: self.role.leader_observation()}, {leader: {}}
+
+    def step(self, actions: Mapping[str, Any]) -> StepResult:
+        if not self.agents:
+            raise RuntimeError(
+                "step() called on a finished episode; call reset() first"
+                if self._reset_done
+                else "step() called before reset()"
+            )
+        leader = self.role.leader_id
+        info = self.role.lead(check_actions(actions, self.agents).get(leader, MISSING))
+        env = self.followers_env
+        self._follower_observations = env.observe()  # the followers see the leader's move
+        terminated = truncated = False
+        for _ in range(self.every):
+            follower_actions = self.followers.act(self._follower_observations)
+            observations, _, terminations, truncations, _ = env.step(follower_actions)
+            self._follower_observations = {agent: observations[agent] for agent in env.agents}
+            if not env.agents:
+                terminated = any(terminations.values())
+                truncated = not terminated and any(truncations.values())
+                break
+        reward, settled = self.role.settle()
+        self.decisions += 1
+        if not env.agents:
+            self.agents = []
+        return (
+            {leader: self.role.leader_observation()},
+            {leader: float(reward)},
+            {leader: terminated},
+            {leader: truncated},
+            {leader: {**info, **settled, "decision": self.decisions - 1}},
+        )
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        numbers = ", ".join(
+            f"{key} {value:.4g}" for key, value in self.followers_env.statistics().items()
+        )
+        return f"decision {self.decisions}: {numbers}"
+
+    def close(self) -> None:
+        self.followers_env.close()

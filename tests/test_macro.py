@@ -378,6 +378,16 @@ def test_a_wrong_call_raises_and_the_env_keeps_working():
     assert env.game.economy.year == 1
 
 
+def test_households_respond_to_the_policy_the_government_just_set():
+    env = MacroPlannerEnv(50)
+    env.reset(seed=0)
+    env.step({GOVERNMENT: np.array([0.99, 0.001, 0.001, 0.001, 0.1])})
+    year = env.followers_env.game.last_year
+    # The rule households worked under the new income tax (about 19.8% at every income:
+    # xi is nearly 0), not under the free market's, in force before the government moved.
+    assert year.labour == pytest.approx(np.full(50, (1 - 0.198) ** 0.5 / 3), rel=1e-3)
+
+
 def test_leader_bad_actions_keep_or_clip_the_policy():
     env = MacroPlannerEnv(10)
     env.reset(seed=0)

@@ -319,7 +319,7 @@ class MacroGame:
         one read-only object shared by all."""
         policy = self._policy_vector()
         values, text = self._signal.values, self._signal.text
-        rows = self._own if indices is self._everyone else self._own[list(indices)]
+        rows = self._own if len(indices) == self.n else self._own[list(indices)]
         return [
             {"household": row, "policy": policy, "mean_field": values, "mean_field_text": text}
             for row in rows

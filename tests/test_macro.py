@@ -388,6 +388,18 @@ def test_households_respond_to_the_policy_the_government_just_set():
     assert year.labour == pytest.approx(np.full(50, (1 - 0.198) ** 0.5 / 3), rel=1e-3)
 
 
+def test_a_decision_of_several_years_sums_their_rewards():
+    yearly = MacroPlannerEnv(20, leader_reward="social_welfare")
+    yearly.reset(seed=3)
+    welfare = [yearly.step({GOVERNMENT: np.full(5, 0.3)})[1][GOVERNMENT] for _ in range(4)]
+    every_two = MacroPlannerEnv(20, leader_reward="social_welfare", every=2)
+    every_two.reset(seed=3)
+    for first in (0, 2):
+        _, rewards, *_, infos = every_two.step({GOVERNMENT: np.full(5, 0.3)})
+        assert rewards[GOVERNMENT] == pytest.approx(welfare[first] + welfare[first + 1])
+    assert infos[GOVERNMENT]["year"] == 4
+
+
 def test_leader_bad_actions_keep_or_clip_the_policy():
     env = MacroPlannerEnv(10)
     env.reset(seed=0)

@@ -194,6 +194,9 @@ class MacroGame:
         self._rng = np.random.default_rng(0)
         self.last_year: Year | None = None
         self._policy_seen: np.ndarray | None = None
+        self._led_years: list[float] | None = None
+        """The government's reward of each year since its last move (``None``: no
+        government leads)."""
 
     # -- Game ---------------------------------------------------------------------------
 
@@ -217,6 +220,7 @@ class MacroGame:
         self._ability = ability
         self._previous_output = output
         self.last_year = None
+        self._led_years = None
         self.stats = dict.fromkeys(
             (
                 "years",
@@ -392,6 +396,9 @@ class MacroGame:
             raise RuntimeError("transition() on a finished episode; reset the game first")
         year = self.economy.advance(batch.saving, batch.labour, self.policy, self._rng)
         self.last_year = year
+        if self._led_years is not None:  # a government leads: score its year
+            self._led_years.append(self._leader_reward(year))
+        self._previous_output = year.output
         after_tax = year.income - year.income_tax
         statistics = self._statistics(
             year.wage,
@@ -438,6 +445,7 @@ class MacroGame:
         value outside ``[0.001, 0.99]`` is clipped (``leader_clipped_action``); a missing
         action, a wrong type or shape, NaN or Inf keeps the current policy
         (``leader_invalid_action``)."""
+        self._led_years = []
         row = None if action is MISSING else _numeric_row(action, 5)
         info: dict[str, Any] = {"invalid_action": row is None, "clipped_action": False}
         if row is None:
@@ -476,34 +484,38 @@ class MacroGame:
             "mean_field_text": self._signal.text,
         }
 
-    def settle(self) -> tuple[float, dict[str, Any]]:
-        """The government's reward for the year the households just played
-        (``leader_reward``): ``gdp``: capital growth ``100 (K' - K) / K``; ``gini``: the
-        relative reduction by taxation of the income Gini (pre- vs after-tax income) plus
-        that of the wealth Gini (wealth before vs after the wealth tax), x100;
-        ``social_welfare``: the sum of the household rewards; ``gdp_gini``: output
-        growth per household minus wealth Gini x income Gini. A reward that is not finite
-        (an economy that broke down) is reported as 0, with ``reward_not_finite``."""
-        year = self.last_year
-        if year is None:
-            raise RuntimeError("settle() before the households played a year")
+    def _leader_reward(self, year: Year) -> float:
+        """The government's reward for one year (:meth:`settle`)."""
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if self.leader_reward == "gdp":
-                reward = 100.0 * (year.next_capital - year.capital) / year.capital
-            elif self.leader_reward == "gini":
+                return 100.0 * (year.next_capital - year.capital) / year.capital
+            if self.leader_reward == "gini":
                 pre_income = gini(year.income)
                 pre_wealth = gini(year.wealth)
                 post_wealth = gini(year.wealth - year.wealth_tax)
-                reward = 100.0 * (
+                return 100.0 * (
                     (pre_income - year.income_gini) / pre_income
                     + (pre_wealth - post_wealth) / pre_wealth
                 )
-            elif self.leader_reward == "social_welfare":
-                reward = float(year.rewards.sum())
-            else:
-                growth = (year.output - self._previous_output) / self._previous_output
-                reward = growth - year.wealth_gini * year.income_gini
-        self._previous_output = year.output
+            if self.leader_reward == "social_welfare":
+                return float(year.rewards.sum())
+            growth = (year.output - self._previous_output) / self._previous_output
+            return growth - year.wealth_gini * year.income_gini
+
+    def settle(self) -> tuple[float, dict[str, Any]]:
+        """The government's reward for the years the households played since its last
+        move (one, unless ``every`` > 1: then the sum over them), by ``leader_reward``:
+        ``gdp``: capital growth ``100 (K' - K) / K``; ``gini``: the relative reduction by
+        taxation of the income Gini (pre- vs after-tax income) plus that of the wealth Gini
+        (wealth before vs after the wealth tax), x100; ``social_welfare``: the sum of the
+        household rewards; ``gdp_gini``: output growth per household minus wealth Gini x
+        income Gini. A reward that is not finite (an economy that broke down) is reported
+        as 0, with ``reward_not_finite``. The info describes the last year."""
+        year = self.last_year
+        if year is None or not self._led_years:
+            raise RuntimeError("settle() before the households played a year after lead()")
+        reward = float(sum(self._led_years))
+        self._led_years = []
         info: dict[str, Any] = {
             "year": self.economy.year,
             "output_per_household": year.output / self.n,
@@ -516,4 +528,4 @@ class MacroGame:
         if not math.isfinite(reward):
             info["reward_not_finite"] = True
             reward = 0.0
-        return float(reward), info
+        return reward, info

@@ -165,12 +165,11 @@ class MacroGame:
         width = len(str(n_households - 1))
         self.agent_ids = [f"household_{i:0{width}d}" for i in range(n_households)]
         self._everyone = list(range(n_households))
-        numbers = spaces.Box(-np.inf, np.inf, (len(MEAN_FIELD_FIELDS),), np.float64)
         self.observation_space = spaces.Dict(
             {
                 "household": spaces.Box(-np.inf, np.inf, (2,), np.float64),
                 "policy": spaces.Box(-np.inf, np.inf, (len(POLICY_FIELDS),), np.float64),
-                "mean_field": numbers,
+                "mean_field": spaces.Box(-np.inf, np.inf, (len(MEAN_FIELD_FIELDS),), np.float64),
                 "mean_field_text": FreeText(max_text_length),
             }
         )
@@ -184,7 +183,7 @@ class MacroGame:
         self.leader_observation_space = spaces.Dict(
             {
                 "groups": spaces.Box(-np.inf, np.inf, (len(GROUP_FIELDS),), np.float64),
-                "mean_field": numbers,
+                "mean_field": spaces.Box(-np.inf, np.inf, (len(MEAN_FIELD_FIELDS),), np.float64),
                 "mean_field_text": FreeText(max_text_length),
             }
         )

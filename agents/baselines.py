@@ -16,9 +16,12 @@ mode (``Discrete`` actions over the scheme's labels):
 
 Classifier policies *sample* their label from the predicted probabilities (seeded), so a
 population of them reproduces a distribution instead of collapsing onto the majority
-label. They are fitted on scenarios through :func:`collect_examples`, which replays each
-scenario with real reactions driving the mean field (teacher forcing), so the features at
-fitting time are produced exactly the way the environment produces them.
+label; after each ``act`` their ``label_distributions`` hold those probabilities per
+agent (as :class:`agents.policies.LLMPolicy` holds its samples' label shares), which the
+benchmark's expected scores use. They are fitted on scenarios through
+:func:`collect_examples`, which replays each scenario with real reactions driving the
+mean field (teacher forcing), so the features at fitting time are produced exactly the
+way the environment produces them.
 """
 
 from __future__ import annotations
@@ -132,7 +135,9 @@ class ClassifierPolicy:
     """A logistic-regression policy over state text, optionally with the mean-field shares.
 
     ``features="state"`` is state-only; ``features="state+mean_field"`` adds the share
-    vector (and its log) as features. Fit with :meth:`fit` before acting.
+    vector (and its log) as features. Fit with :meth:`fit` before acting. After each
+    :meth:`act`, :attr:`label_distributions` maps each agent to the probabilities its
+    label was drawn from (:meth:`probabilities`).
     """
 
     action_mode = "label"
@@ -156,6 +161,7 @@ class ClassifierPolicy:
         self._model = LogisticRegression(max_iter=max_iter, C=1.0)
         self._rng = np.random.default_rng(seed)
         self._fitted = False
+        self.label_distributions: dict[str, list[float]] = {}
 
     def _matrix(self, states: Sequence[str], shares: np.ndarray) -> sp.csr_matrix:
         text = self._vectorizer.transform(states)
@@ -188,6 +194,7 @@ class ClassifierPolicy:
 
     def act(self, observations: Mapping[str, Observation]) -> dict[str, int]:
         proba = self.probabilities(list(observations.values()))
+        self.label_distributions = dict(zip(observations, proba.tolist(), strict=True))
         draws = self._rng.random(len(proba))[:, None]
         ids = (proba.cumsum(axis=1) < draws).sum(axis=1).clip(max=self.scheme.size - 1)
         return dict(zip(observations, ids.tolist(), strict=True))

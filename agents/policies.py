@@ -18,10 +18,20 @@ MF         ``"mean_field"``  :class:`agents.mean_field.LLMMeanField`, Chain of
 
 One :meth:`LLMPolicy.act` call makes one batched backend call for all the agents it is
 given (all active agents of a step, or of several episodes' steps at once).
+
+**Several samples per agent** (``samples_per_agent`` K > 1, with the env's ``labeler``):
+the agents' prompts go K times into that one call, round by round (the backends draw
+different samples for identical prompts of one call; the first round is the K = 1 call,
+so each agent's first sample is the plain policy's), all K completions are
+labelled as the environment labels actions, their label histogram is the agent's label
+distribution (:attr:`LLMPolicy.label_distributions`, for the benchmark's expected scores)
+and one of them, drawn with the policy's seeded generator, is the action. K = 1 is the
+plain policy, draw for draw.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections import Counter
@@ -47,6 +57,7 @@ from agents.prompts import (
     policy_messages,
 )
 from mfllm_env.checks import check_count
+from mfllm_env.labels import UNLABELLED, ActionLabeler
 from mfllm_env.spaces import AnnotatedText
 
 REFERENCE_CHARS = 1000
@@ -84,6 +95,17 @@ def policy_prompt(
     )
 
 
+def _check_sampling(samples_per_agent: int, labeler: ActionLabeler | None) -> None:
+    """``ValueError`` unless ``samples_per_agent`` is a count >= 1 and, above 1, a
+    labeller (something with ``label``) comes with it."""
+    check_count("samples_per_agent", samples_per_agent, 1)
+    if samples_per_agent > 1 and not callable(getattr(labeler, "label", None)):
+        raise ValueError(
+            f"samples_per_agent {samples_per_agent} needs the labeller the environment "
+            f"labels actions with (labeler=...), got {type(labeler).__name__}"
+        )
+
+
 class LLMPolicy:
     """A language model acting for every active agent (see the module docstring).
 
@@ -94,6 +116,10 @@ class LLMPolicy:
     (``references``), their log-likelihood under the prompt is scored in one batched call
     and reported per agent as ``nll`` (nats, summed over ``nll_tokens`` tokens).
     ``language``: ``"en"``/``"zh"``, or ``None`` to detect it from each event text.
+    ``samples_per_agent`` (K) and ``labeler``: see the module docstring; K > 1 needs the
+    labeller the environment labels actions with. After each :meth:`act`,
+    :attr:`label_distributions` maps each agent to its K samples' label shares (empty
+    with K = 1).
 
     Every action is an :class:`~mfllm_env.spaces.AnnotatedText` whose ``info`` carries
     ``prompt_tokens``, ``completion_tokens`` and, when they happen, ``error`` (the backend
@@ -114,7 +140,10 @@ class LLMPolicy:
         score_references: bool = False,
         max_action_chars: int = ACTION_CHARS,
         language: str | None = None,
+        samples_per_agent: int = 1,
+        labeler: ActionLabeler | None = None,
     ) -> None:
+        _check_sampling(samples_per_agent, labeler)
         if context not in CONTEXT_KINDS:
             raise ValueError(f"context must be one of {CONTEXT_KINDS}, got {context!r}")
         if show_shares and not share_labels:
@@ -129,11 +158,24 @@ class LLMPolicy:
         self.score_references = score_references
         self.max_action_chars = max_action_chars
         self.language = language
+        self.samples_per_agent = samples_per_agent
+        self.labeler = labeler
+        self.label_distributions: dict[str, list[float]] = {}
         self.usage: Counter[str] = Counter()
         self._rng = np.random.default_rng(0)
 
     def reset(self, seed: int | None = None) -> None:
         self._rng = np.random.default_rng(seed)
+
+    def sampling(self, samples_per_agent: int, labeler: ActionLabeler | None) -> LLMPolicy:
+        """A copy of this policy (same backend and settings, its own usage and generator)
+        that draws ``samples_per_agent`` completions per agent, labelled by ``labeler``."""
+        _check_sampling(samples_per_agent, labeler)
+        twin = copy.copy(self)
+        twin.samples_per_agent, twin.labeler = samples_per_agent, labeler
+        twin.usage, twin.label_distributions = Counter(), {}
+        twin.reset(0)
+        return twin
 
     def prompt(self, observation: Mapping[str, Any]) -> list[dict[str, str]]:
         """The prompt for one observation (the same builder training uses)."""
@@ -158,34 +200,68 @@ class LLMPolicy:
         params = dataclasses.replace(
             self.params, seed=int(self._rng.integers(2**31 - 1)), until_first_line=True
         )
+        k, n = self.samples_per_agent, len(agents)
+        # Round by round: the first n requests are the K = 1 call, so each agent's first
+        # sample is the one the plain policy draws (a repeated prompt's samples are told
+        # apart by their order in the call).
+        requests = prompts * k
         started = time.perf_counter()
         completions = check_completions(
-            self.backend, self.backend.generate(prompts, params), len(agents)
+            self.backend, self.backend.generate(requests, params), len(requests)
         )
         self.usage["generate_seconds"] += time.perf_counter() - started
+        texts = [
+            "" if c.error else clean_action(c.text, self.max_action_chars) for c in completions
+        ]
+        chosen = list(range(n))  # K = 1: each agent's one completion
+        self.label_distributions = {}
+        if k > 1:
+            draws = self._rng.integers(k, size=n)
+            chosen = [int(draw) * n + j for j, draw in enumerate(draws)]
+            histograms = self._label_histograms(texts, n)
+            self.label_distributions = dict(zip(agents, histograms, strict=True))
         infos: list[dict[str, Any]] = []
-        for completion in completions:
+        for j in range(n):
+            samples = completions[j::n]
             info: dict[str, Any] = {
-                "prompt_tokens": completion.prompt_tokens,
-                "completion_tokens": completion.completion_tokens,
+                "prompt_tokens": sum(c.prompt_tokens for c in samples),
+                "completion_tokens": sum(c.completion_tokens for c in samples),
             }
-            if completion.error:
-                info["error"] = completion.error
-                self.usage["errors"] += 1
-            self.usage["prompt_tokens"] += completion.prompt_tokens
-            self.usage["completion_tokens"] += completion.completion_tokens
+            if completions[chosen[j]].error:
+                info["error"] = completions[chosen[j]].error
+            self.usage["errors"] += sum(bool(c.error) for c in samples)
+            self.usage["prompt_tokens"] += info["prompt_tokens"]
+            self.usage["completion_tokens"] += info["completion_tokens"]
             infos.append(info)
         self.usage["calls"] += 1
         self.usage["actions"] += len(agents)
         if self.score_references and references is not None:
             self._score(agents, prompts, references, infos)
         return {
-            agent: AnnotatedText(
-                "" if completion.error else clean_action(completion.text, self.max_action_chars),
-                info,
-            )
-            for agent, completion, info in zip(agents, completions, infos, strict=True)
+            agent: AnnotatedText(texts[index], info)
+            for agent, index, info in zip(agents, chosen, infos, strict=True)
         }
+
+    def _label_histograms(self, texts: list[str], agents: int) -> list[list[float]]:
+        """Each agent's label shares over its K sample ``texts`` (round by round), labelled
+        as the environment labels an action: a text the labeller cannot label (-1) takes
+        the scheme's fallback label."""
+        labeler = self.labeler
+        assert labeler is not None  # the constructor requires it for K > 1
+        scheme = labeler.scheme
+        ids = np.asarray(labeler.label(texts))
+        if (
+            ids.dtype.kind not in "iu"
+            or ids.shape != (len(texts),)
+            or (ids.size and (ids.min() < UNLABELLED or ids.max() >= scheme.size))
+        ):
+            raise ValueError(
+                f"labeler {type(labeler).__name__} must return one id in [-1, {scheme.size}) "
+                f"per text as integers; got {ids!r:.100}"
+            )
+        ids = np.where(ids == UNLABELLED, scheme.fallback_id, ids).reshape(-1, agents)
+        counts = np.stack([np.bincount(column, minlength=scheme.size) for column in ids.T])
+        return (counts / ids.shape[0]).tolist()
 
     def _score(
         self,

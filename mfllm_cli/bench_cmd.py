@@ -46,6 +46,7 @@ from mfllm_cli.arg_types import (
     bootstrap_resamples,
     float_in,
     given_path,
+    positive_int,
     positive_int_list,
     seed_list,
 )
@@ -68,7 +69,11 @@ from mfllm_env import runs
 from mfllm_env.benchmark import (
     LEADERBOARD_METRICS,
     NAIVE_FORECASTERS,
+    NOISE_AWARE_METRICS,
+    NOISE_FLOOR,
+    NOISE_FLOOR_RESAMPLES,
     RECORD_KEYS,
+    DistributionRecorder,
     comparison_lines,
     csv_text,
     episode_record,
@@ -77,7 +82,8 @@ from mfllm_env.benchmark import (
     paired_comparison,
     scored_rows,
 )
-from mfllm_env.labels import LabelScheme, scheme_for
+from mfllm_env.labelers import default_labeler
+from mfllm_env.labels import ActionLabeler, LabelScheme, scheme_for
 from mfllm_env.mean_field import MeanFieldModel
 from mfllm_env.metrics import share_trajectory
 from mfllm_env.population_env import PopulationEnv
@@ -122,13 +128,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "horizons": [16, 32, 64, 128],
     },
 }
-BENCH_DEFAULTS = {**RUN_DEFAULTS, "parallel": 1, "horizons": [16, 32, 64]}
+BENCH_DEFAULTS = {
+    **RUN_DEFAULTS,
+    "parallel": 1,
+    "horizons": [16, 32, 64],
+    "samples_per_agent": 1,
+}
 # Settings that change what an episode's result is; a resume must keep them.
 EPISODE_SETTINGS = (
     "scenarios", "warmup", "forecast", "max_reactions", "agents_per_step", "limit", "fit",
     "model", "tokenizer", "max_new_tokens", "summary_tokens", "temperature", "k", "cos_every",
     "show_shares", "nll", "mean_field", "sft_adapter", "ib_tune", "parallel",
 )  # fmt: skip
+# Episode settings written into config.json only when they differ from their default, so
+# a bench without them keeps the config (and resumes the folders) of earlier versions.
+NEW_EPISODE_SETTINGS = {"samples_per_agent": 1, "min_reactions": None}
 TRAJECTORY_PLOTS = 3
 REPORT_EVERY_SECONDS = 60.0  # during a bench, the leaderboard is rewritten at most this often
 
@@ -190,6 +204,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help="an mfllm train ib-tune folder: mf-ib-tune uses its adapters/policy and "
         "adapters/mean_field",
+    )
+    parser.add_argument(
+        "--samples-per-agent",
+        type=positive_int,
+        metavar="K",
+        help="LLM policies: draw K completions per agent in the step's one batched call, "
+        "label all K (their histogram is the agent's label distribution, scored as "
+        "kl_expected) and act with one of them, drawn with the episode's seed (default 1: "
+        "one completion, no distribution; classifiers always report their probabilities)",
+    )
+    parser.add_argument(
+        "--min-reactions",
+        type=positive_int,
+        metavar="N",
+        help="play only the episodes of --scenarios with at least N reactions (counted "
+        "before --max-reactions; --limit counts the episodes kept)",
     )
     parser.add_argument(
         "--bootstrap",
@@ -259,17 +289,26 @@ def folder_config(args: argparse.Namespace) -> dict[str, Any]:
     """The bench's ``config.json``: the episode settings (a resume must keep them) and the
     command line (which may change)."""
     settings = {name: getattr(args, name) for name in EPISODE_SETTINGS}
+    for name, default in NEW_EPISODE_SETTINGS.items():
+        if getattr(args, name) != default:
+            settings[name] = getattr(args, name)
     return {**json.loads(json.dumps(settings, default=str)), "argv": sys.argv[1:]}
 
 
 class PolicyFactory:
     """Builds each policy once per seed, loading each model and fitting each classifier
-    once per bench."""
+    once per bench. With ``--samples-per-agent`` K > 1, the LLM policies draw K samples per
+    agent and label them with ``labeler``, the one the bench's environments label with."""
 
     def __init__(
-        self, args: argparse.Namespace, scheme: LabelScheme, evaluated: list[Scenario]
+        self,
+        args: argparse.Namespace,
+        scheme: LabelScheme,
+        evaluated: list[Scenario],
+        labeler: ActionLabeler | None = None,
     ) -> None:
         self.args, self.scheme, self.evaluated = args, scheme, evaluated
+        self.labeler = labeler
         self.backends: dict[tuple, Backend] = {}
         self.classifiers: dict[str, Policy] = {}
 
@@ -293,7 +332,7 @@ class PolicyFactory:
         options = self.options(name, 0)
         if name in NON_LLM:
             return {"kind": "non-LLM", "fit": self.args.fit if name != REAL_TEXTS else None}
-        return {
+        settings = {
             "kind": "LLM",
             "model": options.model,
             "adapter": str(options.adapter) if options.adapter else None,
@@ -302,6 +341,9 @@ class PolicyFactory:
                 str(options.mean_field_adapter) if options.mean_field_adapter else None
             ),
         }
+        if self.args.samples_per_agent > 1:  # one sample: the records of earlier versions
+            settings["samples_per_agent"] = self.args.samples_per_agent
+        return settings
 
     def build(
         self, name: str, seed: int, language: str
@@ -320,7 +362,10 @@ class PolicyFactory:
                 )
             return self.classifiers[name], None
         backends = load_llm_backends(options, self.backends)
-        return llm_parts(options, self.scheme, language, backends)
+        policy, new_mean_field = llm_parts(options, self.scheme, language, backends)
+        if self.args.samples_per_agent > 1:
+            policy = policy.sampling(self.args.samples_per_agent, self.labeler)
+        return policy, new_mean_field
 
 
 def training_prior(
@@ -341,10 +386,24 @@ def training_prior(
     return (counts / counts.sum()).tolist()
 
 
+def bench_labeler(scheme: LabelScheme) -> ActionLabeler:
+    """The labeller a bench's environments and sampling LLM policies share: the scheme's
+    default (``ValueError`` naming the scheme where it has none)."""
+    try:
+        return default_labeler(scheme)
+    except (KeyError, ValueError) as error:
+        raise ValueError(
+            f"--samples-per-agent labels each sample, but the {scheme.name!r} labels have no "
+            f"default labeller: {error}"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     folder = RunFolder(args.out, "bench", resume=args.resume, overwrite=args.overwrite)
     args = resolve(args)
-    scenarios = list(iter_spec(args.scenarios, limit=args.limit))
+    scenarios = list(
+        iter_spec(args.scenarios, limit=args.limit, min_reactions=args.min_reactions)
+    )
     scheme = scheme_for(scenarios[0].default_label_dimension)
     for scenario in scenarios:
         check_one_scheme(scenario, scheme)
@@ -359,15 +418,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"every episode of {args.scenarios} is shorter than the warm-up")
     evaluated = [s for _, s in playable]
     prior = training_prior(args, scheme, evaluated)
-    factory = PolicyFactory(args, scheme, evaluated)
+    sampling = args.samples_per_agent > 1 and any(p not in NON_LLM for p in args.policy_list)
+    # The labeller of the environments and of the sampling LLM policies (None: the env's
+    # default, loaded by each env where it needs one).
+    labeler = bench_labeler(scheme) if sampling else None
+    factory = PolicyFactory(args, scheme, evaluated, labeler)
     with folder.writing(folder_config(args), may_change={"argv"}, results=RESULTS):
         records = play_bench(args, playable, factory, scenarios[0].language, prior, skipped)
     table, note = write_report(args, records, prior)
-    print(
-        markdown_table(
-            table, [(k, t) for k, t, _ in LEADERBOARD_METRICS[:1] + LEADERBOARD_METRICS[5:7]]
-        )
-    )
+    printed = ("kl", "kl_pooled", "kl_expected", "kl_mean_over_time", "dtw")
+    print(markdown_table(table, [(k, t) for k, t, _ in LEADERBOARD_METRICS if k in printed]))
     if note:
         print(f"note: {note}")
     print(f"wrote {args.out}/ (episodes.jsonl, leaderboard.md/.csv/.json, timing.json, "
@@ -443,11 +503,13 @@ def play_bench(
                         agents_per_step=args.agents_per_step,
                         max_reactions=args.max_reactions,
                         action_mode=policy.action_mode,
+                        labeler=factory.labeler,
                         mean_field=new_mean_field() if new_mean_field else None,
                     )
                     yield env, episode_seed(seed, index)
 
-            for result in play_episodes(episodes(), policy, parallel=args.parallel):
+            recorder = DistributionRecorder(policy)
+            for result in play_episodes(episodes(), recorder, parallel=args.parallel):
                 record = episode_record(
                     result.env,
                     policy=name,
@@ -455,6 +517,7 @@ def play_bench(
                     episode_seed=result.seed,
                     metrics=result.metrics,
                     settings=settings,
+                    label_distributions=recorder.take(result.index, result.env),
                 )
                 # Timing first: the record is what marks the episode done.
                 seconds = {"seconds": result.metrics["seconds"]}
@@ -531,30 +594,54 @@ def _key(row: dict[str, Any]) -> tuple:
     return (row["policy"], row["seed"], row["episode"])
 
 
+NOISE_AWARE_COLUMNS = (
+    ("kl", "macro KL"),
+    ("kl_pooled", "KL pooled"),
+    ("js_pooled", "JS pooled"),
+    ("tv_pooled", "TV pooled"),
+    ("kl_expected", "KL expected"),
+    ("js_expected", "JS expected"),
+    ("tv_expected", "TV expected"),
+)
+"""The columns of the report's sampling-noise table: per-seed, pooled, expected."""
+COMPARED_METRICS = ("kl", "kl_pooled", "kl_expected")
+"""The columns the paired comparisons are made on: per-seed, seed-pooled, expected KL."""
+UNRANKED = (REAL_TEXTS, NOISE_FLOOR)  # reference rows, never "the best" policy
+
+
 def comparisons(
     rows: dict[str, dict[str, list]], table: dict[str, dict[str, Any]], resamples: int
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Paired bootstraps on the macro KL: each row against the best row (real-texts, the
-    labeller's ceiling, is not ranked), and each mean-field policy against the best
-    non-mean-field LLM baseline (the paper's question)."""
-    ranked = sorted(
-        (p for p in table if p != REAL_TEXTS and not math.isnan(table[p]["kl"]["mean"])),
-        key=lambda p: table[p]["kl"]["mean"],
-    )
-    result: dict[str, dict[str, dict[str, float]]] = {"vs_best": {}, "mean_field_vs_baseline": {}}
-    if not ranked:
-        return result
-    best = ranked[0]
-    for policy in ranked[1:]:
-        result["vs_best"][f"{policy} vs {best}"] = paired_comparison(
-            rows[policy]["runs"], rows[best]["runs"], "kl", resamples=resamples
+) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """Per metric of :data:`COMPARED_METRICS`, paired comparisons (permutation test and
+    bootstrap intervals): each row with that metric against the best such row (real-texts,
+    the labeller's ceiling, and the noise floor are not ranked), and each mean-field
+    policy against the best non-mean-field LLM baseline (the paper's question)."""
+    result: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for key in COMPARED_METRICS:
+        ranked = sorted(
+            (p for p in table if p not in UNRANKED and not math.isnan(table[p][key]["mean"])),
+            key=lambda p, key=key: table[p][key]["mean"],
         )
-    baselines = [p for p in ranked if p in NON_MEAN_FIELD_LLM]
-    for policy in (p for p in ranked if p in MEAN_FIELD_POLICIES):
-        if baselines:
-            result["mean_field_vs_baseline"][f"{policy} vs {baselines[0]}"] = paired_comparison(
-                rows[policy]["runs"], rows[baselines[0]]["runs"], "kl", resamples=resamples
+        compared: dict[str, dict[str, dict[str, float]]] = {
+            "vs_best": {},
+            "mean_field_vs_baseline": {},
+        }
+        result[key] = compared
+        if not ranked:
+            continue
+        best = ranked[0]
+        for policy in ranked[1:]:
+            compared["vs_best"][f"{policy} vs {best}"] = paired_comparison(
+                rows[policy]["runs"], rows[best]["runs"], key, resamples=resamples
             )
+        baselines = [p for p in ranked if p in NON_MEAN_FIELD_LLM]
+        for policy in (p for p in ranked if p in MEAN_FIELD_POLICIES):
+            if baselines:
+                compared["mean_field_vs_baseline"][f"{policy} vs {baselines[0]}"] = (
+                    paired_comparison(
+                        rows[policy]["runs"], rows[baselines[0]]["runs"], key, resamples=resamples
+                    )
+                )
     return result
 
 
@@ -611,10 +698,11 @@ def write_report(
         and r["seed"] in args.seed_list
         and r["episode"] in args.episode_ids
     ]
-    keys = [key for key, _, _ in LEADERBOARD_METRICS]
+    keys = [key for key, _, _ in LEADERBOARD_METRICS + NOISE_AWARE_METRICS]
     horizon_keys = [f"kl@{h}" for h in args.horizon_list]
     rows = scored_rows(records, horizons=args.horizon_list, prior=prior)
-    order = [p for p in BENCH_POLICIES if p in rows] + [p for p in NAIVE_FORECASTERS if p in rows]
+    references = (*NAIVE_FORECASTERS, NOISE_FLOOR)
+    order = [p for p in BENCH_POLICIES if p in rows] + [p for p in references if p in rows]
     table = leaderboard({p: rows[p] for p in order}, keys + horizon_keys)
     compared = comparisons(rows, table, args.bootstrap)
     costs = cost_rows(records)
@@ -639,11 +727,29 @@ def write_report(
         "",
         markdown_table(table, [(k, t) for k, t, _ in LEADERBOARD_METRICS]),
         "",
+        "## Sampling noise: pooled and expected shares, and the noise floor",
+        "",
+        "A rollout of n simulated reactions is an n-sample draw, and its KL to the real "
+        "window carries that draw's noise, which a naive forecaster's smooth shares do not. "
+        "*Pooled*: the simulated labels of all seeds of an episode counted together (the "
+        "simulator's expected shares as seeds grow). *Expected*: the mean of the rollout "
+        "agents' own label distributions, where the policy reports them (an LLM policy with "
+        "--samples-per-agent > 1: the histogram of its samples' labels; a classifier: its "
+        "predicted probabilities). The naive forecasters' shares are an expectation already: "
+        "their pooled and expected scores are their plain ones. "
+        f"'{NOISE_FLOOR}': the mean score of {NOISE_FLOOR_RESAMPLES} multinomial resamples of "
+        "the real rollout's size from its own shares (the pooled columns: of all seeds' "
+        "size), with KL's usual smoothing (1e-3 on both vectors): what a simulator whose "
+        "label distribution is the real shares scores from sampling alone.",
+        "",
+        markdown_table(table, NOISE_AWARE_COLUMNS),
+        "",
         "## KL by rollout horizon",
         "",
         "KL between the real and simulated label shares of the first H reactions after "
         "warm-up; an episode counts at H only if its rollout is that long. Short horizons "
-        "hold fewer reactions, so their KL carries more sampling noise: compare rows at one H.",
+        "hold fewer reactions, so their KL carries more sampling noise (the noise floor row "
+        "shows how much): compare rows at one H.",
         "",
         markdown_table(table, [(k, f"KL@{k[3:]}") for k in horizon_keys]),
         "",
@@ -654,15 +760,24 @@ def write_report(
         "intervals of the difference and of the relative change. The best row and the best "
         "baseline are chosen on the same episodes they are then compared on, and each line "
         "is a test of its own (no correction for multiple comparisons): read a lone p near "
-        "0.05 as a hint, not a finding.",
+        "0.05 as a hint, not a finding. Each comparison is made on the per-seed, the "
+        "seed-pooled and (among the rows that have it) the expected KL.",
         "",
-        comparison_lines(compared["vs_best"], "KL") or "- one row only",
-        "",
-        "## Mean-field policies against the best non-mean-field LLM baseline",
-        "",
-        comparison_lines(compared["mean_field_vs_baseline"], "KL")
-        or "- needs an mf policy and one of state, recent, popular, sft",
-        "",
+    ]
+    titles = {"kl": "KL", "kl_pooled": "pooled KL", "kl_expected": "expected KL"}
+    for key in COMPARED_METRICS:
+        lines += [
+            f"### {titles[key]}: each row against the best",
+            "",
+            comparison_lines(compared[key]["vs_best"], titles[key]) or "- one row only",
+            "",
+            f"### {titles[key]}: mean-field policies against the best non-MF LLM baseline",
+            "",
+            comparison_lines(compared[key]["mean_field_vs_baseline"], titles[key])
+            or "- needs an mf policy and one of state, recent, popular, sft with this score",
+            "",
+        ]
+    lines += [
         "## Cost",
         "",
         "Wall time per episode is in timing.json (this report holds no wall-clock figure, "
@@ -682,7 +797,15 @@ def write_report(
     runs.write_atomic(out / "leaderboard.md", "\n".join(lines) + "\n")
     runs.write_atomic(out / "leaderboard.csv", csv_text(table, keys + horizon_keys))
     payload = {
-        "leaderboard": table,
+        # kl_expected and its kin only in the rows that have them (sampled or predicted)
+        "leaderboard": {
+            policy: {
+                key: value
+                for key, value in entry.items()
+                if not (key.endswith("_expected") and value["n"] == 0)
+            }
+            for policy, entry in table.items()
+        },
         "comparisons": compared,
         "cost": costs,
         "prior": prior,
@@ -733,8 +856,8 @@ def write_plots(
             names,
             args.out / "kl_by_policy.png",
             metric="macro KL(real ‖ sim), final shares of the rollout",
-            title="KL by policy (grey: naive forecasters), mean ± s.e. over episodes",
-            highlight=[p in NAIVE_FORECASTERS for p in names],
+            title="KL by policy (grey: naive forecasters, noise floor), mean ± s.e.",
+            highlight=[p in NAIVE_FORECASTERS or p == NOISE_FLOOR for p in names],
         )
         curves = {
             p: (

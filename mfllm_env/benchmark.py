@@ -8,12 +8,26 @@ another comparison, without simulating again.
 
 - :func:`score_record`: the fidelity metrics of one record (those of
   :func:`mfllm_env.metrics.episode_metrics`, the KL at each rollout horizon, the NLL
-  when the policy scored the real reactions).
+  when the policy scored the real reactions) and, where the policy reported its agents'
+  label distributions (``label_distributions``: an LLM policy drawing several samples per
+  agent, a classifier's predicted probabilities), the **expected** scores ``kl_expected``,
+  ``js_expected``, ``tv_expected``: the real rollout shares against the mean of the
+  rollout agents' distributions, free of the noise of drawing one label per agent.
+- :func:`scored_rows`: every record's scores, plus the **seed-pooled** scores
+  ``kl_pooled``, ``js_pooled``, ``tv_pooled`` of each (policy, episode): the real rollout
+  shares against the simulated labels of *all* seeds of that episode counted together
+  (the simulator's expected shares as seeds grow; the same value in each seed's row).
 - :func:`naive_forecasts`: the forecasters a simulation has to beat, which see the real
   warm-up and nothing else: the **last observed shares** (the label shares of the warm-up
   carried forward) and the **training prior** (the label shares of the data the
   classifier baselines are fitted on). They predict shares, not individual reactions, so
-  they have no micro/macro F1.
+  they have no micro/macro F1. Their shares are already an expectation: their pooled and
+  expected scores are their plain ones.
+- :func:`noise_floor_scores`: the row :data:`NOISE_FLOOR`, what a simulator whose label
+  distribution *is* the real rollout's shares scores from sampling alone
+  (:func:`mfllm_env.metrics.resampled_divergences`, :data:`NOISE_FLOOR_RESAMPLES`
+  seeded resamples): ``kl``/``js``/``tv`` and ``kl@H`` with one rollout's size, the pooled
+  ones with the size of all seeds' rollouts together.
 - :func:`leaderboard`: mean and standard error per policy and metric. Seeds of one
   episode replay the same real reactions, so they are not independent samples: the
   standard error is over **episodes**, of each episode's mean over seeds (with one seed
@@ -25,9 +39,11 @@ another comparison, without simulating again.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import math
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from numbers import Real
@@ -41,6 +57,8 @@ from mfllm_env.metrics import (
     episode_metrics,
     kl_divergence,
     mean_stderr,
+    resampled_divergences,
+    share_divergences,
     share_trajectory,
     trajectory_divergences,
 )
@@ -50,14 +68,20 @@ from mfllm_env.simulation import real_label_sources
 __all__ = [
     "LEADERBOARD_METRICS",
     "NAIVE_FORECASTERS",
+    "NOISE_AWARE_METRICS",
+    "NOISE_FLOOR",
+    "DistributionRecorder",
     "comparison_lines",
     "csv_text",
     "episode_record",
+    "expected_scores",
     "horizon_kl",
     "leaderboard",
     "markdown_table",
     "naive_forecasts",
+    "noise_floor_scores",
     "paired_comparison",
+    "pooled_scores",
     "score_record",
     "scored_rows",
     "shares_metrics",
@@ -66,6 +90,8 @@ __all__ = [
 # (key, title, lower is better) of the leaderboard's main table, in column order.
 LEADERBOARD_METRICS: tuple[tuple[str, str, bool], ...] = (
     ("kl", "macro KL", True),
+    ("kl_pooled", "KL pooled", True),
+    ("kl_expected", "KL expected", True),
     ("js", "JS", True),
     ("tv", "TV", True),
     ("w1", "W1", True),
@@ -75,7 +101,18 @@ LEADERBOARD_METRICS: tuple[tuple[str, str, bool], ...] = (
     ("macro_f1", "macro-F1", False),
     ("nll_per_token", "NLL/token", True),
 )
+# The seed-pooled and expected scores beyond the KL columns of LEADERBOARD_METRICS.
+NOISE_AWARE_METRICS: tuple[tuple[str, str, bool], ...] = (
+    ("js_pooled", "JS pooled", True),
+    ("tv_pooled", "TV pooled", True),
+    ("js_expected", "JS expected", True),
+    ("tv_expected", "TV expected", True),
+)
 NAIVE_FORECASTERS = ("naive: last observed", "naive: training prior")
+NOISE_FLOOR = "noise floor: real resampled"
+NOISE_FLOOR_RESAMPLES = 1000
+"""Multinomial resamples behind each figure of the :data:`NOISE_FLOOR` row."""
+SHARE_SCORES = ("kl", "js", "tv")
 RECORD_KEYS = ("policy", "seed", "episode", "real_label_ids", "sim_label_ids", "warmup")
 
 
@@ -87,6 +124,7 @@ def episode_record(
     episode_seed: int | None,
     metrics: Mapping[str, Any],
     settings: Mapping[str, Any] | None = None,
+    label_distributions: Sequence[Sequence[float] | None] | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready record of the episode ``env`` just finished, played by ``policy``
     under bench seed ``seed`` (``episode_seed`` is what the env and policy were reset
@@ -98,9 +136,12 @@ def episode_record(
     (in warm-up, the labels of what the agents posted while the real reactions drove the
     mean field), so every score can be derived again, and how many of the scored real
     labels are the labeller's (:func:`mfllm_env.simulation.real_label_sources`).
+    ``label_distributions`` (where the policy reported them, see
+    :class:`DistributionRecorder`): each reaction's agent's label distribution, kept
+    rounded to 6 decimals under ``label_distributions``.
     """
     kept = {k: v for k, v in metrics.items() if k != "seconds" and _finite_or_other(v)}
-    return {
+    record = {
         "policy": policy,
         "seed": seed,
         "episode": env.scenario.scenario_id,
@@ -115,6 +156,65 @@ def episode_record(
         "metrics": kept,
         "settings": dict(settings or {}),
     }
+    if label_distributions is not None:
+        if len(label_distributions) != len(record["real_label_ids"]):
+            raise ValueError(
+                f"label_distributions must hold one entry per reaction "
+                f"({len(record['real_label_ids'])}), got {len(label_distributions)}"
+            )
+        record["label_distributions"] = [
+            None if shares is None else [round(float(x), 6) for x in shares]
+            for shares in label_distributions
+        ]
+    return record
+
+
+class DistributionRecorder:
+    """A :class:`~mfllm_env.simulation.Policy` around ``policy`` that keeps the label
+    distributions ``policy`` reports: after each ``act``, a ``label_distributions``
+    attribute mapping the agents of that call to their label shares (an LLM policy drawing
+    several samples per agent, a classifier's probabilities; a policy without it reports
+    none). :meth:`take` hands over those of one finished episode of
+    :func:`~mfllm_env.simulation.play_episodes`, which keys agents ``"<episode>|agent"``.
+
+    A copy (what ``play_episodes`` makes of a label-mode policy per episode) acts on a
+    copy of ``policy`` and keeps into the same store, so :meth:`take` on the original
+    finds every episode's.
+    """
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+        self.action_mode = policy.action_mode
+        self.score_references = bool(getattr(policy, "score_references", False))
+        self._held: dict[str, Sequence[float]] = {}
+
+    def __copy__(self) -> DistributionRecorder:
+        twin = DistributionRecorder.__new__(DistributionRecorder)
+        twin.__dict__.update(self.__dict__)
+        twin.policy = copy.copy(self.policy)
+        return twin
+
+    def reset(self, seed: int | None = None) -> None:
+        self.policy.reset(seed)
+
+    def act(
+        self,
+        observations: Mapping[str, Mapping[str, Any]],
+        references: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        if self.score_references:
+            actions = self.policy.act(observations, references=references)
+        else:
+            actions = self.policy.act(observations)
+        self._held.update(getattr(self.policy, "label_distributions", None) or {})
+        return actions
+
+    def take(self, index: int, env: PopulationEnv) -> list[Sequence[float] | None] | None:
+        """The label distributions of episode ``index`` (its number in ``play_episodes``),
+        one per reaction of ``env`` (``None`` where its agent reported none), removed from
+        the store; ``None`` when the policy reported none for that episode."""
+        found = [self._held.pop(f"{index}|{agent}", None) for agent in env.possible_agents]
+        return found if any(shares is not None for shares in found) else None
 
 
 def _finite_or_other(value: Any) -> bool:
@@ -158,7 +258,40 @@ def score_record(record: Mapping[str, Any], horizons: Sequence[int] = ()) -> dic
     for horizon in horizons:
         scores[f"kl@{horizon}"] = horizon_kl(real, sim, num_labels, warmup, horizon)
     scores["nll_per_token"] = float(record["metrics"].get("nll_per_token", math.nan))
+    if record.get("label_distributions") is not None:
+        scores.update(expected_scores(record))
     return scores
+
+
+def expected_scores(record: Mapping[str, Any]) -> dict[str, float]:
+    """``kl_expected``, ``js_expected``, ``tv_expected`` of a record with
+    ``label_distributions`` (one distribution over the labels per reaction, ``None``
+    where the policy reported none): the real rollout shares against the mean of the
+    rollout agents' distributions; ``nan`` where a rollout agent has none."""
+    warmup, num_labels = record["warmup"], len(record["labels"])
+    rollout = record["label_distributions"][warmup:]
+    if not rollout or any(d is None for d in rollout):
+        return {f"{key}_expected": math.nan for key in SHARE_SCORES}
+    distributions = np.asarray(rollout, dtype=np.float64)
+    if distributions.shape != (len(rollout), num_labels):
+        raise ValueError(
+            f"label_distributions of {record['policy']} on {record['episode']!r} must hold "
+            f"{num_labels} shares per reaction, got shape {distributions.shape}"
+        )
+    real = np.bincount(record["real_label_ids"][warmup:], minlength=num_labels)
+    scores = share_divergences(real, distributions.mean(axis=0))
+    return {f"{key}_expected": value for key, value in scores.items()}
+
+
+def pooled_scores(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """``kl_pooled``, ``js_pooled``, ``tv_pooled`` of the records of one policy on one
+    episode (one per seed): the real rollout shares against the simulated labels of every
+    seed's rollout counted together."""
+    first = records[0]
+    warmup, num_labels = first["warmup"], len(first["labels"])
+    real = np.bincount(first["real_label_ids"][warmup:], minlength=num_labels)
+    pooled = sum(np.bincount(r["sim_label_ids"][warmup:], minlength=num_labels) for r in records)
+    return {f"{key}_pooled": value for key, value in share_divergences(real, pooled).items()}
 
 
 def shares_metrics(
@@ -220,6 +353,37 @@ def naive_forecasts(
     return forecasts
 
 
+def noise_floor_scores(
+    record: Mapping[str, Any], *, seeds: int = 1, horizons: Sequence[int] = ()
+) -> dict[str, float]:
+    """The :data:`NOISE_FLOOR` row's scores on the episode of ``record``: ``kl``, ``js``,
+    ``tv`` between the real rollout shares and multinomial resamples of the rollout's size
+    from them (:func:`mfllm_env.metrics.resampled_divergences`, mean of
+    :data:`NOISE_FLOOR_RESAMPLES`), the same with ``seeds`` times that size as
+    ``*_pooled`` (what seed-pooling ``seeds`` perfect rollouts would score), and ``kl@H``
+    with the first ``H`` rollout reactions (``nan`` where the rollout is shorter). The
+    resamples are seeded by the episode's name and the resample size, so the row is the
+    same whatever else a bench holds."""
+    check_count("seeds", seeds, 1)
+    warmup, num_labels = record["warmup"], len(record["labels"])
+    rollout = np.asarray(record["real_label_ids"][warmup:])
+
+    def floor(window: np.ndarray, size: int) -> dict[str, float]:
+        rng = np.random.default_rng([zlib.crc32(record["episode"].encode()), size])
+        counts = np.bincount(window, minlength=num_labels)
+        return resampled_divergences(counts, size, resamples=NOISE_FLOOR_RESAMPLES, rng=rng)
+
+    scores = floor(rollout, rollout.size)
+    pooled = floor(rollout, rollout.size * seeds) if seeds > 1 else scores
+    scores.update({f"{key}_pooled": pooled[key] for key in SHARE_SCORES})
+    for horizon in horizons:
+        check_count("horizon", horizon, 1)
+        window = rollout[:horizon]
+        full = window.size == horizon
+        scores[f"kl@{horizon}"] = floor(window, horizon)["kl"] if full else math.nan
+    return scores
+
+
 def scored_rows(
     records: Iterable[Mapping[str, Any]],
     *,
@@ -227,16 +391,27 @@ def scored_rows(
     prior: Sequence[float] | None = None,
 ) -> dict[str, dict[str, list[tuple[str, int, dict[str, float]]]]]:
     """``{policy: {"runs": [(episode, seed, scores), ...]}}`` for every policy of
-    ``records`` and, once per episode, the naive forecasters (seed 0)."""
+    ``records`` (:func:`score_record` and the seed-pooled :func:`pooled_scores` of its
+    episode) and, once per episode (seed 0), the naive forecasters (their pooled and
+    expected scores are their plain ones) and the :data:`NOISE_FLOOR` row (pooled over
+    the most seeds any policy played on that episode)."""
+    records = list(records)
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[record["policy"], record["episode"]].append(record)
+    pooled = {key: pooled_scores(group) for key, group in groups.items()}
+    seeds: dict[str, int] = defaultdict(int)
+    for (_, episode), group in groups.items():
+        seeds[episode] = max(seeds[episode], len(group))
     rows: dict[str, dict[str, list]] = defaultdict(lambda: {"runs": []})
     naive_done: set[str] = set()
     for record in records:
-        rows[record["policy"]]["runs"].append(
-            (record["episode"], record["seed"], score_record(record, horizons))
-        )
-        if record["episode"] in naive_done:
+        episode = record["episode"]
+        scores = {**score_record(record, horizons), **pooled[record["policy"], episode]}
+        rows[record["policy"]]["runs"].append((episode, record["seed"], scores))
+        if episode in naive_done:
             continue
-        naive_done.add(record["episode"])
+        naive_done.add(episode)
         for name, shares in naive_forecasts(record, prior).items():
             scores = shares_metrics(
                 record["real_label_ids"],
@@ -246,7 +421,11 @@ def scored_rows(
                 ordered=record["ordered"],
                 horizons=horizons,
             )
-            rows[name]["runs"].append((record["episode"], 0, scores))
+            for key in SHARE_SCORES:
+                scores[f"{key}_pooled"] = scores[f"{key}_expected"] = scores[key]
+            rows[name]["runs"].append((episode, 0, scores))
+        floor = noise_floor_scores(record, seeds=seeds[episode], horizons=horizons)
+        rows[NOISE_FLOOR]["runs"].append((episode, 0, floor))
     return dict(rows)
 
 

@@ -37,6 +37,8 @@ __all__ = [
     "macro_f1",
     "mean_stderr",
     "micro_f1",
+    "resampled_divergences",
+    "share_divergences",
     "share_trajectory",
     "total_variation",
     "trajectory_divergences",
@@ -144,6 +146,34 @@ def total_variation(real: ArrayLike, sim: ArrayLike) -> float:
     """
     p, q = _distribution_pair(real, sim)
     return 0.5 * float(np.abs(p - q).sum())
+
+
+def share_divergences(real: ArrayLike, sim: ArrayLike) -> dict[str, float]:
+    """``kl``, ``js`` and ``tv`` between two share vectors (:func:`kl_divergence` with its
+    default smoothing, :func:`js_divergence`, :func:`total_variation`)."""
+    return {
+        "kl": kl_divergence(real, sim),
+        "js": js_divergence(real, sim),
+        "tv": total_variation(real, sim),
+    }
+
+
+def resampled_divergences(
+    real: ArrayLike, size: int, *, resamples: int, rng: np.random.Generator
+) -> dict[str, float]:
+    """The mean :func:`share_divergences` between the shares ``real`` (counts or
+    probabilities) and ``resamples`` independent multinomial draws of ``size`` reactions
+    from those shares: what a simulation whose label distribution *is* the real shares
+    scores on a window of ``size`` reactions, from its own sampling noise alone (the noise
+    floor). A label the real shares have but a draw misses costs what it costs in
+    :func:`kl_divergence`: the same additive smoothing of 1e-3 on both vectors, so the
+    floor is the one the ``kl`` it is read against has. Draws come from ``rng``."""
+    p = _distribution(real, "real")
+    check_count("size", size, 1)
+    check_count("resamples", resamples, 1)
+    draws = rng.multinomial(size, p, size=resamples)
+    scores = [share_divergences(p, draw) for draw in draws]
+    return {key: float(np.mean([s[key] for s in scores])) for key in ("kl", "js", "tv")}
 
 
 def wasserstein_1(real: ArrayLike, sim: ArrayLike, *, positions: ArrayLike | None = None) -> float:

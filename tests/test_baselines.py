@@ -75,6 +75,9 @@ def test_classifier_policy_is_reproducible_and_samples(fitted_examples):
     # It samples: a batch of identical agents does not all take one label.
     same = {f"a{i}": {"state": "User x.", "shares": np.full(4, 0.25)} for i in range(200)}
     assert len(set(policy.act(same).values())) > 1
+    # After acting, each agent's label distribution is what its label was drawn from.
+    assert list(policy.label_distributions) == list(same)
+    np.testing.assert_allclose(policy.label_distributions["a7"], proba[0])
 
 
 def test_classifier_policy_errors(fitted_examples):

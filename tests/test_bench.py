@@ -12,14 +12,20 @@ from mfllm_cli.bench_cmd import resolve
 from mfllm_cli.main import build_parser, main
 from mfllm_env.benchmark import (
     NAIVE_FORECASTERS,
+    NOISE_FLOOR,
+    NOISE_FLOOR_RESAMPLES,
     RECORD_KEYS,
+    expected_scores,
     horizon_kl,
     leaderboard,
     naive_forecasts,
+    noise_floor_scores,
     paired_comparison,
+    pooled_scores,
+    scored_rows,
     shares_metrics,
 )
-from mfllm_env.metrics import episode_metrics
+from mfllm_env.metrics import episode_metrics, kl_divergence, resampled_divergences
 from mfllm_env.runs import file_name, read_records
 
 # Two short synthetic episodes, two seeds, two cheap policies: a second per bench.
@@ -122,6 +128,58 @@ def test_naive_forecasts_are_the_warmup_shares_and_the_prior():
             naive_forecasts(record, prior)
 
 
+def _record(policy, seed, sim, real=(0, 0, 0, 1, 0, 0, 1, 1), **extra):
+    return {"policy": policy, "seed": seed, "episode": "e", "labels": ["a", "b"],
+            "warmup": 2, "agents_per_step": 2, "ordered": False, "metrics": {},
+            "real_label_ids": list(real), "sim_label_ids": list(sim), **extra}  # fmt: skip
+
+
+def test_pooled_scores_count_every_seeds_rollout_together():
+    # Real rollout: 3 a, 3 b. Seed 0 simulates 6 a, seed 1 6 b: each is far off alone,
+    # together they are exactly the real shares.
+    seeds = [_record("p", 0, [1, 1, 0, 0, 0, 0, 0, 0]), _record("p", 1, [0, 0, 1, 1, 1, 1, 1, 1])]
+    assert pooled_scores(seeds) == {"kl_pooled": 0.0, "js_pooled": 0.0, "tv_pooled": 0.0}
+    rows = scored_rows(seeds)
+    assert [scores["kl_pooled"] for _, _, scores in rows["p"]["runs"]] == [0.0, 0.0]
+    assert all(scores["kl"] > 1 for _, _, scores in rows["p"]["runs"])
+    assert leaderboard(rows, ["kl_pooled"])["p"]["kl_pooled"]["mean"] == 0.0
+    one = pooled_scores(seeds[:1])["kl_pooled"]
+    assert one == pytest.approx(kl_divergence([3, 3], [6, 0]))
+
+
+def test_expected_scores_use_the_mean_of_the_rollout_agents_distributions():
+    # Warm-up agents' distributions are left out; the rollout's mean is (0.5, 0.5).
+    shares = [[1, 0], [1, 0]] + [[0.75, 0.25], [0.25, 0.75]] * 3
+    record = _record("p", 0, [0] * 8, label_distributions=shares)
+    assert expected_scores(record) == {
+        "kl_expected": 0.0, "js_expected": 0.0, "tv_expected": 0.0
+    }  # fmt: skip
+    missing = _record("p", 0, [0] * 8, label_distributions=[*shares[:7], None])
+    assert all(math.isnan(v) for v in expected_scores(missing).values())
+    with pytest.raises(ValueError, match=r"must hold 2 shares per reaction, got shape \(6, 3\)"):
+        expected_scores(_record("p", 0, [0] * 8, label_distributions=[[1, 0, 0]] * 8))
+
+
+def test_noise_floor_is_the_mean_kl_of_resamples_of_the_real_shares():
+    record = _record("p", 0, [0] * 8)
+    floor = noise_floor_scores(record, seeds=3, horizons=[2, 6, 7])
+    assert floor == noise_floor_scores(record, seeds=3, horizons=[2, 6, 7])  # seeded
+    assert 0 < floor["kl_pooled"] < floor["kl"] < floor["kl@2"]  # more reactions, less noise
+    assert floor["kl@6"] == floor["kl"] and math.isnan(floor["kl@7"])
+    # A 2-reaction window of one a and one b: every resample misses a label or not at
+    # all, so the mean is P(miss) x the KL of a miss, with KL's own smoothing.
+    two = noise_floor_scores(_record("p", 0, [0] * 4, real=(0, 0, 0, 1)))
+    miss = kl_divergence([1, 1], [2, 0])
+    assert two["kl"] == pytest.approx(miss * 0.5, rel=0.1)
+    # One label throughout: every resample is the real shares.
+    assert noise_floor_scores(_record("p", 0, [0] * 8, real=[0] * 8))["kl"] == 0.0
+    assert NOISE_FLOOR_RESAMPLES >= 1000
+    rng = np.random.default_rng(0)
+    assert resampled_divergences([1, 1], 2, resamples=4000, rng=rng)["kl"] == pytest.approx(
+        miss * 0.5, rel=0.05
+    )
+
+
 @pytest.mark.parametrize("horizon", [0, -1, 1.5, math.nan, "2", True])
 def test_horizons_that_are_not_counts_are_named(horizon):
     """They were numpy casting errors or slice TypeErrors."""
@@ -190,17 +248,45 @@ def test_bench_writes_records_leaderboard_and_plots(tmp_path, capsys):
     assert all(r["episode_seed"] == seeds[r["seed"], r["episode"]] for r in records)
     board = json.loads((out / "leaderboard.json").read_text())
     table = board["leaderboard"]
-    assert list(table) == ["random", "mf-classifier", *NAIVE_FORECASTERS]
+    assert list(table) == ["random", "mf-classifier", *NAIVE_FORECASTERS, NOISE_FLOOR]
     assert table["random"]["kl"]["n"] == 2 and table["random"]["seeds"] == 2
     assert table["naive: last observed"]["micro_f1"]["mean"] is None
     assert set(table["random"]) >= {"kl", "js", "tv", "w1", "dtw", "micro_f1", "kl@8", "kl@32"}
+    # Pooled for every row; expected where the row has a distribution (the classifier's
+    # probabilities, the forecasters' shares), not for random's draws nor the noise floor.
+    assert all(table[p]["kl_pooled"]["n"] == 2 for p in table)
+    assert {p for p in table if "kl_expected" in table[p]} == {
+        "mf-classifier", *NAIVE_FORECASTERS
+    }
+    for name in NAIVE_FORECASTERS:
+        assert table[name]["kl_pooled"] == table[name]["kl_expected"] == table[name]["kl"]
+    # Pooling two seeds' labels counts twice the reactions: less noise than one seed's.
+    assert table["mf-classifier"]["kl_pooled"]["mean"] < table["mf-classifier"]["kl"]["mean"]
+    floor = table[NOISE_FLOOR]
+    assert floor["seeds"] == 1 and floor["micro_f1"]["mean"] is None
+    assert 0 < floor["kl_pooled"]["mean"] < floor["kl"]["mean"] < table["random"]["kl"]["mean"]
     assert len(board["prior"]) == 4 and sum(board["prior"]) == pytest.approx(1.0)
-    assert board["comparisons"]["vs_best"]
+    assert set(board["comparisons"]) == {"kl", "kl_pooled", "kl_expected"}
+    assert board["comparisons"]["kl"]["vs_best"] and board["comparisons"]["kl_pooled"]["vs_best"]
+    assert NOISE_FLOOR not in json.dumps(board["comparisons"])
+    # mf-classifier against the best forecaster on the expected KL: random has none.
+    assert "random" not in json.dumps(board["comparisons"]["kl_expected"])
     markdown = (out / "leaderboard.md").read_text()
     assert "| random | 2 × 2 |" in markdown and "KL@16" in markdown
+    assert "| KL pooled | KL expected |" in markdown and f"| {NOISE_FLOOR} | 2 × 1 |" in markdown
+    assert "### expected KL: each row against the best" in markdown
     csv_lines = (out / "leaderboard.csv").read_text().splitlines()
-    assert csv_lines[0].startswith("policy,episodes,seeds,runs,kl_mean,kl_stderr")
-    assert len(csv_lines) == 1 + 4
+    assert csv_lines[0].startswith(
+        "policy,episodes,seeds,runs,kl_mean,kl_stderr,kl_pooled_mean,kl_pooled_stderr,"
+        "kl_expected_mean,kl_expected_stderr"
+    )
+    assert len(csv_lines) == 1 + 5
+    # The classifier's records hold the probabilities its labels were drawn from.
+    classifier = next(r for r in records if r["policy"] == "mf-classifier")
+    distributions = classifier["label_distributions"]
+    assert len(distributions) == 48 and all(len(d) == 4 for d in distributions)
+    assert all(sum(d) == pytest.approx(1.0, abs=1e-5) for d in distributions)
+    assert all("label_distributions" not in r for r in records if r["policy"] == "random")
     for png in ("kl_by_policy.png", "horizons.png", f"trajectories/{file_name('synthetic/0')}.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert "naive: last observed" in capsys.readouterr().out
@@ -293,7 +379,9 @@ def test_full_preset_leaves_out_what_it_cannot_run(tmp_path, capsys):
 def test_without_a_warmup_there_is_nothing_to_carry_forward(tmp_path):
     out = tmp_path / "bench"
     assert _bench(out, "--seeds", "0", "--warmup", "0") == 0
-    assert list(_fidelity(out)[0]) == ["random", "mf-classifier", "naive: training prior"]
+    assert list(_fidelity(out)[0]) == [
+        "random", "mf-classifier", "naive: training prior", NOISE_FLOOR
+    ]
 
 
 def test_llm_policies_record_tokens_and_nll(tmp_path, tiny_model_dir):
@@ -310,7 +398,7 @@ def test_llm_policies_record_tokens_and_nll(tmp_path, tiny_model_dir):
     table = json.loads((out / "leaderboard.json").read_text())["leaderboard"]
     assert table["state"]["nll_per_token"]["mean"] > 0
     assert "| mf |" in (out / "leaderboard.md").read_text()
-    compared = _fidelity(out)[1]["mean_field_vs_baseline"]
+    compared = _fidelity(out)[1]["kl"]["mean_field_vs_baseline"]
     assert list(compared) == ["mf vs state"] and compared["mf vs state"]["n"] == 1.0
 
 
@@ -321,7 +409,7 @@ def test_real_texts_score_the_labeller_itself(tmp_path):
     assert _bench(out, "--policies", "real-texts", "--seeds", "0") == 0
     row = _fidelity(out)[0]["real-texts"]
     assert row["micro_f1"]["mean"] == 1.0 and row["tv"]["mean"] == 0.0
-    assert "real-texts" not in json.dumps(_fidelity(out)[1]["vs_best"])
+    assert "real-texts" not in json.dumps(_fidelity(out)[1])
 
 
 def test_real_reactions_without_human_labels_are_counted_and_noted(tmp_path, capsys):
@@ -362,3 +450,54 @@ def test_real_reactions_without_human_labels_are_counted_and_noted(tmp_path, cap
     assert _bench(tmp_path / "human", "--seeds", "0") == 0
     assert "no human label" not in capsys.readouterr().out
     assert "no human label" not in (tmp_path / "human" / "leaderboard.md").read_text()
+
+
+def test_samples_per_agent_record_distributions_and_score_kl_expected(tmp_path, tiny_model_dir):
+    """--samples-per-agent 3: the LLM records hold each agent's label distribution (shares
+    of 3 samples) and the leaderboard their expected KL; --samples-per-agent 1 writes the
+    bytes of a bench without the flag."""
+    argv = ["bench", "--preset", "ci", "--scenarios", "synthetic:0-1", "--policies", "state",
+            "--seeds", "0", "--model", str(tiny_model_dir), "--max-new-tokens", "4",
+            "--max-reactions", "24", "--threads", "1", "--no-progress"]  # fmt: skip
+    for name, extra in (("plain", []), ("one", ["--samples-per-agent", "1"])):
+        assert main([*argv, *extra, "--out", str(tmp_path / name)]) == 0
+    for file in ("episodes.jsonl", "leaderboard.json", "leaderboard.md"):
+        assert (tmp_path / "one" / file).read_bytes() == (tmp_path / "plain" / file).read_bytes()
+    plain_config = json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert "samples_per_agent" not in plain_config
+    out = tmp_path / "three"
+    assert main([*argv, "--samples-per-agent", "3", "--out", str(out)]) == 0
+    records = _records(out)
+    assert all(r["settings"]["samples_per_agent"] == 3 for r in records)
+    for record in records:
+        shares = np.asarray(record["label_distributions"])
+        assert shares.shape == (24, 4)
+        np.testing.assert_allclose(shares.sum(axis=1), 1.0, atol=1e-5)
+        assert np.allclose(shares * 3, np.round(shares * 3), atol=1e-4)  # thirds
+        # Each agent's action is one of its samples: its label has a share.
+        sim = record["sim_label_ids"]
+        assert all(shares[i, label] > 0 for i, label in enumerate(sim))
+    table = _fidelity(out)[0]
+    assert table["state"]["kl_expected"]["n"] == 2
+    assert json.loads((out / "config.json").read_text())["samples_per_agent"] == 3
+
+
+def test_min_reactions_keeps_the_long_episodes(tmp_path, capsys):
+    from mfllm_env import synthetic_scenario, write_scenarios_jsonl
+
+    sizes = (48, 24, 64)
+    write_scenarios_jsonl(
+        [synthetic_scenario(seed=s, n_reactions=n) for s, n in enumerate(sizes)],
+        tmp_path / "s.jsonl",
+    )
+    out = tmp_path / "bench"
+    extra = ["--scenarios", f"jsonl:{tmp_path / 's.jsonl'}", "--policies", "random",
+             "--max-reactions", "40", "--seeds", "0"]  # fmt: skip
+    assert _bench(out, *extra, "--min-reactions", "40") == 0
+    assert [r["episode"] for r in _records(out)] == ["synthetic/0", "synthetic/2"]
+    assert json.loads((out / "config.json").read_text())["min_reactions"] == 40
+    assert _bench(tmp_path / "b", *extra, "--min-reactions", "40", "--limit", "1") == 0
+    assert [r["episode"] for r in _records(tmp_path / "b")] == ["synthetic/0"]
+    capsys.readouterr()
+    assert _bench(tmp_path / "c", *extra, "--min-reactions", "65") == 2
+    assert "no scenarios found with at least 65 reactions" in capsys.readouterr().err

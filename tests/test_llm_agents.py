@@ -14,6 +14,7 @@ import pytest
 from agents.backends.base import BackendError, Completion, GenerationParams, Prompt
 from agents.mean_field import ChainOfSummarization, LLMMeanField
 from agents.policies import LLMPolicy
+from agents.prompts import ACTION_CHARS, clean_action
 from mfllm_cli.main import main
 from mfllm_env import PopulationEnv, synthetic_scenario
 from mfllm_env.mean_field import PopularReactions, RecentReactions
@@ -382,3 +383,67 @@ def test_summaries_drop_characters_no_file_can_hold():
 def test_llm_components_check_their_backend_and_params(build, message):
     with pytest.raises(TypeError, match=message):
         build()
+
+
+# -- several samples per agent --------------------------------------------------------------
+
+
+class RecordingBackend(CountingBackend):
+    """The tiny backend, keeping every completion text of its last ``generate`` call."""
+
+    def generate(self, prompts, params):
+        completions = super().generate(prompts, params)
+        self.texts = [c.text for c in completions]
+        return completions
+
+
+def test_samples_per_agent_draw_k_completions_in_one_call(tiny_backend):
+    """K samples per agent: one call of K x agents prompts, each agent's K texts labelled
+    as the env labels them, their histogram its distribution, one of them its action; the
+    first sample of each agent is the one the K = 1 policy draws."""
+    env = _env()
+    observations, _ = env.reset(seed=0)
+    acting = {agent: observations[agent] for agent in env.agents}
+    single, sampled = RecordingBackend(tiny_backend), RecordingBackend(tiny_backend)
+    plain = LLMPolicy(single, params=FAST)
+    policy = LLMPolicy(sampled, params=FAST).sampling(4, env.require_labeler("test"))
+    plain.reset(7)
+    policy.reset(7)
+    plain.act(acting)
+    actions = policy.act(acting)
+    assert sampled.calls == [4 * 16] and plain.label_distributions == {}
+    texts = sampled.texts
+    # The first round of the call is the K = 1 call: the same draws.
+    assert texts[:16] == single.texts
+    fallback = env.scheme.fallback_id
+    differing = 0
+    for j, agent in enumerate(env.agents):
+        samples = [clean_action(t, ACTION_CHARS) for t in texts[j::16]]
+        differing += len(set(samples)) > 1
+        assert str(actions[agent]) in samples
+        ids = env.label_texts(samples)
+        ids[ids < 0] = fallback
+        expected = np.bincount(ids, minlength=env.scheme.size) / 4
+        np.testing.assert_allclose(policy.label_distributions[agent], expected)
+        (chosen,) = env.label_texts([str(actions[agent])]).tolist()
+        assert policy.label_distributions[agent][fallback if chosen < 0 else chosen] > 0
+        assert 0 < actions[agent].info["completion_tokens"] <= 4 * 6
+    assert differing > 0  # identical prompts of one call draw different samples
+    assert policy.usage["actions"] == 16 and policy.usage["calls"] == 1
+
+
+def test_one_sample_per_agent_is_the_plain_policy(tiny_backend):
+    """K = 1 (sampling(1, ...)) plays the plain policy's episode, draw for draw, and
+    reports no distributions; K > 1 needs a labeller."""
+    plain = LLMPolicy(tiny_backend, params=FAST)
+    one = LLMPolicy(tiny_backend, params=FAST).sampling(1, None)
+    (a,) = play_episodes([(_env(seed=2), 2)], plain)
+    (b,) = play_episodes([(_env(seed=2), 2)], one)
+    assert np.array_equal(a.env.sim_label_ids, b.env.sim_label_ids)
+    assert {k: v for k, v in a.metrics.items() if k != "seconds"} == {
+        k: v for k, v in b.metrics.items() if k != "seconds"
+    }
+    assert one.label_distributions == {}
+    for samples, labeler in ((2, None), (0, _env().require_labeler("test"))):
+        with pytest.raises(ValueError, match="samples_per_agent"):
+            LLMPolicy(tiny_backend, params=FAST, samples_per_agent=samples, labeler=labeler)

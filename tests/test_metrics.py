@@ -17,6 +17,8 @@ from mfllm_env.metrics import (
     macro_f1,
     mean_stderr,
     micro_f1,
+    resampled_divergences,
+    share_divergences,
     share_trajectory,
     total_variation,
     wasserstein_1,
@@ -366,3 +368,26 @@ def test_aggregate_names_a_value_that_is_not_a_number(value):
 def test_aggregate_refuses_records_that_are_not_mappings(records):
     with pytest.raises(TypeError, match="records must be a sequence of mappings"):
         aggregate(records)
+
+
+def test_resampled_divergences_average_the_kl_of_multinomial_resamples():
+    """The noise floor: with shares (1/2, 1/2) and one reaction per resample, every draw
+    is (1, 0) or (0, 1), so the mean KL is exactly the smoothed KL of either."""
+    rng = np.random.default_rng(0)
+    floor = resampled_divergences([3, 3], 1, resamples=50, rng=rng)
+    assert floor == pytest.approx(share_divergences([1, 1], [1, 0]))
+    assert floor["kl"] == pytest.approx(kl_divergence([1, 1], [1, 0]))
+    # More reactions per resample, less noise; one label only, none at all.
+    rng = np.random.default_rng(0)
+    assert resampled_divergences([3, 3], 64, resamples=200, rng=rng)["kl"] < floor["kl"] / 10
+    assert resampled_divergences([0, 5], 4, resamples=10, rng=rng) == {
+        "kl": 0.0, "js": 0.0, "tv": 0.0
+    }  # fmt: skip
+    for args, message in (
+        (([1, 1], 0), "size must be an integer >= 1"),
+        (([0, 0], 3), "real is all zeros"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            resampled_divergences(*args, resamples=10, rng=rng)
+    with pytest.raises(ValueError, match="resamples must be an integer >= 1"):
+        resampled_divergences([1, 1], 2, resamples=0, rng=rng)

@@ -13,8 +13,18 @@ from mfllm_cli.arg_types import given_path, positive_int
 from mfllm_cli.specs import SPLITS
 from mfllm_env import loaders
 from mfllm_env.loaders import LOADERS
+from mfllm_env.loaders.rumoureval import parse_splits
 
 LOADER_OPTIONS = ("keys", "split", "episode", "platform", "pheme", "max_reactions", "limit")
+
+
+def split_option(text: str) -> str:
+    """``--split``: a split, or several joined by ``+`` (checked as the loader checks it)."""
+    try:
+        parse_splits(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +46,12 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         const=[],
         help="rumoureval: read no key file (the posts carry no human stance labels)",
     )
-    parser.add_argument("--split", choices=SPLITS, help="rumoureval: one split")
+    parser.add_argument(
+        "--split",
+        type=split_option,
+        metavar="SPLIT",
+        help=f"rumoureval: one split ({', '.join(SPLITS)}) or several joined by + (train+dev)",
+    )
     parser.add_argument(
         "--episode",
         choices=("thread", "event"),

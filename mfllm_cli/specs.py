@@ -4,8 +4,12 @@
   event (seed 0 by default; a range gives one episode per seed; seeds are written in ASCII
   digits, nothing else: no sign, space, ``_`` or other script's digits);
 - ``rumoureval:PATH`` -- RumourEval events (one episode per event), ``rumoureval:PATH:EVENT``
-  for one event (e.g. ``charliehebdo``) or a ``train``/``dev``/``test`` split;
+  for one event (e.g. ``charliehebdo``), a ``train``/``dev``/``test`` split, or splits
+  joined by ``+`` (``train+dev``: each event's threads of both splits merged);
 - ``ced:PATH``, ``rumdect:PATH``, ``jsonl:PATH`` -- every scenario those loaders find.
+
+``min_reactions`` keeps only the scenarios with at least that many reactions (the
+long-horizon benchmark's events); ``limit`` counts the scenarios kept.
 """
 
 from __future__ import annotations
@@ -34,11 +38,42 @@ def path_and_selector(rest: str) -> tuple[Path, str | None]:
     return path, None
 
 
-def iter_spec(spec: str, *, limit: int | None = None) -> Iterator[Scenario]:
-    """The scenarios a spec names (see the module docstring), at most ``limit`` (>= 1) of
-    them; errors say what is wrong."""
+def is_split_selector(selector: str | None) -> bool:
+    """Whether a rumoureval spec's ``SELECTOR`` names splits (``dev``, ``train+dev``)
+    rather than an event."""
+    return selector is not None and all(part in SPLITS for part in selector.split("+"))
+
+
+def iter_spec(
+    spec: str, *, limit: int | None = None, min_reactions: int | None = None
+) -> Iterator[Scenario]:
+    """The scenarios a spec names (see the module docstring) with at least
+    ``min_reactions`` reactions, at most ``limit`` (>= 1) of them; errors say what is
+    wrong."""
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
+    if min_reactions is not None and min_reactions < 1:
+        raise ValueError(f"min_reactions must be >= 1, got {min_reactions}")
+    kept = (
+        scenario
+        for scenario in _spec_scenarios(spec)
+        if min_reactions is None or len(scenario.reactions) >= min_reactions
+    )
+    count = 0
+    for scenario in kept:
+        if limit is not None and count >= limit:
+            return
+        yield scenario
+        count += 1
+    if count == 0:
+        raise ValueError(
+            f"{spec!r}: no scenarios found"
+            + (f" with at least {min_reactions} reactions" if min_reactions else "")
+        )
+
+
+def _spec_scenarios(spec: str) -> Iterator[Scenario]:
+    """Every scenario ``spec`` names, lazily; at least one (``ValueError`` otherwise)."""
     source, _, rest = spec.partition(":")
     if source == "synthetic":
         match = SYNTHETIC_SEEDS.fullmatch(rest or "0")
@@ -50,7 +85,7 @@ def iter_spec(spec: str, *, limit: int | None = None) -> Iterator[Scenario]:
         seeds = range(int(first), int(last or first) + 1)
         if not seeds:
             raise ValueError(f"empty synthetic seed range {rest!r}")
-        for seed in seeds[:limit]:
+        for seed in seeds:
             yield synthetic_scenario(seed=seed)
         return
     if source not in LOADERS:
@@ -68,15 +103,13 @@ def iter_spec(spec: str, *, limit: int | None = None) -> Iterator[Scenario]:
     options: dict[str, object] = {}
     if source == "rumoureval":
         options["episode"] = "event"
-        if selector in SPLITS:
+        if is_split_selector(selector):
             options["split"] = selector
     elif selector is not None:
         raise ValueError(f"{spec!r}: only rumoureval specs take a :SELECTOR")
     count = 0
     for scenario in iter_scenarios(source, path, **options):
-        if limit is not None and count >= limit:
-            return
-        if selector and selector not in SPLITS and scenario.metadata.get("event") != selector:
+        if selector and "split" not in options and scenario.metadata.get("event") != selector:
             continue
         yield scenario
         count += 1

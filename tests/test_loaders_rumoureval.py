@@ -140,6 +140,34 @@ def test_event_episodes_merge_threads_in_time_order(rumoureval_dir: Path, thread
     assert sum(len(e.metadata["thread_ids"]) for e in dev) == 28
 
 
+def test_train_and_dev_threads_merge_by_event(rumoureval_dir: Path):
+    """split="train+dev" keeps the threads of both splits; as events, each event's threads
+    of both are one scenario: the long-horizon benchmark's events (>= 64 reactions)."""
+    from mfllm_cli.specs import iter_spec
+
+    def events(split: str) -> dict[str, Scenario]:
+        loaded = load_scenarios("rumoureval", rumoureval_dir, episode="event", split=split)
+        return {e.scenario_id: e for e in loaded}
+
+    both, train, dev = events("train+dev"), events("train"), events("dev")
+    assert set(both) == set(train) | set(dev)
+    for scenario_id, merged in both.items():
+        parts = [s for s in (train.get(scenario_id), dev.get(scenario_id)) if s is not None]
+        assert len(merged) + 1 == sum(len(s) + 1 for s in parts)
+    charlie = both["rumoureval/twitter/charliehebdo"]
+    assert len(charlie) == 1163 and charlie.metadata["split"] == "mixed"
+    assert Counter(charlie.metadata["thread_splits"].values()) == {"train": 74, "dev": 4}
+    # The spec the long-horizon protocol benches: 7 Twitter events and 3 Reddit threads.
+    spec = f"rumoureval:{rumoureval_dir}:train+dev"
+    long = {s.scenario_id: len(s) for s in iter_spec(spec, min_reactions=64)}
+    assert long == {k: len(v) for k, v in both.items() if len(v) >= 64}
+    assert sum(k.startswith("rumoureval/twitter/") for k in long) == 7 and len(long) == 10
+    assert min(long.values()) == 102 and "rumoureval/twitter/putinmissing" not in long
+    for split in ("train+train", "train+", "dev+final", "", 3):
+        with pytest.raises(ValueError, match=r"split must be one of .* joined by '\+'"):
+            iter_scenarios("rumoureval", rumoureval_dir, split=split)
+
+
 def test_pheme_joins_certainty_beside_stance(rumoureval_dir: Path, pheme_annotations: Path):
     loaded = load_scenarios(
         "rumoureval", rumoureval_dir, platform="twitter", pheme=pheme_annotations

@@ -45,6 +45,9 @@ source post) and ``metadata["unavailable"] = True``. Each Reddit scenario counts
 its metadata (``deleted_posts``, ``unavailable_posts``). Reddit threads have no event folder, so a
 Reddit thread is its own event (``metadata["event"]`` is the thread id).
 
+``split`` keeps the threads of one split or of several joined by ``+`` (``"train+dev"``:
+the whole training release, the long-horizon benchmark's events; see :func:`parse_splits`).
+
 Episodes: ``episode="thread"`` gives one scenario per thread; ``episode="event"`` merges
 all threads of a Twitter event (after the ``split`` filter) into one scenario in time
 order: the earliest source post is the scenario's source, the other threads' source posts
@@ -105,7 +108,8 @@ def load_rumoureval(
 ) -> Iterator[Scenario]:
     """Stream RumourEval 2019 scenarios from the release folder ``path``.
 
-    ``split``: ``"train"``, ``"dev"``, ``"test"`` or ``None`` (all threads).
+    ``split``: ``"train"``, ``"dev"``, ``"test"``, several joined by ``+`` (``"train+dev"``)
+    or ``None`` (all threads).
     ``episode``: ``"thread"`` (one scenario per thread) or ``"event"`` (a Twitter event's
     threads merged). ``platform``: ``"twitter"``, ``"reddit"`` or ``"all"``. ``keys``: the
     key files (one path or a list); by default every ``*-key.json`` in ``path`` (there must
@@ -114,7 +118,7 @@ def load_rumoureval(
     :mod:`mfllm_env.loaders`. Options, paths and key files are checked before the first
     scenario is asked for; a missing path gives ``FileNotFoundError``.
     """
-    check_choice("split", split, (*SPLITS, None))
+    splits = None if split is None else parse_splits(split)
     check_choice("episode", episode, EPISODES)
     check_choice("platform", platform, PLATFORMS)
     check_limit("limit", limit)
@@ -140,7 +144,7 @@ def load_rumoureval(
         dimensions = ("certainty", "pheme_support")
         _check_some_thread_labelled(root, [Path(pheme)], groups, annotations, dimensions)
     tally = _UnlabelledTally([path.name for path in key_paths])
-    threads = _threads(groups, annotations, split, episode, policy, tally)
+    threads = _threads(groups, annotations, splits, episode, policy, tally)
     return finish(threads, policy, limit)
 
 
@@ -347,10 +351,22 @@ class _Thread:
         return sum(1 for post in (self.source, *self.replies) if "stance" not in post.labels)
 
 
+def parse_splits(split: object) -> tuple[str, ...]:
+    """The splits a ``split`` option names: one of :data:`SPLITS`, or several joined by
+    ``+`` (``"train+dev"``), each once; ``ValueError`` naming what is wrong otherwise."""
+    parts = split.split("+") if isinstance(split, str) else []
+    if not parts or any(p not in SPLITS for p in parts) or len(set(parts)) < len(parts):
+        raise ValueError(
+            f"split must be one of {SPLITS} or several of them joined by '+' (e.g. "
+            f"'train+dev'), each once; got {split!r}"
+        )
+    return tuple(parts)
+
+
 def _threads(
     groups: list[_Group],
     annotations: _Annotations,
-    split: str | None,
+    splits: tuple[str, ...] | None,
     episode: str,
     policy: ErrorPolicy,
     tally: _UnlabelledTally,
@@ -362,7 +378,7 @@ def _threads(
                 thread_split = annotations.thread_split.get(
                     thread_dir.name, _folder_split(group.folder)
                 )
-                if split is not None and thread_split != split:
+                if splits is not None and thread_split not in splits:
                     continue
                 try:
                     thread = _read_thread(

@@ -401,9 +401,7 @@ def bench_labeler(scheme: LabelScheme) -> ActionLabeler:
 def run(args: argparse.Namespace) -> int:
     folder = RunFolder(args.out, "bench", resume=args.resume, overwrite=args.overwrite)
     args = resolve(args)
-    scenarios = list(
-        iter_spec(args.scenarios, limit=args.limit, min_reactions=args.min_reactions)
-    )
+    scenarios = list(iter_spec(args.scenarios, limit=args.limit, min_reactions=args.min_reactions))
     scheme = scheme_for(scenarios[0].default_label_dimension)
     for scenario in scenarios:
         check_one_scheme(scenario, scheme)

@@ -255,9 +255,7 @@ def test_bench_writes_records_leaderboard_and_plots(tmp_path, capsys):
     # Pooled for every row; expected where the row has a distribution (the classifier's
     # probabilities, the forecasters' shares), not for random's draws nor the noise floor.
     assert all(table[p]["kl_pooled"]["n"] == 2 for p in table)
-    assert {p for p in table if "kl_expected" in table[p]} == {
-        "mf-classifier", *NAIVE_FORECASTERS
-    }
+    assert {p for p in table if "kl_expected" in table[p]} == {"mf-classifier", *NAIVE_FORECASTERS}
     for name in NAIVE_FORECASTERS:
         assert table[name]["kl_pooled"] == table[name]["kl_expected"] == table[name]["kl"]
     # Pooling two seeds' labels counts twice the reactions: less noise than one seed's.
@@ -380,7 +378,10 @@ def test_without_a_warmup_there_is_nothing_to_carry_forward(tmp_path):
     out = tmp_path / "bench"
     assert _bench(out, "--seeds", "0", "--warmup", "0") == 0
     assert list(_fidelity(out)[0]) == [
-        "random", "mf-classifier", "naive: training prior", NOISE_FLOOR
+        "random",
+        "mf-classifier",
+        "naive: training prior",
+        NOISE_FLOOR,
     ]
 
 

@@ -70,6 +70,7 @@ from agents.backends import Backend, Completion, GenerationParams, Prompt, Score
 from agents.backends.default_model import gguf_path, model_dir
 from agents.backends.transformers_backend import (
     CACHE_ARGUMENT,
+    DRAFT_BUDGET,
     RowSampler,
     TransformersBackend,
     prefix_groups,
@@ -671,6 +672,10 @@ class FirstLineIgnored:
         return self.inner.score(prompts, continuations)
 
 
+UNLIMITED = 1 << 30
+"""A draft budget no pass reaches (every row drafts ``draft_tokens``)."""
+
+
 @dataclass(frozen=True)
 class Lever:
     """One configuration of section 6."""
@@ -680,6 +685,7 @@ class Lever:
     first_line: bool
     draft_tokens: int
     threads: int
+    draft_budget: int = DRAFT_BUDGET  # draft tokens per pass, shared by its rows
 
 
 def play_demo_episode(backend: Backend, s: Settings) -> dict[str, Any]:
@@ -726,18 +732,20 @@ def section_levers(report: Report, threads: int, s: Settings) -> None:
         Lever("own decode loop, fp32", "fp32", False, 0, threads),
         Lever("+ bf16 weights", "bf16", False, 0, threads),
         Lever("+ rows end at their first line", "bf16", True, 0, threads),
-        Lever("+ drafts from the context (the default)", "bf16", True, 8, threads),
+        Lever("+ drafts from the context, 8 a row", "bf16", True, 8, threads, UNLIMITED),
+        Lever(f"+ {DRAFT_BUDGET} draft tokens a pass (the default)", "bf16", True, 8, threads),
     ]
     if threads > 1:
         levers.append(Lever("the default on 1 thread", "bf16", True, 8, 1))
     if s.lever_reactions < 16:  # --quick: no time for the others
-        levers = [levers[0], levers[4]]
+        levers = [levers[0], levers[5]]
     runs: dict[str, list[dict[str, Any]]] = {lever.name: [] for lever in levers}
     for repeat in range(s.lever_repeats):
         for lever in levers if repeat % 2 == 0 else reversed(levers):
             backend = backends[lever.backend]
             if isinstance(backend, TransformersBackend):
                 backend.draft_tokens = lever.draft_tokens
+                backend.draft_budget = lever.draft_budget
             torch.set_num_threads(lever.threads)
             played = play_demo_episode(
                 backend if lever.first_line else FirstLineIgnored(backend), s
@@ -756,8 +764,10 @@ def section_levers(report: Report, threads: int, s: Settings) -> None:
 
     before = median(runs[levers[0].name], "actions_per_s")
     rows = []
-    report.line(f"  {'configuration':42s} {'actions/s':>9s} {'x before':>9s} {'policy tok':>11s} "
-                f"{'summary tok':>12s}")
+    report.line(
+        f"  {'configuration':42s} {'actions/s':>9s} {'x before':>9s} {'policy tok':>11s} "
+        f"{'summary tok':>12s}"
+    )
     for lever in levers:
         rate = median(runs[lever.name], "actions_per_s")
         played = runs[lever.name][0]

@@ -358,6 +358,30 @@ def test_generation_in_bf16_keeps_scores_in_fp32():
         GenerationParams(until_first_line="yes")
 
 
+def test_every_bf16_call_computes_as_the_first():
+    """A bf16 generator decodes with eager attention: it must be put back to the prompt
+    attention after a call, or the next call's shared prefixes ran the other kernel and a
+    second call sampled other text than the first (the first call after loading differed
+    from all later ones)."""
+    from conftest import build_tiny_model_and_tokenizer
+
+    model, tokenizer = build_tiny_model_and_tokenizer()
+
+    def bf16_backend():
+        return TransformersBackend(
+            model, tokenizer=tokenizer, threads=1, generation_dtype="bfloat16"
+        )
+
+    params = GenerationParams(max_new_tokens=12, temperature=1.0, seed=5)
+    prompts = PROMPTS * 4  # rows that share prefixes
+    backend = bf16_backend()
+    prompt_attention = backend._generator.config._attn_implementation
+    calls = [[c.text for c in backend.generate(prompts, params)] for _ in range(3)]
+    assert backend._generator.config._attn_implementation == prompt_attention
+    assert calls[1] == calls[0] and calls[2] == calls[0]
+    assert [c.text for c in bf16_backend().generate(prompts, params)] == calls[0]
+
+
 def test_scores_with_shared_prefixes_equal_plain_scores(tiny_backend):
     """Scoring runs each group's common prompt prefix once: the same log-probabilities as
     scoring every row whole (up to float rounding), empty continuations included."""

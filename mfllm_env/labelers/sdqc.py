@@ -39,16 +39,18 @@ import json
 import os
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise, repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from mfllm_env.labels import SDQC, UNLABELLED, LabelScheme
 from mfllm_env.runs import write_atomic
+
+T = TypeVar("T")
 
 MAX_CHARS = 4000
 """Only the first this-many characters of a text are read (bounds the cost of one text)."""
@@ -350,32 +352,15 @@ class LinearTextModel:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the artifact as gzip JSON; the same model always gives the same bytes.
         The file is replaced whole (a kill leaves the old artifact or the new one)."""
-        data = json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
-        buffer = io.BytesIO()
-        with gzip.GzipFile(
-            filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=9
-        ) as stream:
-            stream.write(data.encode("utf-8"))
-        write_atomic(path, buffer.getvalue())
+        write_json_artifact(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LinearTextModel:
         """Read an artifact written by :meth:`save`; ``FileNotFoundError`` if there is none,
         ``ValueError`` naming the file if it is not one (not gzip JSON, another format, a
         missing or malformed field)."""
-        try:
-            with gzip.open(path, "rb") as stream:
-                data = json.loads(stream.read().decode("utf-8"))
-        except FileNotFoundError:
-            raise
-        except (OSError, EOFError, zlib.error, ValueError, RecursionError) as error:
-            raise ValueError(
-                f"{path}: not a readable {ARTIFACT_FORMAT} artifact ({type(error).__name__}: "
-                f"{error})"
-            ) from None
-        if not isinstance(data, dict) or data.get("format") != ARTIFACT_FORMAT:
-            raise ValueError(f"{path}: not a {ARTIFACT_FORMAT} artifact")
-        try:
+
+        def build(data: dict[str, Any]) -> LinearTextModel:
             return cls(
                 labels=tuple(data["labels"]),
                 vocabulary=tuple(data["vocabulary"]),
@@ -385,10 +370,44 @@ class LinearTextModel:
                 offset=np.asarray(data["offset"], dtype=np.float64),
                 metadata=dict(data.get("metadata", {})),
             )
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(
-                f"{path}: a malformed {ARTIFACT_FORMAT} artifact ({type(error).__name__}: {error})"
-            ) from None
+
+        return read_json_artifact(path, ARTIFACT_FORMAT, build)
+
+
+def write_json_artifact(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
+    """Write ``data`` as gzip JSON, the same data always as the same bytes, replacing the
+    file whole (a kill leaves the old artifact or the new one)."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    buffer = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=9) as stream:
+        stream.write(text.encode("utf-8"))
+    write_atomic(path, buffer.getvalue())
+
+
+def read_json_artifact(
+    path: str | os.PathLike[str], artifact_format: str, build: Callable[[dict[str, Any]], T]
+) -> T:
+    """``build(data)`` of the gzip-JSON artifact at ``path`` whose ``format`` field is
+    ``artifact_format``. ``FileNotFoundError`` if there is no file; ``ValueError`` naming the
+    file if it is not gzip JSON, is of another format, or ``build`` finds a field missing or
+    malformed (``KeyError``, ``TypeError``, ``ValueError``)."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            data = json.loads(stream.read().decode("utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, zlib.error, ValueError, RecursionError) as error:
+        raise ValueError(
+            f"{path}: not a readable {artifact_format} artifact ({type(error).__name__}: {error})"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != artifact_format:
+        raise ValueError(f"{path}: not a {artifact_format} artifact")
+    try:
+        return build(data)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"{path}: a malformed {artifact_format} artifact ({type(error).__name__}: {error})"
+        ) from None
 
 
 class SDQCLabeler:

@@ -42,7 +42,8 @@ from mfllm_env.games.macro import (  # noqa: E402
 )
 
 TAXAI_STEPS_PER_S = {10: 1800, 100: 482, 1000: 47, 10000: 4}
-"""TaxAI's single-thread figures (MACRO.md): the anchor."""
+"""The simulator speed TaxAI (the simulator the macro game builds on) reports on one CPU
+thread, steps per second by number of households: the anchor."""
 
 
 def time_env(n: int, steps: int) -> tuple[float, float]:

@@ -172,6 +172,8 @@ NUMERIC_OPTIONS = {
         "--forecast": Number(0, 100, low_open=True, high_open=True),
         "--horizons": DistinctList(COUNT),
         "--bootstrap": Integer(1, 1_000_000),
+        "--min-reactions": COUNT,
+        "--samples-per-agent": COUNT,
     },
     "train sft": {**TRAINING_OPTIONS, "--k": COUNT, "--sampling-prob": PROBABILITY},
     "train ib-tune": {
@@ -212,6 +214,7 @@ CASES = [
     for option, rule in options.items()
 ]
 
+
 def _subparsers(parser: argparse.ArgumentParser, prefix: str = ""):
     """``(command, parser)`` for every leaf command (``train sft``, ``simulate``, ...)."""
     for action in parser._actions:
@@ -230,7 +233,8 @@ def test_the_table_covers_every_typed_option_of_every_command():
         for action in sub._actions
         if action.option_strings
         and action.type is not None
-        and action.type.__name__ not in ("Path", "given_path", "adapter_folder", "target_shares")
+        and action.type.__name__
+        not in ("Path", "given_path", "adapter_folder", "target_shares", "split_option")
     }
     table = {(command, option) for command, option, _ in CASES}
     assert typed == table
@@ -282,12 +286,55 @@ NUMBER_TEXTS = st.one_of(
     st.floats(-2, 200).map(str),
     st.sampled_from(
         [
-            "", " ", "nan", "NaN", "-nan", "inf", "-inf", "+inf", "Infinity", "1e400", "-1e400",
-            "-0", "-0.0", "+0", "0", "1", "2", "3", "0.5", "1.0", "99.9", "100", " 7 ", "007",
-            "1e3", "1e-3", "0x10", "1_000", "1,2", "1,,2", "0,1,2", "abc", "--", "-", "١٢",
-            "1024", "1025", "32768", "32769", "1000000", "1000001",
-            "１２", "²", "4294967295", "4294967296", "9223372036854775807",
-            "9223372036854775808", "-9223372036854775809", "9" * 5000,
+            "",
+            " ",
+            "nan",
+            "NaN",
+            "-nan",
+            "inf",
+            "-inf",
+            "+inf",
+            "Infinity",
+            "1e400",
+            "-1e400",
+            "-0",
+            "-0.0",
+            "+0",
+            "0",
+            "1",
+            "2",
+            "3",
+            "0.5",
+            "1.0",
+            "99.9",
+            "100",
+            " 7 ",
+            "007",
+            "1e3",
+            "1e-3",
+            "0x10",
+            "1_000",
+            "1,2",
+            "1,,2",
+            "0,1,2",
+            "abc",
+            "--",
+            "-",
+            "١٢",
+            "1024",
+            "1025",
+            "32768",
+            "32769",
+            "1000000",
+            "1000001",
+            "１２",
+            "²",
+            "4294967295",
+            "4294967296",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "9" * 5000,
         ]
     ),
     st.text(max_size=6),

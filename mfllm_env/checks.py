@@ -70,17 +70,31 @@ def check_seed(seed: object) -> int | None:
     raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
 
 
-def check_actions(actions: object, active: Sequence[str]) -> Mapping[str, Any]:
+def check_can_step(agents: Sequence[str], started: bool) -> None:
+    """``RuntimeError`` unless an episode runs: some ``agents`` act now (``started``: whether
+    ``reset`` was ever called, which says what went wrong)."""
+    if not agents:
+        raise RuntimeError(
+            "step() called on a finished episode; call reset() first"
+            if started
+            else "step() called before reset()"
+        )
+
+
+def check_actions(
+    actions: object, active: Sequence[str], active_set: frozenset[str] | None = None
+) -> Mapping[str, Any]:
     """``actions`` if it is a mapping whose keys are all among the ``active`` agents;
     ``TypeError`` / ``ValueError`` naming what is wrong otherwise. Missing agents are
-    not an error here (their action is invalid and falls back, counted)."""
+    not an error here (their action is invalid and falls back, counted). ``active_set``,
+    the same agents as a set, keeps the check linear for populations of thousands."""
     if not isinstance(actions, Mapping):
         raise TypeError(
             f"actions must be a mapping from agent name to action, got {type(actions).__name__}"
         )
-    if len(actions) > len(active) or not all(key in active for key in actions):
-        allowed = set(active)
-        strangers = [key for key in actions if key not in allowed]
+    members = frozenset(active) if active_set is None else active_set
+    if not members.issuperset(actions):
+        strangers = [key for key in actions if key not in members]
         shown = ", ".join(repr(key)[:40] for key in strangers[:5])
         more = f" and {len(strangers) - 5} more" if len(strangers) > 5 else ""
         acting = f"{active[0]}..{active[-1]}" if len(active) > 1 else ", ".join(active) or "none"

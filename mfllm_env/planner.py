@@ -103,6 +103,7 @@ from pettingzoo import ParallelEnv
 
 from mfllm_env.checks import (
     check_actions,
+    check_can_step,
     check_count,
     check_seed,
     is_finite_number,
@@ -569,12 +570,7 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
         dict[str, bool],
         dict[str, dict[str, Any]],
     ]:
-        if not self.agents:
-            raise RuntimeError(
-                "step() called on a finished episode; call reset() first"
-                if self._decision
-                else "step() called before reset()"
-            )
+        check_can_step(self.agents, self._decision)
         option, invalid = self._parse(check_actions(actions, self.agents).get(PLANNER))
         self.stats["invalid_action"] += invalid
         over_budget = option is not None and self._budget_left == 0

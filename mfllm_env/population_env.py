@@ -132,6 +132,7 @@ from pettingzoo import ParallelEnv
 
 from mfllm_env.checks import (
     check_actions,
+    check_can_step,
     check_count,
     check_methods,
     check_number,
@@ -662,12 +663,7 @@ class PopulationEnv(ParallelEnv[str, dict[str, Any], Any]):
         the split lets a runner update the mean fields of several environments in one
         batched call (:func:`mfllm_env.mean_field.update_mean_fields`).
         """
-        if not self.agents:
-            raise RuntimeError(
-                "step() called on a finished episode; call reset() first"
-                if self._reset_done
-                else "step() called before reset()"
-            )
+        check_can_step(self.agents, self._reset_done)
         if self._pending is not None:
             raise RuntimeError("begin_step() called twice; call end_step() first")
         actions = check_actions(actions, self.agents)

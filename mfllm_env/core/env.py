@@ -25,7 +25,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
-from mfllm_env.checks import check_seed
+from mfllm_env.checks import check_actions, check_can_step, check_seed
 from mfllm_env.core.protocols import MISSING, ActionT, Game, ObsT
 
 StepResult = tuple[
@@ -117,25 +117,8 @@ class GameEnv(ParallelEnv[str, ObsT, ActionT], Generic[ObsT, ActionT]):
         return dict(zip(self.agents, self.game.observe(self._acting), strict=True))
 
     def step(self, actions: Mapping[str, Any]) -> StepResult:
-        if not self.agents:
-            raise RuntimeError(
-                "step() called on a finished episode; call reset() first"
-                if self._reset_done
-                else "step() called before reset()"
-            )
-        if not isinstance(actions, Mapping):
-            raise TypeError(
-                f"actions must be a mapping from agent name to action, got {type(actions).__name__}"
-            )
-        acting_set = self._acting_set
-        strangers = [key for key in actions if key not in acting_set]
-        if strangers:
-            shown = ", ".join(repr(key)[:40] for key in strangers[:5])
-            more = f" and {len(strangers) - 5} more" if len(strangers) > 5 else ""
-            raise ValueError(
-                f"actions name agents that do not act this step: {shown}{more} "
-                f"(acting now: {self.agents[0]}..{self.agents[-1]})"
-            )
+        check_can_step(self.agents, self._reset_done)
+        check_actions(actions, self.agents, self._acting_set)
         acted, acted_names = self._acting, self.agents
         values = [actions.get(agent, MISSING) for agent in acted_names]
         transition = self.game.transition(self.game.decode(values))

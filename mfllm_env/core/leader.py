@@ -24,7 +24,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
-from mfllm_env.checks import check_actions, check_count, check_methods
+from mfllm_env.checks import check_actions, check_can_step, check_count, check_methods
 from mfllm_env.core.env import GameEnv, StepResult, reseed
 from mfllm_env.core.protocols import MISSING, LeaderRole, Policy
 
@@ -93,12 +93,7 @@ class LeaderEnv(ParallelEnv[str, Any, Any]):
         return {leader: self.role.leader_observation()}, {leader: {}}
 
     def step(self, actions: Mapping[str, Any]) -> StepResult:
-        if not self.agents:
-            raise RuntimeError(
-                "step() called on a finished episode; call reset() first"
-                if self._reset_done
-                else "step() called before reset()"
-            )
+        check_can_step(self.agents, self._reset_done)
         leader = self.role.leader_id
         info = self.role.lead(check_actions(actions, self.agents).get(leader, MISSING))
         env = self.followers_env

@@ -36,7 +36,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0 $(TORCH_PIP_ARGS)
-	$(BIN)/python -m pip install --quiet -e '.[llm,train,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[llm,train,dev,rl,ray]'
 	$(MAKE) --no-print-directory llama-cpp-wheel
 	$(BIN)/python -m pip install --quiet --only-binary llama-cpp-python \
 		--find-links '$(LLAMA_CPP_WHEELS)' 'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)'

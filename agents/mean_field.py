@@ -31,7 +31,7 @@ from agents.prompts import chain_summary_messages, mean_field_messages, printabl
 from mfllm_env.checks import check_count, check_seed
 from mfllm_env.labels import LabelScheme
 from mfllm_env.mean_field import HistogramMeanField, MeanField, MeanFieldUpdate
-from mfllm_env.scenario import Author, Scenario
+from mfllm_env.scenario import Scenario
 
 SUMMARY_PARAMS = GenerationParams(max_new_tokens=96, temperature=0.7)
 CHAIN_PARAMS = GenerationParams(max_new_tokens=64, temperature=0.7)
@@ -71,17 +71,8 @@ class _LLMRewriter:
         self._rng = np.random.default_rng([self.seed, zlib.crc32(scenario.scenario_id.encode())])
         return MeanField(initial.text, initial.shares, 0)
 
-    def update(
-        self,
-        previous: MeanField,
-        states: Sequence[str],
-        actions: Sequence[str],
-        labels: np.ndarray,
-        *,
-        authors: Sequence[Author] = (),
-    ) -> MeanField:
-        update = MeanFieldUpdate(previous, states, actions, labels, authors)
-        return type(self).update_many([self], [update])[0]
+    def update(self, batch: MeanFieldUpdate) -> MeanField:
+        return type(self).update_many([self], [batch])[0]
 
     # Subclasses: what to ask (None: no call this step) and how to compose the text.
     def _request(self, update: MeanFieldUpdate, statistics: MeanField) -> Prompt | None:
@@ -97,8 +88,7 @@ class _LLMRewriter:
         """Update every model with its update; one ``generate`` call per distinct
         (backend, parameters) pair among the models that need a rewrite this step."""
         statistics = [
-            model._histogram.update(u.previous, u.states, u.actions, u.labels)
-            for model, u in zip(models, updates, strict=True)
+            model._histogram.update(update) for model, update in zip(models, updates, strict=True)
         ]
         groups: dict[tuple[int, GenerationParams], list[tuple[int, Prompt]]] = {}
         for i, (model, update, stats) in enumerate(zip(models, updates, statistics, strict=True)):

@@ -6,13 +6,21 @@ intervention planner steering a population, :mod:`mfllm_env.planner`) with Petti
 :class:`PopulationEnv`. This package never imports torch, transformers or an HTTP client:
 language-model components reach it through small protocols (:class:`ActionLabeler`,
 :class:`MeanFieldModel`, :class:`Policy`). It also registers the macro-economy family's
-``mfllm/Macro-v0`` (households) and ``mfllm/MacroPlanner-v0`` (their government), built on
-the mean-field-game core (:mod:`mfllm_env.core`, :mod:`mfllm_env.games.macro`).
+``mfllm/Macro-v0`` (households) and ``mfllm/MacroPlanner-v0`` (their government). Both
+families are games on the mean-field-game core (:mod:`mfllm_env.core`,
+:mod:`mfllm_env.games.rumour`, :mod:`mfllm_env.games.macro`).
 """
 
 import pettingzoo
 
 from mfllm_env.games.macro import MacroEnv, MacroPlannerEnv
+from mfllm_env.games.rumour import (
+    LabelMatchReward,
+    RumourGame,
+    StepOutcome,
+    render_profile,
+    render_state,
+)
 from mfllm_env.labels import (
     CERTAINTY,
     SDQC,
@@ -37,13 +45,7 @@ from mfllm_env.planner import (
     PlannerEnv,
     run_planner_episode,
 )
-from mfllm_env.population_env import (
-    LabelMatchReward,
-    PopulationEnv,
-    StepOutcome,
-    render_profile,
-    render_state,
-)
+from mfllm_env.population_env import PopulationEnv
 from mfllm_env.scenario import Author, Reaction, Scenario
 from mfllm_env.simulation import Policy, run_episode, simulate
 from mfllm_env.synthetic import (
@@ -80,6 +82,7 @@ __all__ = [
     "Policy",
     "PopulationEnv",
     "Reaction",
+    "RumourGame",
     "Scenario",
     "ScenarioFormatError",
     "ScenarioFormatWarning",

@@ -17,7 +17,7 @@ backend call.
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, runtime_checkable
@@ -25,6 +25,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from mfllm_env.checks import check_count, is_finite_number
+from mfllm_env.core.runner import update_mean_fields as update_mean_fields  # the runner's
 from mfllm_env.labels import LabelScheme
 from mfllm_env.scenario import Author, Scenario
 
@@ -42,36 +43,12 @@ class MeanField:
     count: int
 
 
-@runtime_checkable
-class MeanFieldModel(Protocol):
-    """What the environment needs from a mean-field model.
-
-    ``reset`` starts an episode and returns the initial mean field; ``update`` folds in one
-    step's batch: the agents' state texts, their action texts, the action label ids (ids
-    of ``scheme``, fallbacks already applied) and the acting authors. Implementations may
-    keep state between calls; ``reset`` must clear it. One instance serves one episode at
-    a time.
-
-    Optionally, a class may define ``update_many(models, updates) -> list[MeanField]`` (a
-    classmethod) to update several instances at once; :func:`update_mean_fields` uses it.
-    """
-
-    def reset(self, scenario: Scenario, scheme: LabelScheme) -> MeanField: ...
-
-    def update(
-        self,
-        previous: MeanField,
-        states: Sequence[str],
-        actions: Sequence[str],
-        labels: np.ndarray,
-        *,
-        authors: Sequence[Author] = (),
-    ) -> MeanField: ...
-
-
 @dataclass(frozen=True, slots=True)
 class MeanFieldUpdate:
-    """The arguments of one :meth:`MeanFieldModel.update` call."""
+    """One step's batch for a mean-field model: the previous mean field, the acting
+    agents' state texts, their action texts, the action label ids (ids of the env's
+    scheme, fallbacks already applied) and the acting authors (the real reactions'
+    during warm-up, the agents' own after it)."""
 
     previous: MeanField
     states: Sequence[str]
@@ -79,31 +56,24 @@ class MeanFieldUpdate:
     labels: np.ndarray
     authors: Sequence[Author] = field(default=())
 
-    def apply(self, model: MeanFieldModel) -> MeanField:
-        return model.update(
-            self.previous, self.states, self.actions, self.labels, authors=self.authors
-        )
 
+@runtime_checkable
+class MeanFieldModel(Protocol):
+    """What the environment needs from a mean-field model: the rumour family's
+    :class:`mfllm_env.core.protocols.MeanFieldModel`.
 
-def update_mean_fields(
-    models: Sequence[MeanFieldModel], updates: Sequence[MeanFieldUpdate]
-) -> list[MeanField]:
-    """``[update.apply(model) ...]``, but instances of a class with ``update_many`` are
-    updated together in one call per class (one batched LLM call for all episodes)."""
-    if len(models) != len(updates):
-        raise ValueError(f"{len(models)} models but {len(updates)} updates")
-    results: list[MeanField | None] = [None] * len(models)
-    batched: dict[type, list[int]] = defaultdict(list)
-    for i, (model, update) in enumerate(zip(models, updates, strict=True)):
-        if hasattr(type(model), "update_many"):
-            batched[type(model)].append(i)
-        else:
-            results[i] = update.apply(model)
-    for cls, indices in batched.items():
-        fields = cls.update_many([models[i] for i in indices], [updates[i] for i in indices])
-        for i, mean_field in zip(indices, fields, strict=True):
-            results[i] = mean_field
-    return results  # type: ignore[return-value]
+    ``reset`` starts an episode and returns the initial mean field; ``update`` folds in one
+    step's batch (:class:`MeanFieldUpdate`: a new field never changes the signature).
+    Implementations may keep state between calls; ``reset`` must clear it. One instance
+    serves one episode at a time.
+
+    Optionally, a class may define ``update_many(models, batches) -> list[MeanField]`` (a
+    classmethod) to update several instances at once; :func:`update_mean_fields` uses it.
+    """
+
+    def reset(self, scenario: Scenario, scheme: LabelScheme) -> MeanField: ...
+
+    def update(self, batch: MeanFieldUpdate) -> MeanField: ...
 
 
 def uniform_shares(size: int) -> np.ndarray:
@@ -158,16 +128,9 @@ class HistogramMeanField:
     def _format(self, percents: list[int]) -> str:
         return ", ".join([f"{name} {p}%" for name, p in zip(self._labels, percents, strict=True)])
 
-    def update(
-        self,
-        previous: MeanField,
-        states: Sequence[str],
-        actions: Sequence[str],
-        labels: np.ndarray,
-        *,
-        authors: Sequence[Author] = (),
-    ) -> MeanField:
-        labels = np.asarray(labels, dtype=np.int64)
+    def update(self, batch: MeanFieldUpdate) -> MeanField:
+        previous = batch.previous
+        labels = np.asarray(batch.labels, dtype=np.int64)
         size = labels.size
         if size == 0:
             return previous
@@ -229,21 +192,14 @@ class _ReactionList:
     def _chosen(self) -> list[tuple[float, int, str, str]]:
         raise NotImplementedError
 
-    def update(
-        self,
-        previous: MeanField,
-        states: Sequence[str],
-        actions: Sequence[str],
-        labels: np.ndarray,
-        *,
-        authors: Sequence[Author] = (),
-    ) -> MeanField:
+    def update(self, batch: MeanFieldUpdate) -> MeanField:
+        previous, actions, authors = batch.previous, batch.actions, batch.authors
         if len(authors) != len(actions):
             raise ValueError(
                 f"{type(self).__name__} needs the acting authors: got {len(authors)} authors "
                 f"for {len(actions)} actions"
             )
-        histogram = self._histogram.update(previous, states, actions, labels)
+        histogram = self._histogram.update(batch)
         for author, action in zip(authors, actions, strict=True):
             name = str(author.profile.get("name") or author.author_id)
             text = " ".join(str(action).split())[: self.max_chars]

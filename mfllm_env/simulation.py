@@ -23,7 +23,6 @@ A run folder (written safely, see :mod:`mfllm_env.runs`) holds:
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import sys
@@ -31,7 +30,6 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -39,8 +37,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mfllm_env import runs
-from mfllm_env.checks import check_actions, check_count, check_seed
-from mfllm_env.mean_field import update_mean_fields
+from mfllm_env.checks import check_count, check_seed
+from mfllm_env.core.runner import RunningEpisode, StepResult, run_episodes
 from mfllm_env.metrics import aggregate, episode_metrics, share_trajectory
 from mfllm_env.population_env import PopulationEnv
 from mfllm_env.report import plot_share_trajectories
@@ -77,19 +75,6 @@ class EpisodeResult(NamedTuple):
     metrics: dict[str, Any]
 
 
-@dataclass
-class _Slot:
-    """One episode in progress inside :func:`play_episodes`."""
-
-    index: int
-    env: PopulationEnv
-    seed: int | None
-    policy: Policy
-    observations: dict[str, dict[str, Any]]
-    started: float
-    usage: Counter[str] = field(default_factory=Counter)
-
-
 def _policy_usage(usage: Counter[str], infos: Mapping[str, Mapping[str, Any]]) -> None:
     """Add the per-agent figures an LLM policy reported (``infos[agent]["policy"]``)."""
     for info in infos.values():
@@ -105,7 +90,7 @@ def _policy_usage(usage: Counter[str], infos: Mapping[str, Mapping[str, Any]]) -
             usage["nll_reactions"] += 1
 
 
-def _finish(slot: _Slot) -> dict[str, Any]:
+def _finish(slot: RunningEpisode) -> dict[str, Any]:
     env = slot.env
     metrics: dict[str, Any] = episode_metrics(
         env.real_label_ids,
@@ -173,61 +158,34 @@ def play_episodes(
     receives each step's record (``env.last_record``) as soon as it is made.
     """
     check_play_arguments(policy, parallel)
-    pending = enumerate(episodes)
-    slots: list[_Slot] = []
-    own_copies = policy.action_mode == "label"
-    wants_references = bool(getattr(policy, "score_references", False))
     bar = tqdm(desc="actions", unit="act", disable=not progress, leave=False)
 
-    def start_next() -> bool:
-        for index, (env, seed) in pending:
-            if not isinstance(env, PopulationEnv):
-                raise TypeError(
-                    f"episode {index}: expected a PopulationEnv, got {type(env).__name__}"
-                )
-            if any(slot.env is env for slot in slots):
-                raise ValueError(
-                    f"episode {index}: its env is still playing episode "
-                    f"{next(slot.index for slot in slots if slot.env is env)}; each episode "
-                    "played together needs an env of its own"
-                )
-            if policy.action_mode != env.action_mode:
-                raise ValueError(
-                    f"policy acts in {policy.action_mode!r} mode but the env expects "
-                    f"{env.action_mode!r}"
-                )
-            started = time.perf_counter()
-            acting = copy.copy(policy) if own_copies else policy
-            acting.reset(seed)
-            observations, _ = env.reset(seed=seed)
-            slots.append(_Slot(index, env, seed, acting, observations, started))
-            return True
-        return False
+    def check(index: int, env: object) -> None:
+        if not isinstance(env, PopulationEnv):
+            raise TypeError(f"episode {index}: expected a PopulationEnv, got {type(env).__name__}")
+        if policy.action_mode != env.action_mode:
+            raise ValueError(
+                f"policy acts in {policy.action_mode!r} mode but the env expects "
+                f"{env.action_mode!r}"
+            )
 
-    while len(slots) < parallel and start_next():
-        pass
+    def stepped(episode: RunningEpisode, acted: Sequence[str], result: StepResult) -> None:
+        bar.update(len(acted))
+        _policy_usage(episode.usage, result[4])
+        if on_step is not None and episode.env.last_record is not None:
+            on_step(episode.index, episode.env, episode.env.last_record)
+
     try:
-        while slots:
-            actions = _act(slots, policy, own_copies, wants_references)
-            updates = []
-            for slot in slots:
-                prefix = f"{slot.index}|"
-                own = {agent: actions.get(prefix + agent) for agent in slot.env.agents}
-                updates.append(slot.env.begin_step(own))
-            fields = update_mean_fields([slot.env.mean_field_model for slot in slots], updates)
-            finished = []
-            for slot, mean_field in zip(slots, fields, strict=True):
-                bar.update(len(slot.env.agents))
-                slot.observations, _, _, _, infos = slot.env.end_step(mean_field)
-                _policy_usage(slot.usage, infos)
-                if on_step is not None and slot.env.last_record is not None:
-                    on_step(slot.index, slot.env, slot.env.last_record)
-                if not slot.env.agents:
-                    finished.append(slot)
-            for slot in finished:
-                slots.remove(slot)
-                yield EpisodeResult(slot.index, slot.env, slot.seed, _finish(slot))
-                start_next()
+        for episode in run_episodes(
+            episodes,
+            policy,
+            parallel=parallel,
+            policy_per_episode=policy.action_mode == "label",
+            references=bool(getattr(policy, "score_references", False)),
+            check=check,
+            on_step=stepped,
+        ):
+            yield EpisodeResult(episode.index, episode.env, episode.seed, _finish(episode))
     finally:
         bar.close()
 
@@ -241,35 +199,6 @@ def check_play_arguments(policy: object, parallel: object) -> None:
             f"{type(policy).__name__}"
         )
     check_count("parallel", parallel, 1)
-
-
-def _act(
-    slots: Sequence[_Slot], policy: Policy, own_copies: bool, wants_references: bool
-) -> dict[str, Any]:
-    """The actions of every running episode's active agents, keyed ``"<episode>|agent"``:
-    one ``act`` call per episode on its own policy copy, or one for all on ``policy``."""
-    groups = [[slot] for slot in slots] if own_copies else [list(slots)]
-    actions: dict[str, Any] = {}
-    for group in groups:
-        merged: dict[str, Mapping[str, Any]] = {}
-        references: dict[str, str] = {}
-        for slot in group:
-            prefix = f"{slot.index}|"
-            for agent in slot.env.agents:
-                merged[prefix + agent] = slot.observations[agent]
-            if wants_references:
-                for agent, text in slot.env.reference_texts().items():
-                    references[prefix + agent] = text
-        acting = group[0].policy if own_copies else policy
-        if wants_references:
-            returned = acting.act(merged, references=references)  # type: ignore[call-arg]
-        else:
-            returned = acting.act(merged)
-        try:
-            actions.update(check_actions(returned, list(merged)))
-        except (TypeError, ValueError) as error:
-            raise type(error)(f"policy {type(acting).__name__}.act(): {error}") from None
-    return actions
 
 
 def run_episode(
@@ -461,9 +390,7 @@ def _finished_episodes(paths: Mapping[str, Path], seed: int) -> dict[int, dict[s
         paths["trajectory"], ("index", "step"), "a simulate step", unique=("index", "step")
     )
     held = Counter(step["index"] for step in steps)
-    incomplete = [
-        e for e, r in done.items() if "metrics" in r and held[e] != r["metrics"]["steps"]
-    ]
+    incomplete = [e for e, r in done.items() if "metrics" in r and held[e] != r["metrics"]["steps"]]
     if incomplete:
         print(
             f"note: {paths['trajectory']} lacks steps of {len(incomplete)} finished "
@@ -618,9 +545,7 @@ def _plot_episodes(run_dir: Path, records: Sequence[Mapping[str, Any]]) -> None:
         plot_episode(record, steps[record["index"]], run_dir / name)
 
 
-def plot_episode(
-    record: Mapping[str, Any], steps: Sequence[Mapping[str, Any]], path: Path
-) -> Path:
+def plot_episode(record: Mapping[str, Any], steps: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """Real vs simulated cumulative label shares of an episode (its ``episodes.jsonl``
     record and its ``trajectory.jsonl`` steps), against the number of reactions so far,
     with the end of warm-up marked."""

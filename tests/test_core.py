@@ -12,7 +12,15 @@ from gymnasium import spaces
 from pettingzoo.test import parallel_api_test
 
 from mfllm_env.core import MISSING, GameEnv, LeaderEnv, Transition
-from mfllm_env.core.protocols import Game, LeaderRole, MeanFieldModel, Policy, TextCodec
+from mfllm_env.core.protocols import (
+    Game,
+    LeaderRole,
+    MeanFieldModel,
+    Policy,
+    SplitGame,
+    TextCodec,
+)
+from mfllm_env.core.runner import run_episodes, update_mean_fields
 from mfllm_env.games.macro import HouseholdTextCodec, MacroGame, RuleHouseholds
 from mfllm_env.games.macro.mean_field import StatisticsMeanField
 
@@ -199,3 +207,176 @@ def test_leader_env_checks_its_arguments_and_calls():
     env.reset(seed=0)
     with pytest.raises(ValueError, match="do not act"):
         env.step({"follower": 0})
+
+
+class SplitTurnGame(TurnGame):
+    """TurnGame with its transition split around a mean field (the running total of the
+    actions, as the model's answer) and infos for newly active agents."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mean_field_model = Totals()
+        self.signal = 0
+
+    def reset(self, rng: np.random.Generator) -> None:
+        super().reset(rng)
+        self.signal = 0
+
+    def activation_infos(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        return [{"turn": i // 2} for i in indices]
+
+    def begin_transition(self, batch: np.ndarray) -> tuple[int, int]:
+        self.batch = batch
+        return (self.signal, int(batch.sum()))
+
+    def finish_transition(self, signal: int) -> Transition:
+        self.signal = signal
+        return super().transition(self.batch)
+
+    def transition(self, batch: np.ndarray) -> Transition:
+        self.batch = batch
+        return self.finish_transition(self.mean_field_model.update(self.begin_transition(batch)))
+
+    def observe(self, indices: Sequence[int]) -> list[np.ndarray]:
+        return [np.array([self.draws[i], self.signal]) for i in indices]
+
+
+class Totals:
+    """Mean field: previous total + the step's sum; ``update_many`` counts its calls."""
+
+    calls = 0
+
+    def reset(self, batch: Any) -> int:
+        return 0
+
+    def update(self, batch: tuple[int, int]) -> int:
+        return batch[0] + batch[1]
+
+    @classmethod
+    def update_many(cls, models: Sequence[Totals], batches: Sequence[tuple[int, int]]) -> list:
+        cls.calls += 1
+        return [model.update(batch) for model, batch in zip(models, batches, strict=True)]
+
+
+def test_a_split_game_steps_in_two_halves_with_the_same_result():
+    assert isinstance(SplitTurnGame(), SplitGame) and not isinstance(TurnGame(), SplitGame)
+    whole, halves = GameEnv(SplitTurnGame()), GameEnv(SplitTurnGame())
+    assert whole.mean_field_model is whole.game.mean_field_model
+    assert GameEnv(TurnGame()).mean_field_model is None
+    parallel_api_test(GameEnv(SplitTurnGame()), num_cycles=10)
+    _, infos = whole.reset(seed=2)
+    halves.reset(seed=2)
+    assert infos == {"a0": {"turn": 0}, "a1": {"turn": 0}}
+    for actions in ({"a0": 1, "a1": 1}, {"a2": 1, "a3": 0}, {"a4": 0, "a5": 1}):
+        expected = whole.step(actions)
+        with pytest.raises(RuntimeError, match="without begin_step"):
+            halves.end_step(0)
+        batch = halves.begin_step(actions)
+        with pytest.raises(RuntimeError, match="called twice"):
+            halves.begin_step(actions)
+        got = halves.end_step(halves.update_mean_field(batch))
+        assert repr(got) == repr(expected)
+    assert expected[4] == {"a4": {}, "a5": {}}
+    assert whole.game.signal == 4  # the mean field's running total reached the game
+
+
+def test_newly_active_agents_get_the_games_activation_infos():
+    env = GameEnv(SplitTurnGame())
+    env.reset(seed=0)
+    *_, infos = env.step({"a0": 0, "a1": 1})
+    assert infos == {"a0": {}, "a1": {}, "a2": {"turn": 1}, "a3": {"turn": 1}}
+
+
+def test_update_mean_fields_batches_by_class_and_skips_unsplit_games():
+    Totals.calls = 0
+
+    class Plain:
+        def update(self, batch: int) -> int:
+            return -batch
+
+    answers = update_mean_fields([Totals(), None, Plain(), Totals()], [(1, 2), None, 4, (0, 5)])
+    assert answers == [3, None, -4, 5] and Totals.calls == 1
+    with pytest.raises(ValueError, match="2 models but 1 batches"):
+        update_mean_fields([Plain(), Plain()], [1])
+
+
+def test_the_leader_sits_out_the_warm_up():
+    class WarmUp(TurnGame):
+        def leader_waits(self) -> bool:
+            return self.cursor < 2  # the first step's followers respond alone
+
+    followers = Echo()
+    env = LeaderEnv(GameEnv(WarmUp()), followers)
+    observations, _ = env.reset(seed=0)
+    assert len(followers.seen) == 1 and observations["leader"].tolist() == [2 / 6]
+    assert env.followers_env.agents == ["a2", "a3"]
+
+    class Never(TurnGame):
+        def leader_waits(self) -> bool:
+            return True
+
+    with pytest.raises(ValueError, match="no decision"):
+        LeaderEnv(GameEnv(Never()), Echo()).reset(seed=0)
+
+
+class Counting(Echo):
+    """Plays 1; keeps the agents of every ``act`` call (``reset`` clears only ``seen``)."""
+
+    rounds: ClassVar[list[set[str]]]
+
+    def act(self, observations: Mapping[str, Any]) -> dict[str, Any]:
+        self.rounds.append(set(observations))
+        return super().act(observations)
+
+
+def test_run_episodes_steps_episodes_together_with_one_act_and_one_update_call():
+    Totals.calls = 0
+    Counting.rounds = []
+    policy = Counting()
+    steps: list[tuple[int, list[str]]] = []
+    envs = [GameEnv(SplitTurnGame()) for _ in range(3)]
+    done = list(
+        run_episodes(
+            [(env, seed) for seed, env in enumerate(envs)],
+            policy,
+            parallel=2,
+            on_step=lambda episode, acted, _: steps.append((episode.index, list(acted))),
+        )
+    )
+    # Episodes 0 and 1 together (3 rounds), then episode 2 alone (3 rounds).
+    assert len(policy.rounds) == Totals.calls == 6
+    assert sorted(e.index for e in done) == [0, 1, 2]
+    assert steps[:2] == [(0, ["a0", "a1"]), (1, ["a0", "a1"])]
+    assert all(env.game.signal == 6 and not env.agents for env in envs)
+    assert policy.rounds[0] == {"0|a0", "0|a1", "1|a0", "1|a1"}
+    assert policy.rounds[-1] == {"2|a4", "2|a5"}
+
+
+def test_run_episodes_per_episode_policies_depend_only_on_the_seed():
+    def totals(parallel: int) -> list[float]:
+        envs = [GameEnv(TurnGame()) for _ in range(3)]
+        played = run_episodes(
+            [(env, 7 + i) for i, env in enumerate(envs)],
+            Echo(),
+            parallel=parallel,
+            policy_per_episode=True,
+        )
+        assert len(list(played)) == 3
+        return [env.game.total for env in envs] + [float(env.game.draws.sum()) for env in envs]
+
+    assert totals(1) == totals(3)
+
+
+def test_run_episodes_refuses_a_shared_env_and_bad_actions():
+    env = GameEnv(TurnGame())
+    with pytest.raises(ValueError, match="still playing episode 0"):
+        list(run_episodes([(env, 0), (env, 1)], Echo(), parallel=2))
+
+    class Stray(Echo):
+        def act(self, observations: Mapping[str, Any]) -> dict[str, Any]:
+            return {"9|a0": 1}
+
+    with pytest.raises(ValueError, match=r"policy Stray\.act\(\)"):
+        list(run_episodes([(GameEnv(TurnGame()), 0)], Stray()))
+    with pytest.raises(ValueError, match="parallel"):
+        list(run_episodes([(GameEnv(TurnGame()), 0)], Echo(), parallel=0))

@@ -226,10 +226,11 @@ def test_custom_mean_field_model_is_used(scenario):
     class Recorder(HistogramMeanField):
         calls = 0
 
-        def update(self, previous, states, actions, labels, *, authors=()):
+        def update(self, batch):
             Recorder.calls += 1
-            assert len(states) == len(actions) == len(labels) == len(authors)
-            return super().update(previous, states, actions, labels)
+            assert len(batch.states) == len(batch.actions) == len(batch.labels)
+            assert len(batch.labels) == len(batch.authors)
+            return super().update(batch)
 
     env = PopulationEnv(scenario, action_mode="label", mean_field=Recorder(window=20))
     env.reset(seed=0)
@@ -510,7 +511,7 @@ def test_components_without_their_methods_are_refused(scenario, argument, value,
 )
 def test_a_mean_field_model_returning_garbage_is_named(scenario, returned, error, message):
     class Garbage(HistogramMeanField):
-        def update(self, previous, states, actions, labels, *, authors=()):
+        def update(self, batch):
             return returned
 
     env = PopulationEnv(scenario, action_mode="label", mean_field=Garbage())

@@ -11,6 +11,7 @@ from mfllm_env.core.protocols import (
     LeaderRole,
     MeanFieldModel,
     Policy,
+    SplitGame,
     TextCodec,
     Transition,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "LeaderRole",
     "MeanFieldModel",
     "Policy",
+    "SplitGame",
     "TextCodec",
     "Transition",
 ]

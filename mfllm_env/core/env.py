@@ -13,11 +13,16 @@ The env does the API's bookkeeping and leaves the population's dynamics to the g
   the game's to answer with a counted fallback (:attr:`stats`).
 * Per-agent dicts are built once per step from the game's arrays, so a step costs
   O(acting agents) with small constants.
+* A game that splits its transition around its mean-field update
+  (:class:`~mfllm_env.core.protocols.SplitGame`) can be stepped in two halves,
+  :meth:`GameEnv.begin_step` and :meth:`GameEnv.end_step`, so that a runner updates the
+  mean fields of several episodes in one batched call (:mod:`mfllm_env.core.runner`).
+* Agents that become active get the game's ``activation_infos`` as their ``infos``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Generic
 
 import numpy as np
@@ -26,7 +31,7 @@ from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
 from mfllm_env.checks import check_actions, check_can_step, check_seed
-from mfllm_env.core.protocols import MISSING, ActionT, Game, ObsT
+from mfllm_env.core.protocols import MISSING, ActionT, Game, ObsT, SplitGame
 
 StepResult = tuple[
     dict[str, Any],  # observations
@@ -78,6 +83,9 @@ class GameEnv(ParallelEnv[str, ObsT, ActionT], Generic[ObsT, ActionT]):
         self._acting_set: frozenset[str] = frozenset()
         self._steps = 0
         self._reset_done = False
+        self._split = isinstance(game, SplitGame)
+        self._reports_activation = callable(getattr(game, "activation_infos", None))
+        self._pending: tuple[Any] | None = None
         self.np_random, self._seed = seeding.np_random(None)
 
     def observation_space(self, agent: str) -> spaces.Space[ObsT]:
@@ -107,9 +115,11 @@ class GameEnv(ParallelEnv[str, ObsT, ActionT], Generic[ObsT, ActionT]):
         reseed(self, seed, self.game.action_space, self.game.observation_space)
         self.game.reset(self.np_random)
         self._reset_done = True
+        self._pending = None
         self._steps = 0
         self._set_acting()
-        return self.observe(), {agent: {} for agent in self.agents}
+        infos = dict(zip(self.agents, self._activation_infos(self._acting), strict=True))
+        return self.observe(), infos
 
     def observe(self) -> dict[str, ObsT]:
         """The acting agents' observations now (a leader's move changes them between
@@ -117,11 +127,52 @@ class GameEnv(ParallelEnv[str, ObsT, ActionT], Generic[ObsT, ActionT]):
         return dict(zip(self.agents, self.game.observe(self._acting), strict=True))
 
     def step(self, actions: Mapping[str, Any]) -> StepResult:
+        return self.end_step(self.update_mean_field(self.begin_step(actions)))
+
+    @property
+    def mean_field_model(self) -> Any:
+        """The game's mean-field model when the game splits its transition
+        (:class:`~mfllm_env.core.protocols.SplitGame`), else ``None``."""
+        return self.game.mean_field_model if self._split else None
+
+    def update_mean_field(self, batch: Any) -> Any:
+        """The mean-field model's answer to ``batch`` (``None`` for an unsplit game)."""
+        return self.game.mean_field_model.update(batch) if self._split else None
+
+    def begin_step(self, actions: Mapping[str, Any]) -> Any:
+        """First half of :meth:`step`: check the call, decode the actions and return the
+        batch the game's mean-field model must fold in (``None`` for a game that does not
+        split its transition). Finish with :meth:`end_step`, passing the model's answer.
+
+        ``step(actions)`` is ``end_step(update_mean_field(begin_step(actions)))``; the
+        split lets a runner update the mean fields of several envs in one batched call
+        (:func:`~mfllm_env.core.runner.update_mean_fields`). ``RuntimeError`` when called
+        twice without :meth:`end_step`.
+        """
         check_can_step(self.agents, self._reset_done)
+        if self._pending is not None:
+            raise RuntimeError("begin_step() called twice; call end_step() first")
         check_actions(actions, self.agents, self._acting_set)
+        values = [actions.get(agent, MISSING) for agent in self.agents]
+        batch = self.game.decode(values)
+        if self._split:
+            request = self.game.begin_transition(batch)
+            self._pending = (None,)
+            return request
+        self._pending = (batch,)
+        return None
+
+    def end_step(self, signal: Any) -> StepResult:
+        """Second half of :meth:`step` (see :meth:`begin_step`); returns what ``step``
+        returns."""
+        if self._pending is None:
+            raise RuntimeError("end_step() called without begin_step()")
+        (batch,) = self._pending
+        self._pending = None
+        transition = (
+            self.game.finish_transition(signal) if self._split else self.game.transition(batch)
+        )
         acted, acted_names = self._acting, self.agents
-        values = [actions.get(agent, MISSING) for agent in acted_names]
-        transition = self.game.transition(self.game.decode(values))
         self._steps += 1
 
         rewards = dict(zip(acted_names, np.asarray(transition.rewards).tolist(), strict=True))
@@ -142,13 +193,21 @@ class GameEnv(ParallelEnv[str, ObsT, ActionT], Generic[ObsT, ActionT]):
         names = self.possible_agents
         observed_names = acted_names if observed is acted else [names[i] for i in observed]
         observations = dict(zip(observed_names, self.game.observe(observed), strict=True))
-        for agent in self.agents:
-            if agent not in rewards:  # newly activated
+        activated = [i for i in new if names[i] not in rewards]
+        if activated:
+            for i, info in zip(activated, self._activation_infos(activated), strict=True):
+                agent = names[i]
                 rewards[agent] = 0.0
                 terminations[agent] = False
                 truncations[agent] = False
-                infos[agent] = {}
+                infos[agent] = info
         return observations, rewards, terminations, truncations, infos
+
+    def _activation_infos(self, indices: Sequence[int]) -> Sequence[dict[str, Any]]:
+        """The game's ``activation_infos`` for ``indices``, or empty dicts."""
+        if self._reports_activation:
+            return self.game.activation_infos(indices)  # type: ignore[attr-defined]
+        return [{} for _ in indices]
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":

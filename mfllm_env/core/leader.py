@@ -7,7 +7,8 @@ followers then see the changed world (their observations are taken again) and re
 the frozen ``followers`` policy for ``every`` steps of the follower env; the game's
 :meth:`~mfllm_env.core.protocols.LeaderRole.settle` gives the leader's reward for that
 response. The episode ends when the follower env's does; the leader is then terminated
-or truncated as the followers were.
+or truncated as the followers were. A game with a warm-up (``leader_waits()`` true) has
+the followers respond alone at reset until the leader's first decision is due.
 
 Bad input: ``actions`` not a mapping (``TypeError``), a key other than the leader's
 (``ValueError``), ``step`` before ``reset`` or after the end (``RuntimeError``), a seed
@@ -88,9 +89,26 @@ class LeaderEnv(ParallelEnv[str, Any, Any]):
         self.followers.reset(seed=policy_seed)
         self._reset_done = True
         self.decisions = 0
+        waits = getattr(self.role, "leader_waits", None)
+        while callable(waits) and waits() and self.followers_env.agents:
+            self._follower_step()  # a warm-up: the followers respond alone
+        if not self.followers_env.agents:
+            raise ValueError(
+                "the followers' episode ended while the leader waited (its warm-up): "
+                "the leader has no decision to make"
+            )
         self.agents = list(self.possible_agents)
         leader = self.role.leader_id
         return {leader: self.role.leader_observation()}, {leader: {}}
+
+    def _follower_step(self) -> tuple[dict[str, bool], dict[str, bool]]:
+        """One step of the follower env with the frozen followers' actions; returns its
+        terminations and truncations."""
+        env = self.followers_env
+        actions = self.followers.act(self._follower_observations)
+        observations, _, terminations, truncations, _ = env.step(actions)
+        self._follower_observations = {agent: observations[agent] for agent in env.agents}
+        return terminations, truncations
 
     def step(self, actions: Mapping[str, Any]) -> StepResult:
         check_can_step(self.agents, self._reset_done)
@@ -100,9 +118,7 @@ class LeaderEnv(ParallelEnv[str, Any, Any]):
         self._follower_observations = env.observe()  # the followers see the leader's move
         terminated = truncated = False
         for _ in range(self.every):
-            follower_actions = self.followers.act(self._follower_observations)
-            observations, _, terminations, truncations, _ = env.step(follower_actions)
-            self._follower_observations = {agent: observations[agent] for agent in env.agents}
+            terminations, truncations = self._follower_step()
             if not env.agents:
                 terminated = any(terminations.values())
                 truncated = not terminated and any(truncations.values())

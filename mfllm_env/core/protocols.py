@@ -56,6 +56,11 @@ class Game(Protocol[ObsT, ActionT]):
     :data:`MISSING` where none was given) into the game's action batch -- counting, never
     raising on, bad actions of an agent -- and :meth:`transition` applies the batch.
     :meth:`acting` is empty once the episode is over.
+
+    Optional: ``activation_infos(indices) -> [dict, ...]``, what the agents at ``indices``
+    are told when they become active (returned as their ``infos`` by ``reset`` and by the
+    step that activates them; without it, empty dicts). A game whose mean field is costly
+    (an LLM summary) also splits its transition: :class:`SplitGame`.
     """
 
     agent_ids: Sequence[str]
@@ -77,12 +82,36 @@ class Game(Protocol[ObsT, ActionT]):
 
 
 @runtime_checkable
+class SplitGame(Game[ObsT, ActionT], Protocol[ObsT, ActionT]):
+    """A game whose transition is split around its mean-field update, so that a runner
+    can update the mean fields of several episodes in one batched call
+    (:func:`~mfllm_env.core.runner.update_mean_fields`: one LLM call for all of them).
+
+    ``begin_transition(batch)`` takes the decoded action batch and returns the batch its
+    ``mean_field_model`` must fold in; it must raise, changing nothing, on what it refuses
+    (a reward function returning garbage). ``finish_transition(signal)`` takes the model's
+    answer to that batch and ends the step. ``transition(batch)`` is
+    ``finish_transition(mean_field_model.update(begin_transition(batch)))``.
+    """
+
+    mean_field_model: Any
+
+    def begin_transition(self, batch: Any) -> Any: ...
+
+    def finish_transition(self, signal: Any) -> Transition: ...
+
+
+@runtime_checkable
 class LeaderRole(Protocol):
     """A game that a leader (planner, government) steers in Stackelberg order.
 
     ``lead(action)`` applies the leader's action before the followers act (a bad action is
     answered with a counted fallback, reported in the returned info); after the followers'
     response, ``settle()`` returns the leader's reward for that response and an info dict.
+
+    Optional: ``leader_waits() -> bool``, true while the leader sits out (a warm-up on
+    observed data): :class:`~mfllm_env.core.leader.LeaderEnv` lets the followers respond
+    alone, at reset, until it is false.
     """
 
     leader_id: str
@@ -105,7 +134,8 @@ class MeanFieldModel(Protocol[BatchT_contra, SignalT_co]):
     family's own frozen dataclass (for the economy,
     :class:`~mfllm_env.games.macro.mean_field.EconomyBatch`), so a new field never changes
     the signature. A class may also offer ``update_many(models, batches)`` (a classmethod)
-    to serve several episodes in one batched call.
+    to serve several episodes in one batched call
+    (:func:`~mfllm_env.core.runner.update_mean_fields` uses it).
     """
 
     def reset(self, batch: BatchT_contra) -> SignalT_co: ...

@@ -1,0 +1,23 @@
+"""The rumour family on the mean-field-game core: a population reacting to one event,
+replayed reaction by reaction (:class:`RumourGame`); ``mfllm/Population-v0``
+(:class:`~mfllm_env.population_env.PopulationEnv`) is the generic env over it."""
+
+from mfllm_env.games.rumour.game import (
+    HISTORY_POST_LENGTH,
+    LabelMatchReward,
+    ReactionActions,
+    RumourGame,
+    StepOutcome,
+    render_profile,
+    render_state,
+)
+
+__all__ = [
+    "HISTORY_POST_LENGTH",
+    "LabelMatchReward",
+    "ReactionActions",
+    "RumourGame",
+    "StepOutcome",
+    "render_profile",
+    "render_state",
+]

@@ -1,5 +1,6 @@
 """The mean-field-game core: GameEnv over a toy game (agents that act once, in turns, as
-rumour reactions do), the call checks, seeding, and LeaderEnv's Stackelberg order."""
+rumour reactions do), the call checks, seeding, the split step, LeaderEnv's Stackelberg
+order and warm-up, and the vector runner."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from mfllm_env.core.protocols import (
 from mfllm_env.core.runner import run_episodes, update_mean_fields
 from mfllm_env.games.macro import HouseholdTextCodec, MacroGame, RuleHouseholds
 from mfllm_env.games.macro.mean_field import StatisticsMeanField
+from mfllm_env.population_env import PopulationEnv
+from mfllm_env.synthetic import synthetic_scenario
 
 
 class TurnGame:
@@ -94,9 +97,12 @@ class Echo:
         return dict.fromkeys(observations, 1)
 
 
-def test_protocols_are_met_by_the_macro_family():
+def test_protocols_are_met_by_both_families():
     game = MacroGame(10)
     assert isinstance(game, Game) and isinstance(game, LeaderRole)
+    rumour = PopulationEnv(synthetic_scenario(seed=0, n_reactions=32), action_mode="label").game
+    assert isinstance(rumour, SplitGame) and isinstance(rumour.mean_field_model, MeanFieldModel)
+    assert not isinstance(game, SplitGame)
     assert isinstance(TurnGame(), Game) and isinstance(TurnGame(), LeaderRole)
     assert isinstance(StatisticsMeanField(), MeanFieldModel)
     assert isinstance(HouseholdTextCodec(), TextCodec)

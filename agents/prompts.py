@@ -21,6 +21,10 @@ The intervention planner's prompt (:func:`planner_messages`) shows the event, th
 population's mean field and recent stance shares, the goal, the budget, and asks for one
 public message (text mode) or one menu option's name (menu mode).
 
+The macro-economy's prompts: a household's (:func:`household_messages`, from the prompt
+parts of :class:`~mfllm_env.games.macro.HouseholdTextCodec`) and its LLM mean-field
+model's (:func:`economy_summary_messages`), English only.
+
 Completions become actions through :func:`clean_action`, the single place where model
 output is cut to the environment's rules.
 """
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from agents.backends.base import Message
@@ -306,3 +310,70 @@ def clean_action(text: str, max_chars: int = ACTION_CHARS) -> str:
     if len(line) >= 2 and line[0] in _QUOTES and line[-1] in _QUOTES:
         line = line[1:-1].strip()
     return line[:max_chars]
+
+
+# -- the macro-economy's households and its mean-field model ----------------------------
+
+_ECONOMY_TEXT = {
+    "household_system": (
+        "You head a household in an economy. Each year you decide how many hours a week "
+        "to work and what share of your after-tax income to save. Working more earns more "
+        "but tires you; saving more means consuming less now and owning more later."
+    ),
+    "household_mean_field": "The economy last year:\n{mean_field}",
+    "household_policy": "The government's policy:\n{policy}",
+    "household_state": "About you: {state}",
+    "household_answer": (
+        "{question} Answer in one sentence of the form: I will work N hours a week and "
+        "save P% of my income."
+    ),
+    "economy_system": "You summarise how the households of an economy are doing. Be factual "
+    "and brief.",
+    "economy_previous": "Summary so far:\n{previous}",
+    "economy_no_previous": "Summary so far: none yet.",
+    "economy_statistics": "This year's statistics:\n{statistics}",
+    "economy_rows": (
+        "Some households this year (after-tax income, wealth, hours a week worked, share of "
+        "income saved):\n{rows}"
+    ),
+    "economy_instruction": (
+        "Rewrite the summary in at most three sentences: how much people work and save, "
+        "how unequal incomes and wealth are, and where the economy is heading. Write only "
+        "the summary."
+    ),
+}
+
+
+def household_messages(parts: Mapping[str, str]) -> list[Message]:
+    """A macro-economy household's prompt from its observation's prompt parts
+    (:meth:`mfllm_env.games.macro.HouseholdTextCodec.prompt_parts`: ``mean_field``,
+    ``policy``, ``state``, ``question``). What every household of a year shares (the mean
+    field, the policy) comes first, its own state last, as in :func:`policy_messages`."""
+    w = _ECONOMY_TEXT
+    body = [
+        w["household_mean_field"].format(mean_field=parts["mean_field"].strip()),
+        w["household_policy"].format(policy=parts["policy"].strip()),
+        w["household_state"].format(state=parts["state"].strip()),
+        w["household_answer"].format(question=parts["question"].strip()),
+    ]
+    return [
+        {"role": "system", "content": w["household_system"]},
+        {"role": "user", "content": "\n\n".join(body)},
+    ]
+
+
+def economy_summary_messages(previous: str, statistics: str, rows: Sequence[str]) -> list[Message]:
+    """The economy's LLM mean-field prompt: rewrite ``previous`` (empty at the start) from
+    the year's ``statistics`` sentence and a sample of households' ``rows``."""
+    w = _ECONOMY_TEXT
+    previous = previous.strip()
+    body = [
+        w["economy_previous"].format(previous=previous) if previous else w["economy_no_previous"],
+        w["economy_statistics"].format(statistics=statistics.strip()),
+        w["economy_rows"].format(rows="\n".join(f"- {row}" for row in rows)),
+        w["economy_instruction"],
+    ]
+    return [
+        {"role": "system", "content": w["economy_system"]},
+        {"role": "user", "content": "\n\n".join(body)},
+    ]

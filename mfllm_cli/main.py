@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "mfllm_cli.train_cmd",
     "mfllm_cli.bench_cmd",
     "mfllm_cli.planner_cmd",
+    "mfllm_cli.macro_cmd",
 )
 # What an OSError with one of these numbers says is about the user's paths or disk, not
 # about the program: permission denied, not a folder, a file in the way, a name too long,

@@ -25,6 +25,7 @@ from mfllm_cli import (
     arg_types,
     bench_cmd,
     label_eval_cmd,
+    macro_cmd,
     planner_cmd,
     scenarios_cmd,
     simulate_cmd,
@@ -117,6 +118,8 @@ BASE = {
     "train ib-tune": ["train", "ib-tune", "--scenarios", "synthetic:0-3", "--out", "run"],
     "train planner": ["train", "planner", "--scenarios", "synthetic:0", "--out", "run"],
     "planner-eval": ["planner-eval", "--scenarios", "synthetic:0", "--out", "run"],
+    "macro-train": ["macro-train", "--out", "run"],
+    "macro-eval": ["macro-eval", "--out", "run"],
 }
 EPISODE_OPTIONS = {
     "--parallel": COUNT,
@@ -195,6 +198,7 @@ NUMERIC_OPTIONS = {
         "--learning-rate": POSITIVE,
         "--episodes-per-step": COUNT,
         "--entropy-weight": NON_NEGATIVE_NUMBER,
+        "--rollout-steps": Integer(2),
         "--generations": Integer(2),
         "--states-per-step": COUNT,
         "--message-tokens": TOKENS,
@@ -206,6 +210,29 @@ NUMERIC_OPTIONS = {
         **PLANNER_ENV_OPTIONS,
         "--seeds": DistinctList(SEED),
         "--threshold": PROBABILITY,
+    },
+    "macro-train": {
+        "--households": Integer(10, 100_000),
+        "--horizon": COUNT,
+        "--warmup-iterations": NON_NEGATIVE,
+        "--rounds": NON_NEGATIVE,
+        "--leader-iterations": NON_NEGATIVE,
+        "--follower-iterations": NON_NEGATIVE,
+        "--episodes-per-iteration": COUNT,
+        "--gamma": PROBABILITY,
+        "--household-learning-rate": POSITIVE,
+        "--leader-learning-rate": POSITIVE,
+        "--seed": SEED,
+        "--threads": THREADS,
+    },
+    "macro-eval": {
+        "--households": Integer(10, 100_000),
+        "--years": COUNT,
+        "--seeds": DistinctList(SEED),
+        "--llm-households": Integer(10, 1000),
+        "--llm-years": COUNT,
+        "--llm-seeds": DistinctList(SEED),
+        "--threads": THREADS,
     },
 }
 CASES = [
@@ -234,7 +261,14 @@ def test_the_table_covers_every_typed_option_of_every_command():
         if action.option_strings
         and action.type is not None
         and action.type.__name__
-        not in ("Path", "given_path", "adapter_folder", "target_shares", "split_option")
+        not in (
+            "Path",
+            "given_path",
+            "adapter_folder",
+            "target_shares",
+            "split_option",
+            "trained_run",
+        )
     }
     table = {(command, option) for command, option, _ in CASES}
     assert typed == table
@@ -272,6 +306,8 @@ def checks_only():
             (train_cmd, "run_ib_tune", train_cmd.validate_training),
             (planner_cmd, "run_train", planner_cmd.validate),
             (planner_cmd, "run_eval", planner_cmd.validate),
+            (macro_cmd, "run_train", None),
+            (macro_cmd, "run_eval", None),
         ]:
             patch.setattr(module, name, only(validate))
         parser = build_parser()  # registered with the replacements; built once: fast

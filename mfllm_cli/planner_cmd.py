@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 import time
+import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -185,13 +186,15 @@ def _scenarios(spec: str, limit: int | None) -> list[Scenario]:
 def register_training(methods: argparse._SubParsersAction) -> None:
     parser = methods.add_parser(
         "planner",
-        help="an intervention planner against a frozen population (reinforce or grpo)",
+        help="an intervention planner against a frozen population (reinforce, ppo or grpo)",
         description="reinforce: a linear softmax planner over the intervention menu, by "
-        "REINFORCE (numpy, seconds). grpo: a language-model planner writing free-text "
-        "messages, by TRL GRPO with LoRA (the environment is stepped in rollout_func).",
+        "REINFORCE (numpy, seconds). ppo: an MLP planner over the menu, by Stable-Baselines3 "
+        "PPO on a SuperSuit vector env (the rl extra). grpo: a language-model planner writing "
+        "free-text messages, by TRL GRPO with LoRA (the environment is stepped in "
+        "rollout_func).",
     )
     add_planner_env_arguments(parser)
-    parser.add_argument("--method", choices=("reinforce", "grpo"), default="reinforce")
+    parser.add_argument("--method", choices=("reinforce", "ppo", "grpo"), default="reinforce")
     parser.add_argument("--out", required=True, type=given_path, help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument(
@@ -201,15 +204,25 @@ def register_training(methods: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-steps",
         type=positive_int,
-        help="updates (reinforce: iterations, default 200; grpo: GRPO steps, default 30)",
+        help="updates (reinforce: iterations, default 200; ppo: PPO updates, default 60; "
+        "grpo: GRPO steps, default 30)",
     )
     parser.add_argument("--save-steps", type=positive_int, help="checkpoint every N updates")
     parser.add_argument(
-        "--learning-rate", type=positive_float, help="reinforce 2.0, grpo 5e-5"
+        "--learning-rate", type=positive_float, help="reinforce 2.0, ppo 3e-4, grpo 5e-5"
     )
     reinforce = parser.add_argument_group("reinforce")
     reinforce.add_argument("--episodes-per-step", type=positive_int, default=16)
-    reinforce.add_argument("--entropy-weight", type=non_negative_float, default=0.01)
+    reinforce.add_argument(
+        "--entropy-weight", type=non_negative_float, default=0.01, help="also ppo's"
+    )
+    ppo = parser.add_argument_group("ppo")
+    ppo.add_argument(
+        "--rollout-steps",
+        type=int_in(2),
+        default=64,
+        help="decisions per training scenario in each update's rollout",
+    )
     grpo = parser.add_argument_group("grpo")
     grpo.add_argument(
         "--generations", type=int_in(2), default=4, help="G: messages per decision (>= 2)"
@@ -247,11 +260,11 @@ def run_train(args: argparse.Namespace) -> int:
     folder = RunFolder(args.out, "train planner", resume=args.resume, overwrite=args.overwrite)
     grpo = args.method == "grpo"
     if args.max_steps is None:
-        args.max_steps = 30 if grpo else 200
+        args.max_steps = {"grpo": 30, "ppo": 60, "reinforce": 200}[args.method]
     if args.learning_rate is None:
-        args.learning_rate = 5e-5 if grpo else 2.0
+        args.learning_rate = {"grpo": 5e-5, "ppo": 3e-4, "reinforce": 2.0}[args.method]
     if args.save_steps is None:
-        args.save_steps = 10 if grpo else 25
+        args.save_steps = {"grpo": 10, "ppo": 10, "reinforce": 25}[args.method]
     if args.threads is not None:
         import torch
 
@@ -276,6 +289,17 @@ def run_train(args: argparse.Namespace) -> int:
             save_steps=args.save_steps,
             seed=args.seed,
             lora=LoraSettings(r=args.lora_r, alpha=args.lora_alpha),
+        )
+    elif args.method == "ppo":
+        from training.planner_sb3 import PPOPlannerConfig
+
+        config = PPOPlannerConfig(
+            updates=args.max_steps,
+            rollout_steps=args.rollout_steps,
+            learning_rate=args.learning_rate,
+            entropy_weight=args.entropy_weight,
+            save_steps=args.save_steps,
+            seed=args.seed,
         )
     else:
         config = ReinforceConfig(
@@ -305,7 +329,14 @@ def run_train(args: argparse.Namespace) -> int:
             )
             trained = args.out / "planner" / "adapter"
         else:
-            summary = train_reinforce(
+            if args.method == "ppo":
+                from training.planner_sb3 import PPO_PLANNER_FILE
+                from training.planner_sb3 import train_ppo_planner as train
+
+                trained = args.out / PPO_PLANNER_FILE
+            else:
+                train, trained = train_reinforce, args.out / "planner.json"
+            summary = train(
                 make_env,
                 len(scenarios),
                 config,
@@ -313,11 +344,10 @@ def run_train(args: argparse.Namespace) -> int:
                 resume=args.resume,
                 progress=not args.no_progress,
             )
-            trained = args.out / "planner.json"
     runs.write_json(args.out / "summary.json", summary)
     plot_training_report(args.out / "log.jsonl", args.out / "report.png")
     print(json.dumps(summary, indent=2, default=str))
-    kind = "llm" if grpo else "reinforce"
+    kind = {"grpo": "llm"}.get(args.method, args.method)
     print(f"wrote {args.out}/; evaluate with: mfllm planner-eval --planners {kind}={trained} ...")
     return 0
 
@@ -339,7 +369,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--planners",
         default="none,scripted,threshold,random",
         help="comma-separated: none, scripted, threshold, random, reinforce=PLANNER.json "
-        "(played greedily), llm (untuned), llm=ADAPTER (default: the four baselines)",
+        "(played greedily), ppo=PLANNER.zip (its likeliest option), llm (untuned), "
+        "llm=ADAPTER (default: the four baselines)",
     )
     parser.add_argument(
         "--seeds",
@@ -377,6 +408,12 @@ def _planner(name: str, env: PlannerEnv, args: argparse.Namespace, cache: dict) 
                 f"the population here has {env.scheme.size} {env.scheme.labels}"
             )
         return planner.for_options([option.name for option in env.menu])
+    if kind == "ppo":
+        from training.planner_sb3 import SB3Planner
+
+        if ("ppo", path, id(env)) not in cache:  # loaded once per env
+            cache["ppo", path, id(env)] = SB3Planner.load(Path(path), env)
+        return cache["ppo", path, id(env)]
     from agents.backends import load_backend
     from agents.planners import LLMPlanner
 
@@ -390,7 +427,7 @@ def _planner_names(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     for name in names:
         kind, _, path = name.partition("=")
-        if kind not in (*BASELINE_PLANNERS, "reinforce", "llm"):
+        if kind not in (*BASELINE_PLANNERS, "reinforce", "ppo", "llm"):
             raise ValueError(f"unknown planner {name!r}; see --help")
         if kind == "reinforce":
             if not Path(path).exists():
@@ -402,6 +439,8 @@ def _planner_names(text: str) -> list[str]:
             from training.planner import LinearMenuPlanner
 
             LinearMenuPlanner.load(Path(path))  # a damaged file: an error before any episode
+        if kind == "ppo" and not (Path(path).is_file() and zipfile.is_zipfile(path)):
+            raise ValueError(f"ppo={path}: not a zip file (give the planner.zip of a ppo run)")
         if kind == "llm" and path:
             try:
                 adapter_folder(path)

@@ -99,11 +99,22 @@ def to_vec_env(
 
 def _stable_baselines3(vector: Any) -> Any:
     """SuperSuit's Stable-Baselines3 wrapper of ``vector``, with the ``seed`` SB3 calls
-    (``PPO(seed=...)``: SuperSuit's wrapper passes it to a vector env that has none)."""
+    (``PPO(seed=...)``: SuperSuit's wrapper passes it to a vector env that has none) and
+    boolean ``dones`` (SuperSuit's are 0/1 integers, which SB3's ``VecNormalize`` takes
+    for indices), and the ``render_mode`` SB3's wrappers ask every sub-environment for."""
     from supersuit.vector.sb3_vector_wrapper import SB3VecEnvWrapper
 
     class SeededSB3VecEnv(SB3VecEnvWrapper):
         """``seed(s)``: the next ``reset`` resets sub-environment ``i`` with ``s + i``."""
+
+        def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+            if attr_name == "render_mode":
+                return [self.render_mode] * self.num_envs
+            return super().get_attr(attr_name, indices)
+
+        def step_wait(self) -> Any:
+            observations, rewards, dones, infos = super().step_wait()
+            return observations, rewards, dones.astype(bool), infos
 
         _next_seed: int | None = None
 

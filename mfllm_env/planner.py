@@ -2,7 +2,9 @@
 
 ## Description
 A Stackelberg game (a leader that moves first, followers that respond) as a PettingZoo
-parallel game with one agent, ``"planner"``. An episode replays one event in a
+parallel game with one agent, ``"planner"``: the core's
+:class:`~mfllm_env.core.leader.LeaderEnv` over the population's env, the planner playing
+the leader's role. An episode replays one event in a
 :class:`~mfllm_env.population_env.PopulationEnv`: the first ``warmup`` reactions are the
 real ones (the planner does not act during warm-up), then, every ``every`` population
 steps, the planner acts first -- it intervenes or waits -- and the population responds for
@@ -98,18 +100,15 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 from gymnasium import spaces
-from gymnasium.utils import seeding
-from pettingzoo import ParallelEnv
 
 from mfllm_env.checks import (
-    check_actions,
-    check_can_step,
     check_count,
     check_seed,
     is_finite_number,
     is_integer,
     is_text,
 )
+from mfllm_env.core.leader import LeaderEnv
 from mfllm_env.labels import UNLABELLED, ActionLabeler
 from mfllm_env.mean_field import MeanFieldModel
 from mfllm_env.metrics import js_divergence, kl_divergence, total_variation
@@ -236,8 +235,13 @@ def _target_vector(
     return vector / vector.sum()
 
 
-class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
+class PlannerEnv(LeaderEnv):
     """An intervention planner against a frozen population; see the module docstring.
+
+    The core's :class:`~mfllm_env.core.leader.LeaderEnv` over the population env, the
+    planner playing the leader's role itself (:meth:`lead`, :meth:`settle`,
+    :meth:`leader_observation`, :meth:`leader_waits`: it sits out the warm-up) and
+    recording every population step (:meth:`_follower_step`).
 
     Bad input (the module docstring's "Bad input" section): a wrong *call* raises and
     changes nothing (``actions`` not a mapping: ``TypeError``; a key other than
@@ -336,16 +340,13 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
         self.official = official
         self.history_length = history_length
         self.max_message_length = max_message_length
-        self.render_mode = render_mode
         self.warmup = warmup
         self._first_step = warmup // agents_per_step  # the first step with a reaction to plan for
         self.num_decisions = math.ceil((pop.num_steps - self._first_step) / every)
         if action_mode == "text":
             pop.require_labeler("a text-mode planner's messages must be labelled")
-        self.possible_agents = [PLANNER]
-        self.agents: list[str] = []
         k = self.scheme.size
-        self._observation_space = spaces.Dict(
+        self.leader_observation_space = spaces.Dict(
             {
                 "event": FreeText(pop.max_text_length),
                 "step_shares": spaces.Box(0.0, 1.0, (history_length, k), np.float32),
@@ -355,13 +356,13 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
                 "budget_left": spaces.Discrete(budget + 1),
             }
         )
-        self._action_space: spaces.Space[Any] = (
+        self.leader_action_space: spaces.Space[Any] = (
             spaces.Discrete(len(self.menu))
             if action_mode == "menu"
             else FreeText(max_message_length)
         )
-        self.np_random, self._seed = seeding.np_random(None)
         self._reset_episode_state()
+        super().__init__(pop, self.population, every=every, render_mode=render_mode, role=self)
 
     def _check_menu(self, groups: set[Any]) -> None:
         strangers = [o for o in self.menu if not isinstance(o, InterventionOption)]
@@ -406,38 +407,30 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
         self._return = 0.0
         self._note: tuple[str, str | None] | None = None
         self._pending_intervention: str | None = None
-        self._population_observations: dict[str, dict[str, Any]] = {}
+        self._window: list[np.ndarray] = []  # the decision's reactions after warm-up
+        self._cost = 0.0  # the decision's intervention cost
         self.trajectory: list[dict[str, Any]] = []
         self.interventions: list[dict[str, Any]] = []
         self.stats = {"interventions": 0, "over_budget": 0, "invalid_action": 0, "fallback": 0}
 
-    # -- PettingZoo API ---------------------------------------------------------------
+    # -- PettingZoo API and the leader's role ---------------------------------------------
 
-    def observation_space(self, agent: str) -> spaces.Dict:
-        return self._observation_space
-
-    def action_space(self, agent: str) -> spaces.Space[Any]:
-        return self._action_space
+    leader_id = PLANNER
 
     def reset(
         self, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-        seed = check_seed(seed)
-        if seed is not None:
-            self.np_random, self._seed = seeding.np_random(seed)
-            seeds = self.np_random.integers(0, 2**31 - 1, size=2)
-            self._action_space.seed(int(seeds[0]))
-            self._observation_space.seed(int(seeds[1]))
+        check_seed(seed)
         self._reset_episode_state()
-        # Without a seed, both continue the env's stream (reproducible from the last seed).
-        population_env_seed, population_seed = self.np_random.integers(0, 2**31 - 1, size=2)
-        observations, _ = self.population_env.reset(seed=int(population_env_seed))
-        self.population.reset(seed=int(population_seed))
-        self._population_observations = observations
-        while self.population_env.agents and self._population_step_index() < self._first_step:
-            self._population_step()
-        self.agents = [PLANNER]
-        return {PLANNER: self._observe()}, {PLANNER: self._info()}
+        observations, _ = super().reset(seed=seed, options=options)
+        return observations, {PLANNER: self._info()}
+
+    def leader_waits(self) -> bool:
+        """True during the warm-up's population steps (no reaction to plan for)."""
+        return self._population_step_index() < self._first_step
+
+    def leader_observation(self) -> dict[str, Any]:
+        return self._observe()
 
     def _population_step_index(self) -> int:
         return self.population_env.reaction_index(self.population_env.agents[0]) // (
@@ -464,12 +457,12 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
             info["action_mask"] = mask
         return info
 
-    def _population_step(self) -> np.ndarray:
-        """One population step; returns the label ids of the reactions it made after the
-        warm-up (a step can straddle the end of the warm-up; its real reactions are not
-        the planner's doing and are not scored)."""
+    def _follower_step(self) -> tuple[dict[str, bool], dict[str, bool]]:
+        """One population step, recorded: the label ids of the reactions it made after
+        the warm-up join the decision's window (a step can straddle the end of the
+        warm-up; its real reactions are not the planner's doing and are not scored)."""
         pop = self.population_env
-        acting = {agent: self._population_observations[agent] for agent in pop.agents}
+        acting = {agent: self._follower_observations[agent] for agent in pop.agents}
         if self._note is not None:
             note, target = self._note
             for agent, observation in acting.items():
@@ -479,8 +472,8 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
                     acting[agent] = {**observation, "mean_field": f"{text}\n{note}".strip()}
         start = pop.reaction_index(pop.agents[0])
         actions = self.population.act(acting)
-        observations, *_ = pop.step(actions)
-        self._population_observations = {a: observations[a] for a in pop.agents}
+        observations, _, terminations, truncations, _ = pop.step(actions)
+        self._follower_observations = {a: observations[a] for a in pop.agents}
         stop = start + len(acting)
         ids = pop.world_label_ids[start:stop]
         planned = pop.world_label_ids[max(start, self.warmup) : stop]
@@ -499,7 +492,8 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
             }
         )
         self._pending_intervention = None
-        return planned
+        self._window.append(planned)
+        return terminations, truncations
 
     def _parse(self, action: Any) -> tuple[InterventionOption | None, bool]:
         """The intervention an action asks for (``None``: wait) and whether it was invalid."""
@@ -535,9 +529,7 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
         at = pop.reaction_index(pop.agents[0])
         label_id = self.scheme.labels.index(option.label)
         if option.messages and option.target is None:
-            self._population_observations = pop.inject(
-                option.messages, [label_id] * len(option.messages), self.official
-            )
+            pop.inject(option.messages, [label_id] * len(option.messages), self.official)
         self._note = (option.note, option.target) if option.note else None
         kind = LABEL_EFFECTS.get(option.label or "")
         if kind is not None and hasattr(self.population, "observe_intervention"):
@@ -561,57 +553,40 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
         )
         return cost
 
-    def step(
-        self, actions: Mapping[str, Any]
-    ) -> tuple[
-        dict[str, dict[str, Any]],
-        dict[str, float],
-        dict[str, bool],
-        dict[str, bool],
-        dict[str, dict[str, Any]],
-    ]:
-        check_can_step(self.agents, self._decision)
-        option, invalid = self._parse(check_actions(actions, self.agents).get(PLANNER))
+    def lead(self, action: Any) -> dict[str, Any]:
+        """The planner's move (:class:`~mfllm_env.core.leader.LeaderEnv` calls it before
+        the population responds): intervene or wait; an invalid action waits, counted."""
+        option, invalid = self._parse(action)
         self.stats["invalid_action"] += invalid
         over_budget = option is not None and self._budget_left == 0
         if over_budget:
             self.stats["over_budget"] += 1
             option = None
-        cost = self._intervene(option) if option is not None else 0.0
-        window = []
-        for _ in range(self.every):
-            if not self.population_env.agents:
-                break
-            window.append(self._population_step())
-        self._note = None
-        ids = np.concatenate(window)
-        shares = np.bincount(ids, minlength=self.scheme.size) / ids.size
-        distance = float(self._distance(self.target, shares))
-        reward = -distance - cost
-        self._return += reward
-        info = {
+        self._cost = self._intervene(option) if option is not None else 0.0
+        self._window = []
+        return {
             "decision": self._decision,
             "intervention": option.name if option else None,
             "label": option.label if option else None,
             "invalid_action": invalid,
             "over_budget": over_budget,
-            "cost": cost,
-            "window_shares": shares.tolist(),
-            "distance": distance,
+            "cost": self._cost,
         }
+
+    def settle(self) -> tuple[float, dict[str, Any]]:
+        """The reward for the population's response to the decision: minus the distance
+        of its window's shares to the target, minus the intervention's cost."""
+        self._note = None
+        ids = np.concatenate(self._window)
+        shares = np.bincount(ids, minlength=self.scheme.size) / ids.size
+        distance = float(self._distance(self.target, shares))
+        reward = -distance - self._cost
+        self._return += reward
         self._decision += 1
-        done = not self.population_env.agents
-        if done:
-            self.agents = []
-        else:
+        info: dict[str, Any] = {"window_shares": shares.tolist(), "distance": distance}
+        if self.population_env.agents:  # the next decision's number and action mask
             info.update(self._info())
-        return (
-            {PLANNER: self._observe()},
-            {PLANNER: reward},
-            {PLANNER: done},
-            {PLANNER: False},
-            {PLANNER: info},
-        )
+        return reward, info
 
     def summary(self) -> dict[str, Any]:
         """The episode so far: return, interventions, cost, and the label shares of the
@@ -646,9 +621,6 @@ class PlannerEnv(ParallelEnv[str, dict[str, Any], Any]):
         return (
             f"decision {self._decision}/{self.num_decisions}, budget {self._budget_left}: {shares}"
         )
-
-    def close(self) -> None:
-        self.population_env.close()
 
 
 # -- baseline planners (menu mode) --------------------------------------------------------

@@ -203,6 +203,12 @@ def test_leader_env_checks_its_arguments_and_calls():
 
     with pytest.raises(TypeError, match="no leader role"):
         LeaderEnv(GameEnv(Leaderless()), Echo())
+    with pytest.raises(TypeError, match="object has no leader role"):
+        LeaderEnv(GameEnv(TurnGame()), Echo(), role=object())  # type: ignore[arg-type]
+    # A role apart from the follower game leads it.
+    role = TurnGame()
+    env = LeaderEnv(GameEnv(Leaderless()), Echo(), role=role)
+    assert env.possible_agents == ["leader"] and env.role is role
     with pytest.raises(TypeError, match="followers"):
         LeaderEnv(GameEnv(TurnGame()), object())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="every"):

@@ -31,8 +31,9 @@ from mfllm_env.core.protocols import MISSING, LeaderRole, Policy
 
 
 class LeaderEnv(ParallelEnv[str, Any, Any]):
-    """A leader over ``followers_env`` (its game must be a
-    :class:`~mfllm_env.core.protocols.LeaderRole`) and the frozen ``followers`` policy."""
+    """A leader over ``followers_env`` and the frozen ``followers`` policy; the leader's
+    part is played by ``role`` (by default the follower game, which must then be a
+    :class:`~mfllm_env.core.protocols.LeaderRole`)."""
 
     metadata: ClassVar[dict[str, Any]] = {
         "name": "mfllm/Leader",
@@ -47,13 +48,15 @@ class LeaderEnv(ParallelEnv[str, Any, Any]):
         *,
         every: int = 1,
         render_mode: str | None = None,
+        role: LeaderRole | None = None,
     ) -> None:
         if not isinstance(followers_env, GameEnv):
             raise TypeError(f"followers_env must be a GameEnv, got {type(followers_env).__name__}")
-        if not isinstance(followers_env.game, LeaderRole):
+        role = followers_env.game if role is None else role
+        if not isinstance(role, LeaderRole):
             raise TypeError(
-                f"the follower game {type(followers_env.game).__name__} has no leader role "
-                "(lead, leader_observation, settle)"
+                f"{type(role).__name__} has no leader role (leader_id, lead, "
+                "leader_observation, settle)"
             )
         check_methods("followers", followers, ("reset", "act"))
         if followers is None:
@@ -63,7 +66,7 @@ class LeaderEnv(ParallelEnv[str, Any, Any]):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.followers_env = followers_env
         self.followers = followers
-        self.role: LeaderRole = followers_env.game
+        self.role: LeaderRole = role
         self.every = every
         self.render_mode = render_mode
         self.possible_agents = [self.role.leader_id]
@@ -90,7 +93,7 @@ class LeaderEnv(ParallelEnv[str, Any, Any]):
         self._reset_done = True
         self.decisions = 0
         waits = getattr(self.role, "leader_waits", None)
-        while callable(waits) and waits() and self.followers_env.agents:
+        while callable(waits) and self.followers_env.agents and waits():
             self._follower_step()  # a warm-up: the followers respond alone
         if not self.followers_env.agents:
             raise ValueError(
@@ -103,7 +106,8 @@ class LeaderEnv(ParallelEnv[str, Any, Any]):
 
     def _follower_step(self) -> tuple[dict[str, bool], dict[str, bool]]:
         """One step of the follower env with the frozen followers' actions; returns its
-        terminations and truncations."""
+        terminations and truncations. (A leader that records each follower step, such as
+        the rumour planner, overrides it.)"""
         env = self.followers_env
         actions = self.followers.act(self._follower_observations)
         observations, _, terminations, truncations, _ = env.step(actions)
@@ -127,12 +131,14 @@ class LeaderEnv(ParallelEnv[str, Any, Any]):
         self.decisions += 1
         if not env.agents:
             self.agents = []
+        info = {**info, **settled}
+        info.setdefault("decision", self.decisions - 1)  # the role's own count, if it keeps one
         return (
             {leader: self.role.leader_observation()},
             {leader: float(reward)},
             {leader: terminated},
             {leader: truncated},
-            {leader: {**info, **settled, "decision": self.decisions - 1}},
+            {leader: info},
         )
 
     def render(self) -> str | None:

@@ -259,7 +259,10 @@ def plot_evaluation(records: Sequence[dict[str, Any]], out: Path) -> None:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.nanmean(padded, axis=0)
 
+    colours = plt.get_cmap("tab20").colors  # one colour per matchup, up to 20
     figure, axes = plt.subplots(1, 3, figsize=(17, 5))
+    for axis in axes:
+        axis.set_prop_cycle(color=colours)
     for label, group in groups.items():
         years = np.arange(1, max(len(r["output_path"]) for r in group) + 1)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -277,6 +280,7 @@ def plot_evaluation(records: Sequence[dict[str, Any]], out: Path) -> None:
     plt.close(figure)
 
     figure, axis = plt.subplots(figsize=(6, 6))
+    axis.set_prop_cycle(color=colours)
     share = np.linspace(0, 1, LORENZ_POINTS)
     for label, group in groups.items():
         curves = [r["lorenz"] for r in group if r["lorenz"] is not None]

@@ -249,6 +249,22 @@ def test_to_vec_env_is_seeded(scenario):
     assert not np.array_equal(rewards[:, 0], rewards[:, 1])  # the copies' seeds: 0 and 1
 
 
+def test_to_vec_env_in_worker_processes_is_seeded_too(scenario):
+    def rollout():
+        env = FlattenObservations(planner(scenario))
+        vector = to_vec_env(env, copies=2, num_cpus=2, seed=3)  # Stable-Baselines3's VecEnv
+        trace = [vector.reset()]
+        for t in range(8):
+            observations, rewards, dones, _ = vector.step(np.full(vector.num_envs, t % 3))
+            assert dones.dtype == bool  # SuperSuit's are 0/1 integers
+            trace += [observations, rewards]
+        vector.close()
+        return trace
+
+    first, again = rollout(), rollout()
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+
+
 def test_to_vec_env_joins_different_envs(scenario):
     envs = [
         FlattenObservations(planner(mfllm_env.synthetic_scenario(seed=i, n_reactions=60)))

@@ -8,8 +8,10 @@ Each agent of each env becomes one sub-environment of the vector env (parameter 
 one policy acts for every agent), as SuperSuit's ``pettingzoo_env_to_vec_env_v1`` does;
 ``concat_vec_envs_v1``'s constructor then joins ``copies`` copies of every env given (a
 list of envs: one per training scenario, say). Sub-environment ``i`` is reset with seed
-``seed + i`` first; later episodes continue each env's own seeded stream, so the same
-seed gives the same episodes.
+``seed + i`` first (in worker processes, ``num_cpus > 1``, SuperSuit gives process ``p``'s
+``k``-th sub-environment ``seed + p + k``: seeds repeat across processes); later episodes
+continue each env's own seeded stream, so the same seed gives the same episodes, in one
+process or several (tested).
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ def to_vec_env(
 ) -> Any:
     """A vector env over every agent of ``envs`` (one parallel env or a list), ``copies``
     copies each, stepped in ``num_cpus`` processes (0: in this one); a Stable-Baselines3
-    ``VecEnv`` (``base_class="stable_baselines3"``) or a gymnasium ``VectorEnv``.
+    ``VecEnv`` (``base_class="stable_baselines3"``) or a gymnasium ``VectorEnv``. The
+    envs given are reset (with ``seed``) to check them; the vector env steps copies.
 
     ``ValueError`` for a bad count, base class or seed, envs whose spaces differ, an
     observation that is not a ``Box`` or ``Discrete`` (wrap in

@@ -145,9 +145,8 @@ def planner_env_factory(
         return lambda i, action_mode="menu": PlannerEnv(
             scenarios[i], "synthetic", action_mode=action_mode, **options
         )
-    from agents.backends import GenerationParams, load_backend
-    from agents.mean_field import LLMMeanField
-    from agents.policies import LLMPolicy
+    from agents.backends import load_backend
+    from agents.mf_llm import mf_llm_population
     from mfllm_env.labels import scheme_for
 
     policy_backend = load_backend(args.model, adapter=args.population_adapter, threads=args.threads)
@@ -157,18 +156,18 @@ def planner_env_factory(
         else policy_backend
     )
     scheme = scheme_for(scenarios[0].default_label_dimension)
-    policy = LLMPolicy(
+    policy, new_mean_field = mf_llm_population(
         policy_backend,
-        context="mean_field",
-        params=GenerationParams(max_new_tokens=args.max_new_tokens),
+        mean_field_backend=mean_field_backend,
+        max_new_tokens=args.max_new_tokens,
+        summary_tokens=args.summary_tokens,
         share_labels=scheme.names(scenarios[0].language),
     )
-    summary = GenerationParams(max_new_tokens=args.summary_tokens)
     return lambda i, action_mode="menu": PlannerEnv(
         scenarios[i],
         policy,
         action_mode=action_mode,
-        mean_field=LLMMeanField(mean_field_backend, params=summary, seed=i),
+        mean_field=new_mean_field(seed=i),
         **options,
     )
 

@@ -8,15 +8,13 @@ import shlex
 import sys
 import warnings
 from collections.abc import Callable
-from functools import partial
 from itertools import chain
 from pathlib import Path
 
-from agents.backends import Backend, GenerationParams, load_backend
+from agents.backends import Backend, load_backend
 from agents.backends.base import GENERATION_DTYPES
 from agents.baselines import ClassifierPolicy, HerdingPolicy, UniformRandomPolicy, collect_examples
-from agents.mean_field import ChainOfSummarization, LLMMeanField
-from agents.policies import LLMPolicy
+from agents.mf_llm import mf_llm_population
 from mfllm_cli.arg_types import (
     TOKENS_MAX,
     adapter_folder,
@@ -31,10 +29,7 @@ from mfllm_cli.arg_types import (
 from mfllm_cli.specs import iter_spec, path_and_selector
 from mfllm_env.labels import LabelScheme, scheme_for
 from mfllm_env.mean_field import (
-    HistogramMeanField,
     MeanFieldModel,
-    PopularReactions,
-    RecentReactions,
 )
 from mfllm_env.population_env import PopulationEnv
 from mfllm_env.runs import RunFolder
@@ -320,33 +315,22 @@ def llm_parts(
 ) -> tuple[Policy, Callable[[], MeanFieldModel]]:
     """The LLM policy and a factory of fresh mean-field models (one per episode), on
     ``backends`` (policy, mean field) or on those :func:`load_llm_backends` loads."""
-    kind = mean_field_choice(args)
     backend, mean_field_backend = backends or load_llm_backends(args)
-    policy = LLMPolicy(
+    return mf_llm_population(
         backend,
+        mean_field=mean_field_choice(args),
+        mean_field_backend=mean_field_backend,
         context=CONTEXT_OF_POLICY.get(args.policy, args.policy),
-        params=GenerationParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature),
+        max_new_tokens=args.max_new_tokens,
+        summary_tokens=args.summary_tokens,
+        temperature=args.temperature,
         show_shares=args.show_shares,
         share_labels=scheme.names(language),
         score_references=args.nll,
+        k=args.k,
+        cos_every=args.cos_every,
+        seed=args.seed,
     )
-    summary_params = GenerationParams(
-        max_new_tokens=args.summary_tokens, temperature=args.temperature
-    )
-    factories: dict[str, Callable[[], MeanFieldModel]] = {
-        "histogram": HistogramMeanField,
-        "recent": partial(RecentReactions, args.k),
-        "popular": partial(PopularReactions, args.k),
-        "llm": partial(LLMMeanField, mean_field_backend, params=summary_params, seed=args.seed),
-        "cos": partial(
-            ChainOfSummarization,
-            mean_field_backend,
-            every=args.cos_every,
-            params=summary_params,
-            seed=args.seed,
-        ),
-    }
-    return policy, factories[kind]
 
 
 def build_policy(

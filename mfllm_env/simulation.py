@@ -137,7 +137,7 @@ def play_episodes(
     Each round makes **one** ``policy.act`` call for the active agents of every running
     episode (their agent ids prefixed with ``"<episode>|"``; a label-mode policy: one per
     episode, see below) and **one**
-    :func:`~mfllm_env.mean_field.update_mean_fields` call for their mean fields, so an LLM
+    :func:`~mfllm_env.core.runner.update_mean_fields` call for their mean fields, so an LLM
     policy and an LLM mean field batch across episodes. When an episode ends, the next one
     takes its place. Each environment needs its own mean-field model instance.
 

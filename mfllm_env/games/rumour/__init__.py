@@ -1,5 +1,6 @@
 """The rumour family on the mean-field-game core: a population reacting to one event,
-replayed reaction by reaction (:class:`RumourGame`); ``mfllm/Population-v0``
+replayed reaction by reaction (:class:`RumourGame`), its text codec (the labeller,
+:class:`RumourTextCodec`); ``mfllm/Population-v0``
 (:class:`~mfllm_env.population_env.PopulationEnv`) is the generic env over it."""
 
 from mfllm_env.games.rumour.game import (
@@ -11,12 +12,14 @@ from mfllm_env.games.rumour.game import (
     render_profile,
     render_state,
 )
+from mfllm_env.games.rumour.text import RumourTextCodec
 
 __all__ = [
     "HISTORY_POST_LENGTH",
     "LabelMatchReward",
     "ReactionActions",
     "RumourGame",
+    "RumourTextCodec",
     "StepOutcome",
     "render_profile",
     "render_state",

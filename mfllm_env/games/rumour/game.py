@@ -3,8 +3,9 @@ to one event, replayed reaction by reaction.
 
 :class:`RumourGame` holds the episode: which reactions' authors act now, what they see
 (event, own state, mean field), how their actions are labelled (the labeller is the
-family's text codec: a text becomes a label id, with the scheme's fallback counted), the
-rewards and the mean field. Its transition is split around the mean-field update
+family's text codec, :class:`~mfllm_env.games.rumour.text.RumourTextCodec`: a text becomes
+a label id, with the scheme's fallback counted), the rewards and the mean field. Its
+transition is split around the mean-field update
 (:class:`~mfllm_env.core.protocols.SplitGame`), so the mean fields of several episodes are
 updated in one batched call. :class:`~mfllm_env.population_env.PopulationEnv`
 (``mfllm/Population-v0``) is the generic :class:`~mfllm_env.core.env.GameEnv` over it;
@@ -30,6 +31,7 @@ from mfllm_env.checks import (
     is_text,
 )
 from mfllm_env.core.protocols import Transition
+from mfllm_env.games.rumour.text import RumourTextCodec
 from mfllm_env.labels import UNLABELLED, ActionLabeler, LabelScheme, scheme_for
 from mfllm_env.mean_field import HistogramMeanField, MeanField, MeanFieldModel, MeanFieldUpdate
 from mfllm_env.metrics import kl_divergence
@@ -219,6 +221,7 @@ class RumourGame:
         self._reactions = reactions
         self._n = len(reactions)
         self.labeler = labeler
+        self._codec: RumourTextCodec | None = None
         self._real_ids, self._real_from_human = self._label_real_reactions()
 
         width = max(5, len(str(self._n - 1)))
@@ -279,10 +282,8 @@ class RumourGame:
                     f"{self.scheme.labels}"
                 )
         if missing:
-            labeler = self.require_labeler(
-                f"{len(missing)} reactions have no human {dimension!r} label"
-            )
-            predicted = self._checked_labels(labeler, [self._reactions[i].text for i in missing])
+            codec = self.codec(f"{len(missing)} reactions have no human {dimension!r} label")
+            predicted = codec.label([self._reactions[i].text for i in missing])
             predicted = np.where(predicted == UNLABELLED, self.scheme.fallback_id, predicted)
             ids[missing] = predicted
         if self.action_mode == "text":
@@ -291,28 +292,14 @@ class RumourGame:
 
     def label_texts(self, texts: Sequence[str]) -> np.ndarray:
         """The env's labeller's ids for ``texts`` (-1: it could not label one)."""
-        return self._checked_labels(self.require_labeler("texts must be labelled"), list(texts))
+        return self.codec().label(texts)
 
-    def _checked_labels(self, labeler: ActionLabeler, texts: list[str]) -> np.ndarray:
-        """The labeller's ids for ``texts``, checked: one per text, each in [-1, K)."""
-        returned = labeler.label(texts)
-        try:
-            ids = np.asarray(returned)
-        except ValueError:  # ragged nested lists
-            ids = np.asarray(None)
-        wrong = f"must return one id in [-1, {self.scheme.size}) per text"
-        if ids.dtype.kind not in "iu":  # floats would be cut, strings parsed: refuse both
-            raise ValueError(
-                f"labeler {type(labeler).__name__} {wrong} as integers; got {returned!r:.100}"
-            )
-        if ids.shape != (len(texts),) or (
-            ids.size and (ids.min() < UNLABELLED or ids.max() >= self.scheme.size)
-        ):
-            raise ValueError(
-                f"labeler {type(labeler).__name__} {wrong}; got shape {ids.shape} for "
-                f"{len(texts)} texts" + (f", values {ids.min()}..{ids.max()}" if ids.size else "")
-            )
-        return ids.astype(np.int64)
+    def codec(self, why: str = "texts must be labelled") -> RumourTextCodec:
+        """The text codec over the env's labeller (:meth:`require_labeler` with ``why``)."""
+        labeler = self.require_labeler(why)
+        if self._codec is None or self._codec.labeler is not labeler:
+            self._codec = RumourTextCodec(labeler)
+        return self._codec
 
     def _reset_episode_state(self) -> None:
         self._cursor = 0
@@ -463,10 +450,11 @@ class RumourGame:
                 texts.append("")
                 invalid.append(True)
                 empty.append(False)
-        ids = self._checked_labels(self.labeler, texts)  # type: ignore[arg-type]
-        fallback = [bad or i == UNLABELLED for bad, i in zip(invalid, ids.tolist(), strict=True)]
-        if any(fallback):
-            ids[np.array(fallback)] = fallback_id
+        decoded = self.codec().decode_texts(texts)
+        ids = decoded.actions
+        fallback = [bad or bool(f) for bad, f in zip(invalid, decoded.fallbacks, strict=True)]
+        if any(invalid):
+            ids[np.array(invalid)] = fallback_id
         return ReactionActions(texts, ids, fallback, empty, invalid, policy_infos)
 
     def inject(

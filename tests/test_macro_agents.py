@@ -180,6 +180,7 @@ def test_training_learns_logs_and_resumes_to_the_same_weights(tmp_path, mode: st
     assert all(0 < row["household_reward"] < 1 for row in rows)
     assert "leader_value_loss" in rows[1] and "household_value_loss" in rows[2]
     assert summary["iterations"] == 3
+    assert (whole / "report.png").stat().st_size > 0 and (whole / "summary.json").is_file()
     households, mean_field = load_policy(whole / "households.pt", "households")
     assert mean_field == (mode != "no_mean_field")
     torch.manual_seed(config.seed)

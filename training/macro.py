@@ -28,7 +28,8 @@ Every random draw of iteration ``t`` comes from ``(seed, t)``, and a checkpoint 
 networks and both optimisers, so a resumed run (from the newest
 ``checkpoints/step-N.pt``) ends with the same weights, byte for byte, as one that was not
 interrupted. The run folder: ``log.jsonl`` (a row per iteration), ``checkpoints/``,
-``households.pt`` and ``government.pt`` (:func:`agents.macro_rl.save_policy`).
+``households.pt`` and ``government.pt`` (:func:`agents.macro_rl.save_policy`),
+``summary.json`` and ``report.png`` (the learning curves).
 """
 
 from __future__ import annotations
@@ -165,8 +166,8 @@ def play_economy(
     game = env.game
     observations, _ = env.reset(seed=seed)
     households.reset(seed=seed)
-    if government is not None:
-        government.reset(seed=seed)
+    if government is not None:  # its own stream: its draws must not repeat the households'
+        government.reset(seed=int(np.random.SeedSequence(seed).generate_state(1)[0]))
     while env.agents:
         if government is not None:
             game.lead(government.act({GOVERNMENT: game.leader_observation()})[GOVERNMENT])
@@ -454,7 +455,35 @@ def train_macro(
             summary[f"{phase} first"] = _brief(phase_rows[0])
             summary[f"{phase} last"] = _brief(phase_rows[-1])
     write_json(out / "summary.json", summary)
+    plot_macro_training(rows, out / "report.png")
     return summary
+
+
+def plot_macro_training(rows: list[dict[str, Any]], path: Path) -> None:
+    """``report.png``: the households' mean reward and the government's mean return per
+    iteration, a marker colour per phase."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from mfllm_env.report import save_png
+
+    figure = Figure(figsize=(8, 6), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(2, 1, sharex=True)
+    for index, phase in enumerate(dict.fromkeys(row["phase"] for row in rows)):
+        chosen = [row for row in rows if row["phase"] == phase]
+        steps = [row["step"] for row in chosen]
+        colour = f"C{index}"
+        axes[0].plot(steps, [row["household_reward"] for row in chosen], ".", color=colour,
+                     label=phase)  # fmt: skip
+        led = [(row["step"], row["leader_return"]) for row in chosen if "leader_return" in row]
+        if led:
+            axes[1].plot(*zip(*led, strict=True), ".", color=colour)
+    axes[0].set_ylabel("household reward / year")
+    axes[1].set_ylabel("government return")
+    axes[1].set_xlabel("iteration")
+    axes[0].legend(fontsize=8)
+    save_png(figure, path)
 
 
 def _brief(row: dict[str, Any]) -> dict[str, Any]:

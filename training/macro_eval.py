@@ -242,10 +242,11 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def plot_evaluation(records: Sequence[dict[str, Any]], out: Path) -> None:
     """``trajectories.png`` and ``wealth.png`` (module docstring) into ``out``."""
-    import matplotlib
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from mfllm_env.report import save_png
 
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in records:
@@ -259,8 +260,10 @@ def plot_evaluation(records: Sequence[dict[str, Any]], out: Path) -> None:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.nanmean(padded, axis=0)
 
-    colours = plt.get_cmap("tab20").colors  # one colour per matchup, up to 20
-    figure, axes = plt.subplots(1, 3, figsize=(17, 5))
+    colours = colormaps["tab20"].colors  # one colour per matchup, up to 20
+    figure = Figure(figsize=(17, 5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 3)
     for axis in axes:
         axis.set_prop_cycle(color=colours)
     for label, group in groups.items():
@@ -275,11 +278,11 @@ def plot_evaluation(records: Sequence[dict[str, Any]], out: Path) -> None:
         axis.set_title(title)
         axis.set_xlabel("year")
     axes[0].legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(out / "trajectories.png", dpi=110)
-    plt.close(figure)
+    save_png(figure, out / "trajectories.png", dpi=110)
 
-    figure, axis = plt.subplots(figsize=(6, 6))
+    figure = Figure(figsize=(6, 6), layout="constrained")
+    FigureCanvasAgg(figure)
+    axis = figure.subplots()
     axis.set_prop_cycle(color=colours)
     share = np.linspace(0, 1, LORENZ_POINTS)
     for label, group in groups.items():
@@ -291,9 +294,7 @@ def plot_evaluation(records: Sequence[dict[str, Any]], out: Path) -> None:
     axis.set_xlabel("share of households, poorest first")
     axis.set_ylabel("share of wealth")
     axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(out / "wealth.png", dpi=110)
-    plt.close(figure)
+    save_png(figure, out / "wealth.png", dpi=110)
 
 
 def evaluate_macro(

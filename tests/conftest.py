@@ -145,6 +145,17 @@ def build_tiny_model_and_tokenizer(seed: int = 0):
     return LlamaForCausalLM(config), tokenizer
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test (small work on two threads can run several times
+    slower while anything else uses the CPU), put back afterwards."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_backend():
     """A :class:`TransformersBackend` over the tiny model (one thread: fast and stable;

@@ -29,12 +29,7 @@ def readme_block(marker: str) -> str:
     return blocks[0]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_readme_sb3_example_trains_on_every_env():

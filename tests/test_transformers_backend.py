@@ -245,13 +245,20 @@ def test_backend_options_are_counts(tiny_backend, option, message):
 
 
 def _forward_calls(backend, run):
-    """How many forward passes ``run()`` makes on ``backend``'s generation model."""
+    """How many forward passes ``run()`` makes on ``backend``'s generation model (its
+    own forward for prompts, the fused decoder's for decoding passes)."""
     calls = []
     handle = backend._generator.register_forward_hook(lambda *_: calls.append(1))
+    fused = backend._fused
+    if fused is not None:
+        forward = fused.forward
+        fused.forward = lambda *args: calls.append(1) or forward(*args)
     try:
         run()
     finally:
         handle.remove()
+        if fused is not None:
+            del fused.forward
     return len(calls)
 
 

@@ -49,6 +49,7 @@ from agents.backends.base import (
     first_line_complete,
 )
 from agents.backends.chat import encode_chat, end_token_ids, render_chat
+from agents.backends.fused_llama import FusedLlamaDecoder, fused_decoding_supported
 from mfllm_env.checks import check_count
 
 CACHE_ARGUMENT = (
@@ -122,6 +123,7 @@ class TransformersBackend:
         share_prefixes: bool = True,
         generation_dtype: str = "auto",
         draft_tokens: int = 8,
+        fused_decoding: bool = True,
         name: str | None = None,
     ) -> None:
         if generation_dtype not in GENERATION_DTYPES:
@@ -169,6 +171,12 @@ class TransformersBackend:
         self._generator = self._generation_model(generation_dtype)
         self.generation_dtype = str(self._generator.dtype).removeprefix("torch.")
         self._prefill_attention = self._generator.config._attn_implementation
+        self._fused = (
+            FusedLlamaDecoder(self._generator)
+            if fused_decoding and fused_decoding_supported(self._generator)
+            else None
+        )
+        self.fused_decoding = self._fused is not None
 
     def _generation_model(self, requested: str) -> Any:
         """The model ``generate`` runs: this one, or a bf16 copy of it (see the class
@@ -291,8 +299,7 @@ class TransformersBackend:
             logits_to_keep=1,
             **({CACHE_ARGUMENT: cache} if cache is not None else {}),
         )
-        self._set_attention(model, decoding=True)
-        cache = out[CACHE_ARGUMENT]
+        passes = self._decoding_passes(out[CACHE_ARGUMENT])
         live = list(range(input_ids.shape[0]))  # batch row -> input row
         generated: list[list[int]] = [[] for _ in live]
         contexts = [list(ids) for ids in encoded]  # prompt + new tokens, for the drafts
@@ -314,7 +321,7 @@ class TransformersBackend:
                 return generated
             if len(going) < len(live):
                 index = torch.tensor(going)
-                cache.batch_select_indices(index)
+                passes.select(index)
                 attention, next_position = attention[index], next_position[index]
                 live, chosen = [live[j] for j in going], [chosen[j] for j in going]
             # A pass over many rows is bound by arithmetic, not by reading the weights:
@@ -335,14 +342,9 @@ class TransformersBackend:
                 valid.append([1] * (1 + len(draft)) + [0] * padding)
             base = attention.shape[1]
             attention = torch.cat([attention, torch.tensor(valid)], dim=1)
-            out = model(
-                input_ids=torch.tensor(fed),
-                attention_mask=attention,
-                position_ids=next_position + torch.arange(width),
-                use_cache=True,
-                **{CACHE_ARGUMENT: cache},
+            logits = passes.forward(
+                torch.tensor(fed), attention, next_position + torch.arange(width)
             )
-            cache, logits = out[CACHE_ARGUMENT], out.logits
             chosen, bonus = [], []
             ended = set()
             for j, (row, draft) in enumerate(zip(live, drafts, strict=True)):
@@ -377,9 +379,19 @@ class TransformersBackend:
                 if not going:
                     return generated
                 index = torch.tensor(going)
-                cache.batch_select_indices(index)
+                passes.select(index)
                 attention, next_position = attention[index], next_position[index]
                 live, chosen = [live[j] for j in going], [chosen[j] for j in going]
+
+    def _decoding_passes(self, cache: Any) -> FusedLlamaDecoder | ModelPasses:
+        """What runs the decoding passes after a prompt pass that left ``cache``: the
+        hand-written Llama passes where the model qualifies (``fused_decoding``), else
+        the model's own forward."""
+        if self._fused is not None:
+            self._fused.start(cache)
+            return self._fused
+        self._set_attention(self._generator, decoding=True)
+        return ModelPasses(self._generator, cache)
 
     @staticmethod
     def _pick(sampler: RowSampler | None, logits: torch.Tensor, rows: list[int]) -> list[int]:
@@ -512,6 +524,30 @@ class TransformersBackend:
         logits = head(hidden[torch.tensor(row_index), torch.tensor(columns)]).float()
         picked = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(token_ids)[:, None])
         return list(torch.split(picked[:, 0], lengths))
+
+
+class ModelPasses:
+    """Decoding passes through a transformers model's own forward and key/value cache
+    (the interface of :class:`~agents.backends.fused_llama.FusedLlamaDecoder`)."""
+
+    def __init__(self, model: Any, cache: Any) -> None:
+        self.model, self.cache = model, cache
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.cache.batch_select_indices(rows)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor
+    ) -> torch.Tensor:
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention,
+            position_ids=positions,
+            use_cache=True,
+            **{CACHE_ARGUMENT: self.cache},
+        )
+        self.cache = out[CACHE_ARGUMENT]
+        return out.logits
 
 
 SCORE_TOKEN_BUDGET = 8192

@@ -64,7 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--out", type=given_path, required=True, help="run folder")
     train.add_argument(
-        "--mode", help="stackelberg (default), simultaneous or no_mean_field (the ablations)"
+        "--mode",
+        help="stackelberg (default); the ablations: simultaneous, no_mean_field, "
+        "simultaneous_no_mean_field",
     )
     train.add_argument("--households", type=int_in(10, 100_000))
     train.add_argument("--horizon", type=positive_int, help="years per training episode")

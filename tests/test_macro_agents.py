@@ -147,13 +147,16 @@ def test_play_economy_orders_the_moves(simultaneous: bool) -> None:
     assert (rates[0] >= first_tau * 0.5) == (not simultaneous)
 
 
-@pytest.mark.parametrize("mode", ["stackelberg", "simultaneous", "no_mean_field"])
+@pytest.mark.parametrize(
+    "mode", ["stackelberg", "simultaneous", "no_mean_field", "simultaneous_no_mean_field"]
+)
 def test_schedule_by_mode(mode: str) -> None:
     config = MacroTrainConfig(mode=mode, **{**TINY, "leader_iterations": 2, "rounds": 2})
     schedule = config.schedule()
     assert schedule[0] == "households" and len(schedule) == 1 + 2 * 3
-    assert set(schedule[1:]) == ({"joint"} if mode == "simultaneous" else {"leader", "followers"})
-    assert config.mean_field == (mode != "no_mean_field")
+    simultaneous = mode.startswith("simultaneous")
+    assert set(schedule[1:]) == ({"joint"} if simultaneous else {"leader", "followers"})
+    assert config.mean_field == ("no_mean_field" not in mode)
 
 
 def test_bad_training_config_is_named() -> None:

@@ -23,6 +23,8 @@ updates the phase's learner(s):
      previous year's policy): neither side responds to the other's current move.
    * ``"no_mean_field"`` (the ablation without the mean field): as ``"stackelberg"``, but
      the households' features are only their own state and the policy.
+   * ``"simultaneous_no_mean_field"``: without both, as ``"simultaneous"`` with the
+     households of ``"no_mean_field"``.
 
 Every random draw of iteration ``t`` comes from ``(seed, t)``, and a checkpoint holds both
 networks and both optimisers, so a resumed run (from the newest
@@ -60,7 +62,7 @@ from mfllm_env.games.macro import GOVERNMENT, EconomyParameters, MacroEnv, Year
 from mfllm_env.games.macro.text import FALLBACK_ACTION
 from training.run_folder import check_config, trim_log, write_json
 
-MODES = ("stackelberg", "simultaneous", "no_mean_field")
+MODES = ("stackelberg", "simultaneous", "no_mean_field", "simultaneous_no_mean_field")
 BASELINE_GOVERNMENTS = ("free_market", "saez", "us_federal_2022")
 LEADER_REWARD_SCALES = {"gdp": 10.0, "gini": 10.0, "social_welfare": None, "gdp_gini": 1.0}
 """Rewards are divided by these before returns are taken (the critic's targets stay near
@@ -68,6 +70,11 @@ LEADER_REWARD_SCALES = {"gdp": 10.0, "gini": 10.0, "social_welfare": None, "gdp_
 INITIAL_GOVERNMENT = (0.5, 0.5, 0.1, 0.1, 0.3)
 """The government's initial mean action: a moderate income tax (``tau`` 0.1), a small
 wealth tax (0.02) and spending of 9% of output."""
+
+
+def plays_simultaneously(mode: str | None) -> bool:
+    """Whether a run of ``mode`` (``None``: the default) is played in simultaneous order."""
+    return mode is not None and mode.startswith("simultaneous")
 
 
 @dataclass
@@ -124,12 +131,12 @@ class MacroTrainConfig:
     @property
     def mean_field(self) -> bool:
         """Whether the households see the mean field."""
-        return self.mode != "no_mean_field"
+        return not self.mode.endswith("no_mean_field")
 
     @property
     def simultaneous(self) -> bool:
         """Whether the households act on the policy before the government's move."""
-        return self.mode == "simultaneous"
+        return plays_simultaneously(self.mode)
 
     def schedule(self) -> list[str]:
         """The phase of every iteration (module docstring)."""

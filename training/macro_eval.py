@@ -38,7 +38,7 @@ import numpy as np
 from mfllm_env import runs
 from mfllm_env.core.protocols import Policy
 from mfllm_env.games.macro import EconomyParameters, MacroEnv, RuleHouseholds
-from training.macro import BASELINE_GOVERNMENTS, play_economy
+from training.macro import BASELINE_GOVERNMENTS, play_economy, plays_simultaneously
 
 METRICS = ("years", "gdp_growth", "log10_output", "income_gini", "wealth_gini", "welfare")
 LORENZ_POINTS = 21
@@ -113,7 +113,7 @@ def standard_matchups(
         def government(run: Path = Path(run)) -> Policy:
             return RLGovernment.load(run / "government.pt")
 
-        simultaneous = configs[label].get("mode") == "simultaneous"
+        simultaneous = plays_simultaneously(configs[label].get("mode"))
         own = Path(run) / "households.pt"
         matchups.append(
             Matchup(
@@ -370,7 +370,7 @@ def llm_matchups(
         simultaneous = False
         if not baseline:
             run = Path(trained[name])
-            simultaneous = read_trained_run(run).get("mode") == "simultaneous"
+            simultaneous = plays_simultaneously(read_trained_run(run).get("mode"))
 
             def government(run: Path = run) -> Policy:
                 return RLGovernment.load(run / "government.pt")

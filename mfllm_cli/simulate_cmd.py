@@ -7,14 +7,18 @@ import json
 import shlex
 import sys
 import warnings
-from collections.abc import Callable
 from itertools import chain
-from pathlib import Path
 
-from agents.backends import Backend, load_backend
 from agents.backends.base import GENERATION_DTYPES
-from agents.baselines import ClassifierPolicy, HerdingPolicy, UniformRandomPolicy, collect_examples
-from agents.mf_llm import mf_llm_population
+from agents.policy_factory import (
+    LLM_POLICIES,
+    MEAN_FIELDS,
+    POLICIES,
+    PolicyOptions,
+    build_policy,
+    llm_parts,
+    mean_field_choice,
+)
 from mfllm_cli.arg_types import (
     TOKENS_MAX,
     adapter_folder,
@@ -26,23 +30,14 @@ from mfllm_cli.arg_types import (
     thread_count,
     token_count,
 )
-from mfllm_cli.specs import iter_spec, path_and_selector
-from mfllm_env.labels import LabelScheme, scheme_for
-from mfllm_env.mean_field import (
-    MeanFieldModel,
-)
+from mfllm_env.bench_pipeline import check_one_scheme
+from mfllm_env.labels import scheme_for
 from mfllm_env.population_env import PopulationEnv
 from mfllm_env.runs import RunFolder
 from mfllm_env.scenario import Scenario
-from mfllm_env.simulation import EpisodeSkippedWarning, Policy, label_source_note, simulate
+from mfllm_env.simulation import EpisodeSkippedWarning, label_source_note, simulate
+from mfllm_env.specs import has_fit_set, iter_spec
 
-CLASSIFIER_POLICIES = ("random", "herding", "state-classifier", "mf-classifier")
-LLM_POLICIES = ("mf", "state", "recent", "popular", "sft")
-POLICIES = CLASSIFIER_POLICIES + LLM_POLICIES
-MEAN_FIELDS = ("histogram", "llm", "cos")
-CONTEXT_OF_POLICY = {"mf": "mean_field", "state": "none", "sft": "none"}
-SYNTHETIC_FIT_SEEDS = range(1000, 1020)
-FIT_DEFAULTS = ("synthetic", "rumoureval")  # sources whose classifiers have a default --fit
 RESULTS = ("trajectory.jsonl",)  # a run folder with steps in it is kept if the run fails
 
 
@@ -229,124 +224,31 @@ def add_episode_arguments(parser: argparse.ArgumentParser, defaults: dict[str, o
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def fit_scenarios(
-    args: argparse.Namespace, evaluated: list[Scenario]
-) -> tuple[list[Scenario], str]:
-    """The scenarios classifier policies are fitted on, and a description of them.
-
-    Any fit scenario that shares a reaction with an evaluated one is left out, so that a
-    policy is never scored on reactions it was fitted on (for RumourEval events, the
-    default fit is the train split less the evaluated events: leave-event-out).
-    """
-    if args.fit:
-        fitted, described = list(iter_spec(args.fit)), args.fit
-    else:
-        source, _, rest = args.scenario.partition(":")
-        if source == "synthetic":
-            seeds = SYNTHETIC_FIT_SEEDS
-            described = f"synthetic:{seeds.start}-{seeds.stop - 1}"
-        else:  # rumoureval (run() checked there is a default)
-            described = f"rumoureval:{path_and_selector(rest)[0]}:train"
-        fitted = list(iter_spec(described))
-    seen = {r.reaction_id for scenario in evaluated for r in scenario.reactions}
-    kept = [s for s in fitted if seen.isdisjoint(r.reaction_id for r in s.reactions)]
-    if len(kept) < len(fitted):
-        left_out = len(fitted) - len(kept)
-        described += f", less {left_out} scenario(s) sharing reactions with the evaluated ones"
-    if not kept:
-        raise ValueError(f"nothing left to fit on: every scenario of {described!r} is evaluated")
-    return kept, described
-
-
-def mean_field_choice(args: argparse.Namespace) -> str:
-    """The mean field a run uses (``--mean-field``, or the policy's default)."""
-    if args.policy in ("recent", "popular"):
-        if args.mean_field is not None:
-            raise ValueError(
-                f"--policy {args.policy} shows reactions, not a mean field: drop --mean-field"
-            )
-        return args.policy
-    return args.mean_field or ("llm" if args.policy == "mf" else "histogram")
-
-
-def load_llm_backends(
-    args: argparse.Namespace, cache: dict[tuple, Backend] | None = None
-) -> tuple[Backend, Backend]:
-    """The policy's backend and the mean field's (the same one without a
-    ``--mean-field-adapter``); ``cache`` keeps loaded backends for later calls. With
-    ``--no-progress``, transformers' loading bars are hidden too."""
-    cache = {} if cache is None else cache
-
-    def load(adapter: Path | None) -> Backend:
-        key = (
-            args.model,
-            str(adapter),
-            args.threads,
-            args.tokenizer,
-            args.generation_dtype,
-            args.draft_tokens,
-        )
-        if key not in cache:
-            if args.no_progress:
-                from training.run_folder import hide_progress_bars
-
-                hide_progress_bars()
-            cache[key] = load_backend(
-                args.model,
-                adapter=adapter,
-                threads=args.threads,
-                tokenizer=args.tokenizer,
-                generation_dtype=args.generation_dtype,
-                draft_tokens=args.draft_tokens,
-            )
-        return cache[key]
-
-    backend = load(args.adapter)
-    if args.mean_field_adapter is None:
-        return backend, backend
-    return backend, load(args.mean_field_adapter)
-
-
-def llm_parts(
-    args: argparse.Namespace,
-    scheme: LabelScheme,
-    language: str,
-    backends: tuple[Backend, Backend] | None = None,
-) -> tuple[Policy, Callable[[], MeanFieldModel]]:
-    """The LLM policy and a factory of fresh mean-field models (one per episode), on
-    ``backends`` (policy, mean field) or on those :func:`load_llm_backends` loads."""
-    backend, mean_field_backend = backends or load_llm_backends(args)
-    return mf_llm_population(
-        backend,
-        mean_field=mean_field_choice(args),
-        mean_field_backend=mean_field_backend,
-        context=CONTEXT_OF_POLICY.get(args.policy, args.policy),
+def policy_options(args: argparse.Namespace) -> PolicyOptions:
+    """The settings of ``args`` that build its policy (``--policy``, ``--scenario``)."""
+    return PolicyOptions(
+        policy=args.policy,
+        seed=args.seed,
+        scenario=args.scenario,
+        fit=args.fit,
+        agents_per_step=args.agents_per_step,
+        max_reactions=args.max_reactions,
+        model=args.model,
+        adapter=args.adapter,
+        mean_field=args.mean_field,
+        mean_field_adapter=args.mean_field_adapter,
+        tokenizer=args.tokenizer,
+        threads=args.threads,
+        generation_dtype=args.generation_dtype,
+        draft_tokens=args.draft_tokens,
         max_new_tokens=args.max_new_tokens,
         summary_tokens=args.summary_tokens,
         temperature=args.temperature,
-        show_shares=args.show_shares,
-        share_labels=scheme.names(language),
-        score_references=args.nll,
         k=args.k,
         cos_every=args.cos_every,
-        seed=args.seed,
+        show_shares=args.show_shares,
+        nll=args.nll,
     )
-
-
-def build_policy(
-    args: argparse.Namespace, scheme: LabelScheme, env_options: dict, evaluated: list[Scenario]
-) -> Policy:
-    if args.policy == "random":
-        return UniformRandomPolicy(scheme, seed=args.seed)
-    if args.policy == "herding":
-        return HerdingPolicy()
-    features = "state" if args.policy == "state-classifier" else "state+mean_field"
-    fitted, described = fit_scenarios(args, evaluated)
-    examples = collect_examples(fitted, **env_options)
-    print(
-        f"fitted {args.policy} on {len(examples.labels)} reactions ({described})", file=sys.stderr
-    )
-    return ClassifierPolicy(scheme, features, seed=args.seed).fit(examples)
 
 
 def check_episode_options(args: argparse.Namespace) -> None:
@@ -369,7 +271,7 @@ def validate(args: argparse.Namespace) -> None:
     check_episode_options(args)
     source = args.scenario.partition(":")[0]
     if args.policy.endswith("classifier"):
-        if not args.fit and source not in FIT_DEFAULTS:
+        if not has_fit_set(args.scenario, args.fit):
             raise ValueError(f"classifier policies need --fit SPEC for {source!r} scenarios")
     elif args.fit:
         raise ValueError(f"--fit is for the classifier policies, not --policy {args.policy}")
@@ -388,7 +290,8 @@ def validate(args: argparse.Namespace) -> None:
         raise ValueError(
             "--policy sft is the State policy with a fine-tuned adapter: pass --adapter"
         )
-    mean_field = mean_field_choice(args)  # refuses --mean-field for recent and popular
+    # refuses --mean-field for recent and popular
+    mean_field = mean_field_choice(policy_options(args))
     if args.mean_field_adapter is not None and mean_field not in ("llm", "cos"):
         raise ValueError("--mean-field-adapter needs an LLM mean field: --mean-field llm|cos")
     if args.policy not in ("recent", "popular"):
@@ -431,17 +334,6 @@ def note_unused_options(args: argparse.Namespace, what: str, names: tuple[str, .
         )
 
 
-def check_one_scheme(scenario: Scenario, scheme: LabelScheme) -> None:
-    """Refuse a scenario labelled on another dimension than ``scheme``'s (the run's first
-    scenario's): the policies, classifiers and scores of a run are built for one scheme."""
-    if scenario.default_label_dimension != scheme.dimension:
-        raise ValueError(
-            f"scenario {scenario.scenario_id!r} is labelled on "
-            f"{scenario.default_label_dimension!r}, the first one on {scheme.dimension!r}: "
-            "give scenarios of one label dimension"
-        )
-
-
 def run(args: argparse.Namespace) -> int:
     validate(args)
     folder = RunFolder(args.out, "simulate", resume=args.resume, overwrite=args.overwrite)
@@ -453,11 +345,16 @@ def run(args: argparse.Namespace) -> int:
     scenarios = evaluated if needs_fit else chain(evaluated, stream)
     env_options = {"agents_per_step": args.agents_per_step, "max_reactions": args.max_reactions}
     scheme = scheme_for(evaluated[0].default_label_dimension)
+    options = policy_options(args)
     if args.policy in LLM_POLICIES:
-        policy, new_mean_field = llm_parts(args, scheme, evaluated[0].language)
+        if args.no_progress:  # transformers' loading bars too
+            from training.run_folder import hide_progress_bars
+
+            hide_progress_bars()
+        policy, new_mean_field = llm_parts(options, scheme, evaluated[0].language)
     else:
-        policy, new_mean_field = build_policy(args, scheme, env_options, evaluated), None
-    mean_field = mean_field_choice(args) if args.policy in LLM_POLICIES else "histogram"
+        policy, new_mean_field = build_policy(options, scheme, evaluated), None
+    mean_field = mean_field_choice(options) if args.policy in LLM_POLICIES else "histogram"
 
     def make_env(scenario: Scenario) -> PopulationEnv:
         check_one_scheme(scenario, scheme)

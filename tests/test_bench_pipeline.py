@@ -1,0 +1,94 @@
+"""The bench without the command line: :func:`agents.bench.run_bench` over a
+:class:`mfllm_env.bench_pipeline.BenchConfig`, and the fit sets of :mod:`mfllm_env.specs`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agents.bench import run_bench
+from mfllm_cli.main import main
+from mfllm_env.bench_pipeline import BenchConfig, bench
+from mfllm_env.specs import fit_scenarios, iter_spec
+
+SETTINGS = {
+    "scenarios": "synthetic:0-1",
+    "policies": ["random", "herding", "mf-classifier"],
+    "seeds": [0, 1],
+    "warmup": 16,
+    "max_reactions": 48,
+    "agents_per_step": 8,
+    "horizons": [8, 16, 32],
+    "progress": False,
+}
+FILES = ("episodes.jsonl", "leaderboard.md", "leaderboard.csv", "leaderboard.json")
+
+
+def test_a_python_bench_writes_what_the_command_writes(tmp_path):
+    table, note = run_bench(BenchConfig(out=tmp_path / "lib", **SETTINGS))
+    assert main([
+        "bench", "--scenarios", "synthetic:0-1", "--policies", "random,herding,mf-classifier",
+        "--seeds", "0,1", "--warmup", "16", "--max-reactions", "48", "--agents-per-step", "8",
+        "--horizons", "8,16,32", "--no-progress", "--out", str(tmp_path / "cli"),
+    ]) == 0  # fmt: skip
+    for name in FILES:
+        assert (tmp_path / "lib" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
+    records = [json.loads(line) for line in (tmp_path / "lib" / "episodes.jsonl").open()]
+    assert len(records) == 3 * 2 * 2
+    assert {"random", "herding", "mf-classifier"} <= set(table) and note is None
+    config = json.loads((tmp_path / "lib" / "config.json").read_text())
+    assert config["argv"] == [] and config["warmup"] == 16 and config["fit"] is None
+
+
+def test_a_resumed_python_bench_plays_nothing_twice(tmp_path):
+    out = tmp_path / "bench"
+    run_bench(BenchConfig(out=out, **{**SETTINGS, "policies": ["random"]}))
+    first = (out / "episodes.jsonl").read_bytes()
+    built = []
+
+    class Counting:
+        """Records which policies the resumed bench builds."""
+
+        labeler = None
+
+        def __init__(self, *_):
+            pass
+
+        def build(self, name, seed, language):
+            built.append((name, seed))
+            raise AssertionError("a finished bench has nothing to play")
+
+        def settings(self, name):
+            return {}
+
+    bench(BenchConfig(out=out, resume=True, **{**SETTINGS, "policies": ["random"]}), Counting)
+    assert built == [] and (out / "episodes.jsonl").read_bytes() == first
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"policies": ["random", "nope"]}, "policies must be distinct names"),
+        ({"policies": ["random", "random"]}, "policies must be distinct names"),
+        ({"seeds": [1, 1]}, "seeds must be distinct"),
+        ({"policies": ["sft"]}, "policy sft needs sft_adapter"),
+        ({"scenarios": "jsonl:x.jsonl"}, "the classifier policies need fit"),
+    ],
+)
+def test_bench_config_refuses_what_cannot_run(tmp_path, change, message):
+    with pytest.raises(ValueError, match=message):
+        BenchConfig(out=tmp_path, **{**SETTINGS, **change})
+
+
+def test_fit_set_leaves_out_the_evaluated_scenarios():
+    evaluated = list(iter_spec("synthetic:1000-1001"))
+    kept, described = fit_scenarios("synthetic:1000-1001", evaluated)
+    assert len(kept) == 18 and described.endswith(
+        "less 2 scenario(s) sharing reactions with the evaluated ones"
+    )
+    assert {s.scenario_id for s in kept}.isdisjoint(s.scenario_id for s in evaluated)
+    with pytest.raises(ValueError, match="need a fit spec for 'jsonl'"):
+        fit_scenarios("jsonl:x.jsonl", evaluated)
+    with pytest.raises(ValueError, match="nothing left to fit on"):
+        fit_scenarios("synthetic:0", evaluated, fit="synthetic:1000-1001")

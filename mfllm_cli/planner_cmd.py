@@ -9,12 +9,9 @@ import json
 import sys
 import time
 import zipfile
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from mfllm_cli.arg_types import (
     LORA_RANK_MAX,
@@ -35,6 +32,7 @@ from mfllm_cli.arg_types import (
 from mfllm_cli.specs import iter_spec
 from mfllm_env import runs
 from mfllm_env.planner import BASELINE_PLANNERS, DISTANCES, PlannerEnv, run_planner_episode
+from mfllm_env.planner_results import plot_planner_shares, results_markdown, summarise
 from mfllm_env.runs import RunFolder
 from mfllm_env.scenario import Scenario
 
@@ -540,131 +538,3 @@ def _sorted_records(
     if ordered != rows:
         runs.write_atomic(path, runs.jsonl_text(ordered))
     return ordered
-
-
-def summarise(
-    rows: Sequence[dict[str, Any]], names: Sequence[str], labels: Sequence[str]
-) -> dict[str, Any]:
-    """Per planner: mean ± standard error over seeds (each seed's mean over scenarios) of
-    the return, the final distance and each final share; the interventions per episode;
-    and a paired comparison of the return with the threshold baseline (by scenario)."""
-    from mfllm_env.benchmark import paired_comparison
-    from mfllm_env.metrics import mean_stderr
-
-    by_planner: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_planner[row["planner"]].append(row)
-    results: dict[str, Any] = {}
-    for name in names:
-        episodes = by_planner.get(name, [])
-        if not episodes:
-            continue
-        per_seed: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for run in episodes:
-            per_seed[run["seed"]].append(run)
-        entry: dict[str, Any] = {"episodes": len(episodes), "seeds": len(per_seed)}
-
-        measures: dict[str, Callable[[dict[str, Any]], float]] = {
-            "return": lambda r: r["return"],
-            "final_distance": lambda r: r["final_distance"],
-            "interventions": lambda r: r["interventions"],
-        }
-        for j, label in enumerate(labels):
-            measures[f"share_{label}"] = lambda r, j=j: r["final_shares"][j]
-        for key, value in measures.items():
-            seed_means = [np.mean([value(r) for r in group]) for group in per_seed.values()]
-            mean, stderr = mean_stderr(seed_means)
-            entry[key] = {"mean": mean, "stderr": stderr}
-        results[name] = entry
-    if "threshold" in by_planner:
-        base = [(r["scenario"], r["seed"], r) for r in by_planner["threshold"]]
-        for name in results:
-            if name != "threshold":
-                other = [(r["scenario"], r["seed"], r) for r in by_planner[name]]
-                results[name]["vs_threshold"] = paired_comparison(other, base, "return")
-    return results
-
-
-def display_name(name: str, names: Sequence[str]) -> str:
-    """``reinforce=runs/x/planner.json`` -> ``reinforce (trained)``, unless that would
-    make two planners look the same."""
-    kind, _, path = name.partition("=")
-    short = f"{kind} (trained)" if path else kind
-    clash = sum(1 for n in names if n.partition("=")[0] == kind and bool(n.partition("=")[2]))
-    return short if clash <= 1 else name
-
-
-def _cell(stats: dict[str, float], digits: int = 3) -> str:
-    if np.isnan(stats["stderr"]):
-        return f"{stats['mean']:.{digits}f}"
-    return f"{stats['mean']:.{digits}f} ± {stats['stderr']:.{digits}f}"
-
-
-def results_markdown(results: dict[str, Any], labels: Sequence[str]) -> str:
-    header = ["planner", "return", "final distance", "interventions"]
-    header += [f"final {label}" for label in labels] + ["return vs threshold (p)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, entry in results.items():
-        versus = entry.get("vs_threshold")
-        if versus and versus["n"] >= 2:
-            comparison = f"{versus['difference']:+.3f} (p = {versus['p_value']:.2f})"
-        else:
-            comparison = ""
-        cells = [
-            display_name(name, list(results)),
-            _cell(entry["return"]),
-            _cell(entry["final_distance"]),
-            _cell(entry["interventions"], 2),
-            *[_cell(entry[f"share_{label}"], 2) for label in labels],
-            comparison,
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append(
-        "Mean ± standard error over seeds (each seed: the mean over scenarios). Return: "
-        "higher is better (minus the windows' distances to the target, minus costs). The "
-        "comparison pairs episodes by scenario with the threshold baseline (sign-flip "
-        "permutation test over scenarios); no correction for multiple comparisons."
-    )
-    return "\n".join(lines) + "\n"
-
-
-def plot_planner_shares(
-    rows: Sequence[dict[str, Any]], names: Sequence[str], labels: Sequence[str], path: Path
-) -> Path | None:
-    """One panel per label: its cumulative share over the episode, averaged over the
-    episodes of each planner (reaction index on the x axis); ``none`` is the population
-    without intervention."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from mfllm_env.report import save_png
-
-    if not rows:
-        return None
-    fig = Figure(figsize=(4 * len(labels), 3.4), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(labels), squeeze=False)[0]
-    for index, name in enumerate(names):
-        played = [r for r in rows if r["planner"] == name]
-        if not played:
-            continue
-        length = min(len(r["trajectory"]) for r in played)
-        x = [step["reactions"][1] for step in played[0]["trajectory"][:length]]
-        values = np.array(
-            [[step["cumulative"] for step in r["trajectory"][:length]] for r in played]
-        )
-        for j, ax in enumerate(axes):
-            label = display_name(name, names)
-            ax.plot(x, values[:, :, j].mean(0), color=f"C{index % 10}", label=label)
-    warmup_end = next(
-        (step["reactions"][0] for step in rows[0]["trajectory"] if not step["warmup"]), None
-    )
-    for j, ax in enumerate(axes):
-        ax.set_title(f"{labels[j]} (cumulative share)")
-        ax.set_xlabel("reactions")
-        if warmup_end is not None:
-            ax.axvline(warmup_end, color="grey", linestyle=":", linewidth=1)
-    axes[0].legend(fontsize=7)
-    fig.suptitle("Share trajectories by planner (mean over episodes; dotted: end of warm-up)")
-    return save_png(fig, path, dpi=100)

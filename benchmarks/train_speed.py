@@ -112,8 +112,8 @@ def _peak_rss_gb() -> float:
 
 
 def _sft_examples(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from mfllm_cli.specs import iter_spec
     from mfllm_env.mean_field import HistogramMeanField
+    from mfllm_env.specs import iter_spec
     from training.datasets import policy_examples, replay
 
     replayed = replay(list(iter_spec(args.scenarios)), HistogramMeanField, max_reactions=64)
@@ -232,7 +232,7 @@ def grpo_speed(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     from agents.backends import GenerationParams, load_backend
     from agents.backends.chat import render_chat
     from agents.mean_field import LLMMeanField
-    from mfllm_cli.specs import iter_spec
+    from mfllm_env.specs import iter_spec
     from training.datasets import mean_field_examples, replay
     from training.ib_tune import IBTuneConfig, train_mean_field
     from training.run_folder import load_trainable

@@ -10,10 +10,10 @@ import argparse
 from typing import Any
 
 from mfllm_cli.arg_types import given_path, positive_int
-from mfllm_cli.specs import SPLITS
 from mfllm_env import loaders
 from mfllm_env.loaders import LOADERS
 from mfllm_env.loaders.rumoureval import parse_splits
+from mfllm_env.specs import SPLITS
 
 LOADER_OPTIONS = ("keys", "split", "episode", "platform", "pheme", "max_reactions", "limit")
 

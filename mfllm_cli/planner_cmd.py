@@ -29,12 +29,12 @@ from mfllm_cli.arg_types import (
     thread_count,
     token_count,
 )
-from mfllm_cli.specs import iter_spec
 from mfllm_env import runs
 from mfllm_env.planner import BASELINE_PLANNERS, DISTANCES, PlannerEnv, run_planner_episode
 from mfllm_env.planner_results import plot_planner_shares, results_markdown, summarise
 from mfllm_env.runs import RunFolder
 from mfllm_env.scenario import Scenario
+from mfllm_env.specs import iter_spec
 
 POPULATIONS = ("synthetic", "mf")
 EPISODE_KEYS = ("planner", "scenario", "seed", "return", "final_shares", "trajectory")

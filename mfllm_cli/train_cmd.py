@@ -30,8 +30,8 @@ from mfllm_cli.arg_types import (
     thread_count,
     token_count,
 )
-from mfllm_cli.specs import iter_spec
 from mfllm_env.scenario import Scenario
+from mfllm_env.specs import iter_spec
 from training.speed import DEFAULT_THREADS, PRECISIONS, THREADS_HELP
 
 MEAN_FIELD_CONTEXTS = ("histogram", "llm")

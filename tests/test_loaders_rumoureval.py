@@ -143,7 +143,7 @@ def test_event_episodes_merge_threads_in_time_order(rumoureval_dir: Path, thread
 def test_train_and_dev_threads_merge_by_event(rumoureval_dir: Path):
     """split="train+dev" keeps the threads of both splits; as events, each event's threads
     of both are one scenario: the long-horizon benchmark's events (>= 64 reactions)."""
-    from mfllm_cli.specs import iter_spec
+    from mfllm_env.specs import iter_spec
 
     def events(split: str) -> dict[str, Scenario]:
         loaded = load_scenarios("rumoureval", rumoureval_dir, episode="event", split=split)

@@ -223,14 +223,14 @@ def test_label_source_note_counts_records_written_before_the_counts():
 def test_synthetic_seeds_are_ascii_digits_only(seeds):
     """``int`` alone takes Arabic-Indic, full-width and mathematical digits, spaces, signs
     and underscores: a spec holding any of them is refused, naming it."""
-    from mfllm_cli.specs import iter_spec
+    from mfllm_env.specs import iter_spec
 
     with pytest.raises(ValueError, match="in ASCII digits, got " + re.escape(repr(seeds))):
         next(iter_spec(f"synthetic:{seeds}"))
 
 
 def test_synthetic_seed_specs_that_are_well_formed():
-    from mfllm_cli.specs import iter_spec
+    from mfllm_env.specs import iter_spec
 
     ids = [s.scenario_id for s in iter_spec("synthetic:007-8")]
     assert ids == [synthetic_scenario(seed=s).scenario_id for s in (7, 8)]
@@ -239,7 +239,7 @@ def test_synthetic_seed_specs_that_are_well_formed():
 
 def test_a_spec_path_may_start_with_the_home_folder(tmp_path, monkeypatch):
     """The shell leaves ``~`` after ``jsonl:`` as it is; the spec expands it."""
-    from mfllm_cli.specs import iter_spec
+    from mfllm_env.specs import iter_spec
 
     monkeypatch.setenv("HOME", str(tmp_path))
     write_scenarios_jsonl([synthetic_scenario(seed=3)], tmp_path / "s.jsonl")
@@ -248,7 +248,7 @@ def test_a_spec_path_may_start_with_the_home_folder(tmp_path, monkeypatch):
 
 def test_a_spec_with_an_empty_selector_is_refused(rumoureval_dir):
     """``rumoureval:PATH:`` (a selector left out) would load every event."""
-    from mfllm_cli.specs import iter_spec
+    from mfllm_env.specs import iter_spec
 
     with pytest.raises(ValueError, match="nothing after the last ':'; give an event or a split"):
         next(iter_spec(f"rumoureval:{rumoureval_dir}:"))

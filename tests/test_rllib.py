@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import re
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,16 @@ from mfllm_env.planner import PLANNER, PlannerEnv, RandomPlanner, run_planner_ep
 from training.planner_rllib import RLlibPlannerConfig, build_planner_algorithm, train_iterations
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def signal_handlers_put_back():
+    """``ray.init`` installs its own SIGTERM handler and ``ray.shutdown`` leaves it: put
+    the handlers back, so that later tests (and their checks of ours) see the defaults."""
+    saved = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for number, handler in saved.items():
+        signal.signal(number, handler)
 
 
 def test_readme_rllib_example_runs_as_written(capsys):

@@ -24,7 +24,7 @@ from agents.backends.transformers_backend import (  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _passes_compared(dtype, tolerance):
+def _passes_compared(dtype, tolerance, max_positions=None):
     """Run the same decoding passes (left-padded prompts, rows fed 1-4 tokens with padding,
     rows leaving, the cache outgrowing its first capacity) through the model's eager
     forward and through the fused decoder; the largest logit difference at fed tokens."""
@@ -32,6 +32,8 @@ def _passes_compared(dtype, tolerance):
     model = model.to(dtype).eval()
     model.config._attn_implementation = "eager"
     reference = copy.deepcopy(model)
+    if max_positions is not None:  # positions past the model's trained length
+        model.config.max_position_embeddings = max_positions
     fused = FusedLlamaDecoder(model)
     generator = torch.Generator().manual_seed(0)
     rows, prompt = 3, 12
@@ -71,6 +73,8 @@ def _passes_compared(dtype, tolerance):
                 assert float(got[-1, 1:].abs().max()) == 0.0
             next_position = next_position + valid.sum(1, keepdim=True)
     assert fused.keys.shape[3] > fused._capacity(prompt)  # the cache grew on the way
+    if max_positions is not None:
+        assert len(fused.cos) > max_positions  # the rotary tables grew on the way
     assert worst <= tolerance, worst
     return worst
 
@@ -81,6 +85,10 @@ def test_fused_passes_compute_the_models_logits_in_fp32():
 
 def test_fused_passes_compute_the_models_logits_in_bf16():
     _passes_compared(torch.bfloat16, 0.1)
+
+
+def test_fused_passes_go_past_the_models_trained_length_as_transformers_does():
+    _passes_compared(torch.float32, 1e-4, max_positions=16)
 
 
 def test_fusing_keeps_the_model_computing_the_same():

@@ -116,14 +116,20 @@ class FusedLlamaDecoder:
                 )
                 for layer in inner.layers
             ]
-            positions = torch.arange(config.max_position_embeddings)[None]
-            cos, sin = inner.rotary_emb(self.embedding[:1], positions)
         self.norm = inner.norm.weight
         self.output = model.get_output_embeddings().weight
-        self.cos, self.sin = cos[0], sin[0]
+        self.rotary = inner.rotary_emb
+        self._rotary_tables(config.max_position_embeddings)
         self.keys = self.values = torch.empty(0)
         self.length = 0
         self.rows = torch.arange(0)  # the cache row of each row still going
+
+    def _rotary_tables(self, positions: int) -> None:
+        """The rotary cosines and sines of positions ``0 .. positions - 1``, computed by the
+        model's own rotary module (static types only: see :data:`STATIC_ROPE_TYPES`)."""
+        with torch.no_grad():
+            cos, sin = self.rotary(self.embedding[:1], torch.arange(positions)[None])
+        self.cos, self.sin = cos[0], sin[0]
 
     def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         h = x.float()
@@ -217,6 +223,9 @@ class FusedLlamaDecoder:
         mask = mask[:, None, None]  # [rows, 1, 1, width, capacity]: broadcast over heads
         fed = attention[:, start:].reshape(-1).nonzero()[:, 0]  # the tokens that are not padding
         packed = fed.numel() < rows * width
+        last = int(positions.max())
+        if last >= len(self.cos):  # past the model's trained length, as transformers goes on
+            self._rotary_tables(max(last + 1, 2 * len(self.cos)))
         cos = self.cos[positions][:, None]  # [rows, 1, width, head dim]
         sin = self.sin[positions][:, None]
         x = F.embedding(input_ids.reshape(-1)[fed], self.embedding)  # [fed tokens, hidden]

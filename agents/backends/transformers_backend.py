@@ -316,6 +316,7 @@ class TransformersBackend:
             else None
         )
         chosen = self._pick(sampler, out.logits[:, -1, :], live)
+        del out  # its key/value cache now lives in ``passes``
         next_position = positions[:, -1:] + 1
         pad = self.tokenizer.pad_token_id
         while True:

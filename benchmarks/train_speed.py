@@ -16,11 +16,15 @@ torch threads:
   examples tokenised as SFT does, batches of the same size padded on the right, the loss
   from the model's own forward (full logits) on the reaction tokens, in the precision of
   ``sft``; ``raw_loop_fp32`` in fp32;
-- ``grpo_before`` and ``grpo``: :func:`training.ib_tune.train_mean_field` with the
-  settings of commit 921312c (TRL running each history G times, to sample and in the
-  loss; the frozen policy scoring every relevance prompt whole) and with today's
-  defaults (the history run once per group: :mod:`training.shared_history`; relevance
-  prompts' common prefixes scored once, ``TransformersBackend.share_prefixes``).
+- ``grpo_before``, ``grpo_model_sampling`` and ``grpo``:
+  :func:`training.ib_tune.train_mean_field` with the settings of commit 921312c (TRL
+  running each history G times, to sample and in the loss; the frozen policy scoring
+  every relevance prompt whole, in fp32), with today's defaults but the summaries sampled
+  by ``model.generate`` and relevance scored in fp32 (the history run once per group:
+  :mod:`training.shared_history`; relevance prompts' common prefixes scored once,
+  ``TransformersBackend.share_prefixes``), and with today's defaults (sampled by the
+  simulation's decoding loop, ``SpeedSettings.fast_sampling``; relevance scored with the
+  generation weights, ``SpeedSettings.relevance_precision``).
 
 SFT examples are teacher-forced replays of the scenarios (State prompts), batch 4;
 tokens count every real token through forward and backward (prompt and reaction,
@@ -52,7 +56,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 SFT_VARIANTS = ("sft_before", "sft", "sft_fp32", "raw_loop", "raw_loop_fp32")
-GRPO_VARIANTS = ("grpo_before", "grpo")
+GRPO_VARIANTS = ("grpo_before", "grpo_model_sampling", "grpo")
 
 
 def _before_settings(threads: int) -> dict[str, Any]:
@@ -66,6 +70,8 @@ def _before_settings(threads: int) -> dict[str, Any]:
         gradient_checkpointing=True,
         fused_lm_head=True,
         share_history=False,
+        fast_sampling=False,
+        relevance_precision="fp32",
     )
     return {"lora": LoraSettings(dropout=0.05), "speed": speed}
 
@@ -238,11 +244,13 @@ def grpo_speed(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     from training.run_folder import load_trainable
     from training.speed import SpeedSettings
 
-    settings = (
-        _before_settings(args.threads)
-        if variant == "grpo_before"
-        else {"speed": SpeedSettings(threads=args.threads)}
-    )
+    if variant == "grpo_before":
+        settings = _before_settings(args.threads)
+    elif variant == "grpo_model_sampling":  # the defaults before the sampling engine
+        speed = SpeedSettings(threads=args.threads, fast_sampling=False, relevance_precision="fp32")
+        settings = {"speed": speed}
+    else:
+        settings = {"speed": SpeedSettings(threads=args.threads)}
     config = IBTuneConfig(
         mu_steps=args.grpo_steps, num_generations=args.generations, max_targets=args.targets,
         summary_tokens=args.summary_tokens, save_steps=args.grpo_steps, **settings,
@@ -349,6 +357,8 @@ def headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
             grpo_before_summaries_per_s=before["summaries_per_s"],
             grpo_before_summaries_per_cpu_s=before["summaries_per_cpu_s"],
             grpo_speedup=grpo["summaries_per_cpu_s"] / before["summaries_per_cpu_s"],
+            grpo_engine_speedup=grpo["summaries_per_cpu_s"]
+            / results["grpo_model_sampling"]["summaries_per_cpu_s"],
             grpo_peak_rss_gb=grpo["peak_rss_gb"],
             grpo_before_peak_rss_gb=before["peak_rss_gb"],
         )

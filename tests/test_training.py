@@ -598,7 +598,8 @@ def test_train_speed_benchmark_prints_its_figures(tiny_model_dir):
     for key in (
         "sft_tokens_per_s", "sft_tokens_per_cpu_s", "raw_loop_tokens_per_s", "sft_vs_raw",
         "sft_before_tokens_per_cpu_s", "sft_speedup", "grpo_summaries_per_s",
-        "grpo_before_summaries_per_s", "grpo_speedup", "grpo_peak_rss_gb",
+        "grpo_before_summaries_per_s", "grpo_speedup", "grpo_engine_speedup",
+        "grpo_peak_rss_gb",
     ):  # fmt: skip
         assert np.isfinite(report[key]) and report[key] > 0, key
     assert report["threads"] == 1
@@ -721,3 +722,64 @@ def test_length_grouped_order_is_fixed_by_the_seed_and_groups_lengths():
     spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in
               (order[k : k + 4] for k in range(0, 400, 4))]  # fmt: skip
     assert sum(spread) / len(spread) < 5  # batches of similar length (random: about 60)
+
+
+def test_engine_rollout_samples_what_the_adapted_model_samples(tmp_path, monkeypatch):
+    """The sampling engine, refreshed with the adapter's current weights, computes the
+    trainer model's logits and decodes (greedy) what ``generate`` decodes from it, end
+    token kept; sampled draws are fixed by the trainer's seed and step."""
+    import torch
+    from transformers import GenerationConfig
+
+    import training.shared_history as shared_history
+    from training.shared_history import (
+        SharedHistoryRollout,
+        copy_adapted_weights,
+        engine_params,
+        sampling_engine,
+    )
+
+    trainer, tokenizer = _shared_history_trainer(tmp_path, generations=2)
+    monkeypatch.setattr(shared_history, "cpu_has_bf16_units", lambda: False)  # fp32: exact
+    engine = sampling_engine(trainer.model, tokenizer)
+    assert engine.generation_dtype == "float32"
+    model = trainer.model
+    for name, p in model.named_parameters():  # an optimiser step after the copy
+        if "lora_B" in name:
+            p.data.add_(torch.randn(p.shape, generator=torch_generator()) * 0.3)
+    ids = torch.tensor([tokenizer("The police confirmed it.")["input_ids"]])
+    model.eval()
+    with torch.no_grad():
+        before = engine.model(input_ids=ids).logits
+        assert copy_adapted_weights(model, engine.model) > 0
+        after = engine.model(input_ids=ids).logits
+        expected_logits = model(input_ids=ids).logits
+    assert not torch.allclose(before, expected_logits, atol=1e-3)
+    assert torch.allclose(after, expected_logits, atol=1e-5)
+
+    trainer.args.temperature = 0.0  # greedy: the engine must decode what generate does
+    trainer.args.max_completion_length = 6
+    trainer.args.top_k = 50
+    prompts = ["Is this true?", "Is this true?", "The police confirmed it."]
+    rollout = SharedHistoryRollout(tokenizer, engine=engine)
+    out = rollout(prompts, trainer)
+    assert rollout.seconds > 0 and out["prompt_ids"] == tokenizer(text=prompts)["input_ids"]
+    config = GenerationConfig(do_sample=False, max_new_tokens=6, pad_token_id=0)
+    ends = set(engine._end_ids)
+    for prompt_ids, completion in zip(out["prompt_ids"], out["completion_ids"], strict=True):
+        with torch.no_grad():
+            full = model.generate(input_ids=torch.tensor([prompt_ids]), generation_config=config)
+        expected = full[0, len(prompt_ids) :].tolist()
+        end = next((i for i, t in enumerate(expected) if t in ends), None)
+        assert completion == (expected if end is None else expected[: end + 1])
+
+    trainer.args.temperature = 0.7
+    trainer.args.max_completion_length = 12
+    first = rollout(prompts, trainer)["completion_ids"]
+    assert first == rollout(prompts, trainer)["completion_ids"]  # same step: same draws
+    assert first[0] != first[1]  # repeats of one history draw differently
+    trainer.state.global_step += 1
+    assert rollout(prompts, trainer)["completion_ids"] != first
+    trainer.args.top_k = 10
+    with pytest.raises(ValueError, match="top 50 tokens"):
+        engine_params(trainer)

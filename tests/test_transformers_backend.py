@@ -404,3 +404,37 @@ def test_scores_with_shared_prefixes_equal_plain_scores(tiny_backend):
     assert shared[2].tokens == 0
     for a, b in zip(shared, plain, strict=True):
         assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
+
+
+def test_scoring_with_generation_weights_scores_in_bf16_sharing_the_weights():
+    import torch
+    from conftest import build_tiny_model_and_tokenizer
+
+    model, tokenizer = build_tiny_model_and_tokenizer()
+    backend = TransformersBackend(model, tokenizer=tokenizer, generation_dtype="bfloat16")
+    fast = backend.scoring_with_generation_weights()
+    assert fast._scorer is backend._generator and fast._scorer.dtype == torch.bfloat16
+    assert fast.model is backend.model  # a view: no weight copied
+    exact, rounded = backend.score(PROMPTS, ["Is it?"] * 3), fast.score(PROMPTS, ["Is it?"] * 3)
+    assert [s.tokens for s in exact] == [s.tokens for s in rounded]
+    gaps = [abs(a - b) for e, r in zip(exact, rounded, strict=True)
+            for a, b in zip(e.token_logprobs, r.token_logprobs, strict=True)]  # fmt: skip
+    assert 0 < max(gaps) < 0.2  # bf16 rounding: close, not equal
+    assert [s.logprob for s in backend.score(PROMPTS, ["Is it?"] * 3)] == [
+        s.logprob for s in exact
+    ]  # the backend itself still scores in fp32
+
+
+def test_generate_ids_keeps_the_end_token_and_matches_generate(tiny_backend):
+    params = GenerationParams(max_new_tokens=12, temperature=0.0)
+    encoded = tiny_backend.encode_prompts(PROMPTS)
+    rows = tiny_backend.generate_ids(encoded, params)
+    texts = [c.text for c in tiny_backend.generate(PROMPTS, params)]
+    ends = tiny_backend._end_ids
+    for row, text in zip(rows, texts, strict=True):
+        body = row[:-1] if row and row[-1] in ends else row
+        assert not any(t in ends for t in body)  # an end token only at the end
+        assert len(row) <= params.max_new_tokens + 1
+        assert tiny_backend.tokenizer.decode(body, skip_special_tokens=True) == text
+    with pytest.raises(ValueError, match="at least one token"):
+        tiny_backend.generate_ids([[]], params)

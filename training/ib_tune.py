@@ -346,14 +346,23 @@ def train_mean_field(
     ``model`` is the base model (a fresh LoRA adapter is added) or a PEFT model with a
     trainable adapter; ``policy_backend`` is the frozen policy that scores relevance;
     ``callbacks`` are extra ``transformers.TrainerCallback``s. Torch runs on
-    ``config.speed.threads`` threads (one by default: see :mod:`training.speed`); with
+    ``config.speed.threads`` threads (one by default: see :mod:`training.speed`). The
+    summaries are sampled, by default, by the simulation's decoding loop on a copy of the
+    model refreshed with the adapter's weights every step
+    (:func:`training.shared_history.sampling_engine`; ``config.speed.fast_sampling``), and
+    the relevance reward is scored with the frozen policy's generation weights (bf16 where
+    the CPU has bf16 units; ``config.speed.relevance_precision``); with
     ``config.generation_engine == "vllm"`` the summaries are sampled by vLLM colocated
     with training on the GPU (TRL's ``use_vllm``; untested here)."""
     from datasets import Dataset
     from peft import PeftModel
     from trl import GRPOConfig, GRPOTrainer
 
-    from training.shared_history import SharedHistoryGRPOTrainer, SharedHistoryRollout
+    from training.shared_history import (
+        SharedHistoryGRPOTrainer,
+        SharedHistoryRollout,
+        sampling_engine,
+    )
 
     check_generation_engine(config.generation_engine)
     set_training_threads(config.speed.threads)
@@ -374,7 +383,12 @@ def train_mean_field(
         }
         for e in examples
     ]
-    relevance = RelevanceReward(policy_backend)
+    scorer = policy_backend
+    if config.speed.relevance_precision == "auto" and hasattr(
+        policy_backend, "scoring_with_generation_weights"
+    ):
+        scorer = policy_backend.scoring_with_generation_weights()
+    relevance = RelevanceReward(scorer)
     compression = CompressionReward(tokenizer)
     funcs: list[Any] = [relevance]
     weights = [config.relevance_weight]
@@ -406,7 +420,11 @@ def train_mean_field(
         vllm_mode="colocate",
     )
     share = config.speed.share_history
-    rollout = SharedHistoryRollout(tokenizer) if share and not vllm else None
+    rollout = None
+    if share and not vllm:
+        # The engine copies the model before the trainer wraps it.
+        engine = sampling_engine(model, tokenizer) if config.speed.fast_sampling else None
+        rollout = SharedHistoryRollout(tokenizer, engine=engine)
     trainer = (SharedHistoryGRPOTrainer if share else GRPOTrainer)(
         model=model,
         reward_funcs=funcs,

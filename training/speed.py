@@ -41,6 +41,7 @@ THREADS_HELP = (
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
+RELEVANCE_PRECISIONS = ("auto", "fp32")
 GENERATION_ENGINES = ("transformers", "vllm")
 
 
@@ -85,6 +86,28 @@ class SpeedSettings:
         },
     )
 
+    fast_sampling: bool = field(
+        default=True,
+        metadata={
+            "help": "GRPO only, with share_history: sample the summaries through the "
+            "simulation's decoding loop (bf16 where the CPU has bf16 units, the hand-written "
+            "decoding passes, drafts from the context) on a copy of the model refreshed "
+            "with the adapter's weights every step (training.shared_history.sampling_engine), "
+            "instead of model.generate on the training weights."
+        },
+    )
+
+    relevance_precision: str = field(
+        default="auto",
+        metadata={
+            "help": "IB-Tune only: the weights the frozen policy scores the relevance reward "
+            "with: 'fp32', or 'auto': its generation weights (bf16 where the CPU has bf16 "
+            "units; TransformersBackend.scoring_with_generation_weights), about twice as "
+            "fast; the group-normalised advantages moved by at most 0.03 (benchmarks/"
+            "train_speed.py). Backends without that method score as they serve."
+        },
+    )
+
     def __post_init__(self) -> None:
         check_count("SpeedSettings.threads", self.threads, 1)
         if self.precision not in PRECISIONS:
@@ -92,7 +115,12 @@ class SpeedSettings:
                 f"SpeedSettings.precision must be one of {', '.join(PRECISIONS)}, "
                 f"got {self.precision!r}"
             )
-        for name in ("gradient_checkpointing", "fused_lm_head", "share_history"):
+        if self.relevance_precision not in RELEVANCE_PRECISIONS:
+            raise ValueError(
+                "SpeedSettings.relevance_precision must be one of "
+                f"{', '.join(RELEVANCE_PRECISIONS)}, got {self.relevance_precision!r}"
+            )
+        for name in ("gradient_checkpointing", "fused_lm_head", "share_history", "fast_sampling"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
                     f"SpeedSettings.{name} must be True or False, got {getattr(self, name)!r}"

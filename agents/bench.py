@@ -52,26 +52,14 @@ class BenchPolicies:
     def options(self, name: str, seed: int) -> PolicyOptions:
         """The options that build policy ``name`` under ``seed``."""
         config = self.config
+        settings = config.policy_settings()
+        if name not in MEAN_FIELD_POLICIES:  # config.mean_field is the mf policy's
+            settings["mean_field"] = None
         options = PolicyOptions(
             policy="mf" if name == "mf-ib-tune" else name,
             seed=seed,
             scenario=config.scenarios,
-            fit=config.fit,
-            agents_per_step=config.agents_per_step,
-            max_reactions=config.max_reactions,
-            model=config.model,
-            mean_field=config.mean_field if name in MEAN_FIELD_POLICIES else None,
-            tokenizer=config.tokenizer,
-            threads=config.threads,
-            generation_dtype=config.generation_dtype,
-            draft_tokens=config.draft_tokens,
-            max_new_tokens=config.max_new_tokens,
-            summary_tokens=config.summary_tokens,
-            temperature=config.temperature,
-            k=config.k,
-            cos_every=config.cos_every,
-            show_shares=config.show_shares,
-            nll=config.nll,
+            **settings,
         )
         if name == "sft":
             options.adapter = config.sft_adapter

@@ -1,7 +1,8 @@
 """The rumour family's policies by name, built in one place for ``mfllm simulate`` and
 ``mfllm bench`` (and for a Python user): the non-LLM baselines (``random``, ``herding``,
 the classifiers, fitted on the fit set :func:`mfllm_env.specs.fit_scenarios` derives) and
-the MF-LLM paper's LLM variants (through :func:`agents.mf_llm.mf_llm_population`).
+the MF-LLM paper's LLM variants (through :func:`agents.mf_llm.mf_llm_population`), and the
+LLM population an intervention planner steers (:func:`planner_population`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from pathlib import Path
 from agents.backends import Backend, load_backend
 from agents.baselines import ClassifierPolicy, HerdingPolicy, UniformRandomPolicy, collect_examples
 from agents.mf_llm import mf_llm_population
-from mfllm_env.bench_pipeline import CLASSIFIER_POLICIES, LLM_POLICIES
-from mfllm_env.labels import LabelScheme
+from mfllm_env.bench_pipeline import CLASSIFIER_POLICIES, LLM_POLICIES, PolicySettings
+from mfllm_env.labels import LabelScheme, scheme_for
 from mfllm_env.mean_field import MeanFieldModel
 from mfllm_env.scenario import Scenario
 from mfllm_env.simulation import Policy
@@ -31,33 +32,17 @@ BackendCache = dict[tuple, Backend]
 
 
 @dataclass
-class PolicyOptions:
-    """What builds one policy: its name (:data:`POLICIES`), seed, and the settings it
-    reads (the classifiers: the evaluated scenario spec, the fit spec and the
-    environment's step size and cut; the LLM policies: the model and generation
-    settings, with ``mfllm simulate``'s flags of the same names and defaults)."""
+class PolicyOptions(PolicySettings):
+    """What builds one policy: its name (:data:`POLICIES`), seed, the evaluated scenario
+    spec (the classifiers' fit set is derived from it), the LLM policy's and mean field's
+    adapters, and the settings it reads (:class:`~mfllm_env.bench_pipeline.PolicySettings`,
+    with ``mfllm simulate``'s flags of the same names and defaults)."""
 
     policy: str
     seed: int = 0
     scenario: str = "synthetic"
-    fit: str | None = None
-    agents_per_step: int = 16
-    max_reactions: int | None = None
-    model: str = "smollm2"
     adapter: Path | None = None
-    mean_field: str | None = None
     mean_field_adapter: Path | None = None
-    tokenizer: str | None = None
-    threads: int | None = None
-    generation_dtype: str = "auto"
-    draft_tokens: int = 8
-    max_new_tokens: int = 48
-    summary_tokens: int = 96
-    temperature: float = 0.7
-    k: int = 5
-    cos_every: int = 4
-    show_shares: bool = False
-    nll: bool = False
 
 
 def mean_field_choice(options: PolicyOptions) -> str:
@@ -128,6 +113,37 @@ def llm_parts(
         k=options.k,
         cos_every=options.cos_every,
         seed=options.seed,
+    )
+
+
+def planner_population(
+    model: str,
+    scenario: Scenario,
+    *,
+    population_adapter: Path | None = None,
+    mean_field_adapter: Path | None = None,
+    threads: int | None = None,
+    max_new_tokens: int,
+    summary_tokens: int,
+) -> tuple[Policy, Callable[..., MeanFieldModel]]:
+    """The MF-LLM population an intervention planner steers (``planner-eval`` and ``train
+    planner`` with ``--population mf``): the ``mf`` policy on ``model`` (with
+    ``population_adapter``) and a factory of llm mean fields (on ``mean_field_adapter``'s
+    model, else the policy's; ``seed=`` seeds one, as each scenario's is), the shares
+    named in ``scenario``'s scheme and language."""
+    backend = load_backend(model, adapter=population_adapter, threads=threads)
+    mean_field_backend = (
+        load_backend(model, adapter=mean_field_adapter, threads=threads)
+        if mean_field_adapter
+        else backend
+    )
+    scheme = scheme_for(scenario.default_label_dimension)
+    return mf_llm_population(
+        backend,
+        mean_field_backend=mean_field_backend,
+        max_new_tokens=max_new_tokens,
+        summary_tokens=summary_tokens,
+        share_labels=scheme.names(scenario.language),
     )
 
 

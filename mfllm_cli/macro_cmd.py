@@ -19,6 +19,7 @@ from mfllm_cli.arg_types import (
     seed_list,
     thread_count,
 )
+from mfllm_env.registry import family
 from mfllm_env.runs import RunFolder
 
 TRAIN_RESULTS = ("log.jsonl", "checkpoints")
@@ -91,7 +92,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", type=given_path, required=True, help="report folder")
     evaluate.add_argument("--trained", type=trained_run, nargs="*", default=[],
                           metavar="LABEL=RUN", help="macro-train run folders")  # fmt: skip
-    evaluate.add_argument("--households", type=int_in(10, 100_000), default=100)
+    evaluate.add_argument("--households", type=int_in(10, 100_000),
+                          default=family("macro").defaults()["n_households"])  # fmt: skip
     evaluate.add_argument("--years", type=positive_int, default=300, help="year cap")
     evaluate.add_argument("--seeds", type=seed_list, default=[0, 1, 2])
     evaluate.add_argument("--llm-model", help="LLM households on this model (smollm2, a folder)")

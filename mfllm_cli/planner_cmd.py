@@ -7,10 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-import zipfile
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from mfllm_cli.arg_types import (
@@ -30,14 +27,17 @@ from mfllm_cli.arg_types import (
     token_count,
 )
 from mfllm_env import runs
-from mfllm_env.planner import BASELINE_PLANNERS, DISTANCES, PlannerEnv, run_planner_episode
-from mfllm_env.planner_results import plot_planner_shares, results_markdown, summarise
+from mfllm_env.planner import DISTANCES, PlannerEnv
+from mfllm_env.planner_results import RESULT_FILES, evaluate_planners, results_markdown
+from mfllm_env.registry import family
 from mfllm_env.runs import RunFolder
 from mfllm_env.scenario import Scenario
 from mfllm_env.specs import iter_spec
 
 POPULATIONS = ("synthetic", "mf")
-EPISODE_KEYS = ("planner", "scenario", "seed", "return", "final_shares", "trajectory")
+RUMOUR = family("rumour")
+"""The family whose leader env (the intervention planner's) these commands build."""
+PLANNER_DEFAULTS = RUMOUR.defaults("leader")
 
 
 def add_planner_env_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,10 +59,16 @@ def add_planner_env_arguments(parser: argparse.ArgumentParser) -> None:
         "--every", type=positive_int, default=2, help="population steps per decision"
     )
     parser.add_argument(
-        "--budget", type=non_negative_int, default=3, help="interventions per episode"
+        "--budget",
+        type=non_negative_int,
+        default=PLANNER_DEFAULTS["budget"],
+        help="interventions per episode",
     )
     parser.add_argument(
-        "--cost", type=non_negative_float, default=0.05, help="cost per intervention"
+        "--cost",
+        type=non_negative_float,
+        default=PLANNER_DEFAULTS["cost"],
+        help="cost per intervention",
     )
     parser.add_argument(
         "--horizon", type=positive_int, help="reactions after warm-up (default: all)"
@@ -72,9 +78,13 @@ def add_planner_env_arguments(parser: argparse.ArgumentParser) -> None:
         type=target_shares,
         help="target shares, e.g. support=0.1,deny=0.4,query=0.3,comment=0.2 (default: that)",
     )
-    parser.add_argument("--distance", choices=sorted(DISTANCES), default="tv")
-    parser.add_argument("--warmup", type=non_negative_int, default=16)
-    parser.add_argument("--agents-per-step", type=positive_int, default=8)
+    parser.add_argument(
+        "--distance", choices=sorted(DISTANCES), default=PLANNER_DEFAULTS["distance"]
+    )
+    parser.add_argument("--warmup", type=non_negative_int, default=PLANNER_DEFAULTS["warmup"])
+    parser.add_argument(
+        "--agents-per-step", type=positive_int, default=PLANNER_DEFAULTS["agents_per_step"]
+    )
     llm = parser.add_argument_group("LLM population and planner")
     llm.add_argument("--model", default="smollm2", help="smollm2 | a model folder | a hub id")
     llm.add_argument(
@@ -140,28 +150,21 @@ def planner_env_factory(
         "agents_per_step": args.agents_per_step,
     }
     if args.population == "synthetic":
-        return lambda i, action_mode="menu": PlannerEnv(
+        return lambda i, action_mode="menu": RUMOUR.leader_env(
             scenarios[i], "synthetic", action_mode=action_mode, **options
         )
-    from agents.backends import load_backend
-    from agents.mf_llm import mf_llm_population
-    from mfllm_env.labels import scheme_for
+    from agents.policy_factory import planner_population
 
-    policy_backend = load_backend(args.model, adapter=args.population_adapter, threads=args.threads)
-    mean_field_backend = (
-        load_backend(args.model, adapter=args.mean_field_adapter, threads=args.threads)
-        if args.mean_field_adapter
-        else policy_backend
-    )
-    scheme = scheme_for(scenarios[0].default_label_dimension)
-    policy, new_mean_field = mf_llm_population(
-        policy_backend,
-        mean_field_backend=mean_field_backend,
+    policy, new_mean_field = planner_population(
+        args.model,
+        scenarios[0],
+        population_adapter=args.population_adapter,
+        mean_field_adapter=args.mean_field_adapter,
+        threads=args.threads,
         max_new_tokens=args.max_new_tokens,
         summary_tokens=args.summary_tokens,
-        share_labels=scheme.names(scenarios[0].language),
     )
-    return lambda i, action_mode="menu": PlannerEnv(
+    return lambda i, action_mode="menu": RUMOUR.leader_env(
         scenarios[i],
         policy,
         action_mode=action_mode,
@@ -389,74 +392,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_eval)
 
 
-def _planner(name: str, env: PlannerEnv, args: argparse.Namespace, cache: dict) -> Any:
-    kind, _, path = name.partition("=")
-    if kind in BASELINE_PLANNERS:
-        if kind == "threshold":
-            return BASELINE_PLANNERS[kind](env, threshold=args.threshold)
-        return BASELINE_PLANNERS[kind](env)
-    if kind == "reinforce":
-        from training.planner import LinearMenuPlanner
-
-        planner = LinearMenuPlanner.load(Path(path), greedy=True)  # its most likely option
-        if planner.num_labels != env.scheme.size:
-            raise ValueError(
-                f"reinforce={path}: the planner was trained on {planner.num_labels} labels, "
-                f"the population here has {env.scheme.size} {env.scheme.labels}"
-            )
-        return planner.for_options([option.name for option in env.menu])
-    if kind == "ppo":
-        from training.planner_sb3 import SB3Planner
-
-        if ("ppo", path, id(env)) not in cache:  # loaded once per env
-            cache["ppo", path, id(env)] = SB3Planner.load(Path(path), env)
-        return cache["ppo", path, id(env)]
-    from agents.backends import load_backend
-    from agents.planners import LLMPlanner
-
-    key = (args.model, path)
-    if key not in cache:
-        cache[key] = load_backend(args.model, adapter=path or None, threads=args.threads)
-    return LLMPlanner.for_env(cache[key], env)
-
-
-def _planner_names(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    for name in names:
-        kind, _, path = name.partition("=")
-        if kind not in (*BASELINE_PLANNERS, "reinforce", "ppo", "llm"):
-            raise ValueError(f"unknown planner {name!r}; see --help")
-        if kind == "reinforce":
-            if not Path(path).exists():
-                raise ValueError(f"reinforce={path}: no such planner file")
-            if not Path(path).is_file():
-                raise ValueError(
-                    f"reinforce={path}: not a file (give the planner.json of mfllm train planner)"
-                )
-            from training.planner import LinearMenuPlanner
-
-            LinearMenuPlanner.load(Path(path))  # a damaged file: an error before any episode
-        if kind == "ppo" and not (Path(path).is_file() and zipfile.is_zipfile(path)):
-            raise ValueError(f"ppo={path}: not a zip file (give the planner.zip of a ppo run)")
-        if kind == "llm" and path:
-            try:
-                adapter_folder(path)
-            except argparse.ArgumentTypeError as error:
-                raise ValueError(f"llm={path}: {error}") from None
-    if len(set(names)) != len(names) or not names:
-        raise ValueError(f"--planners must name distinct planners, got {text!r}")
-    return names
-
-
 def run_eval(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
+    from training.named_planners import NamedPlanners, planner_names
     from training.run_folder import command_config, hide_progress_bars
 
     validate(args)
     folder = RunFolder(args.out, "planner-eval", resume=args.resume, overwrite=args.overwrite)
-    names = _planner_names(args.planners)
-    seeds = args.seeds
+    names = planner_names(args.planners)
     if args.no_progress:
         hide_progress_bars()
     scenarios = _scenarios(args.scenarios, args.limit)
@@ -464,77 +406,17 @@ def run_eval(args: argparse.Namespace) -> int:
     # Planners and seeds may be added on resume; every setting of how episodes are played
     # (threads included) must stay.
     config = command_config(args, {"func", "no_progress", "planners", "seeds"})
-    episodes_path, timing_path = args.out / "episodes.jsonl", args.out / "timing.jsonl"
-    cache: dict = {}
-    envs: dict[tuple[str, int], PlannerEnv] = {}
-    with folder.writing(config, results=("episodes.jsonl",)):
-        rows = runs.read_records(
-            episodes_path,
-            EPISODE_KEYS,
-            "a planner episode record",
-            unique=("planner", "scenario", "seed"),
-        )
-        done = {_episode_key(r) for r in rows}
-        timing = [t for t in runs.read_records(timing_path, TIMING_KEYS) if _episode_key(t) in done]
-        runs.write_atomic(timing_path, runs.jsonl_text(timing))  # none of an unfinished episode
-        todo = [
-            (name, i, seed)
-            for name in names
-            for i in range(len(scenarios))
-            for seed in seeds
-            if (name, scenarios[i].scenario_id, seed) not in done
-        ]
-        with (
-            episodes_path.open("a", encoding="utf-8") as handle,
-            timing_path.open("a", encoding="utf-8") as timing_handle,
-        ):
-            for name, i, seed in tqdm(todo, desc="planner episodes", disable=args.no_progress):
-                text_mode = name.partition("=")[0] == "llm"
-                key = ("text" if text_mode else "menu", i)
-                if key not in envs:
-                    envs[key] = new_env(i, action_mode=key[0])
-                env = envs[key]
-                started = time.perf_counter()
-                record = run_planner_episode(env, _planner(name, env, args, cache), seed)
-                record.update(planner=name, scenario=scenarios[i].scenario_id, seed=seed)
-                # Timing first: the record is what marks the episode done.
-                seconds = time.perf_counter() - started
-                runs.append_record(timing_handle, {**_identity(record), "seconds": seconds})
-                runs.append_record(handle, record)
-                rows.append(record)
-    # A fixed order (planner, scenario, seed as asked; others after), whatever was resumed.
-    wanted = [(n, s.scenario_id, seed) for n in names for s in scenarios for seed in seeds]
-    position = {key: k for k, key in enumerate(wanted)}
-    rows = _sorted_records(episodes_path, rows, position)
-    _sorted_records(timing_path, runs.read_records(timing_path, TIMING_KEYS), position)
-    labels = (next(iter(envs.values())) if envs else new_env(0)).scheme.labels
-    rows = [r for r in rows if _episode_key(r) in position]
-    results = summarise(rows, names, labels)
-    runs.write_atomic(args.out / "results.json", json.dumps(results, indent=2) + "\n")
-    runs.write_atomic(args.out / "results.md", results_markdown(results, labels))
-    plot_planner_shares(rows, names, labels, args.out / "shares.png")
+    planners = NamedPlanners(args.model, threads=args.threads, threshold=args.threshold)
+    results, labels = evaluate_planners(
+        folder,
+        config,
+        names,
+        scenarios,
+        args.seeds,
+        new_env,
+        planners,
+        progress=not args.no_progress,
+    )
     print(results_markdown(results, labels))
-    print(f"wrote {args.out}/ (episodes.jsonl, timing.jsonl, results.md, results.json, shares.png)")
+    print(f"wrote {args.out}/ ({', '.join(RESULT_FILES)})")
     return 0
-
-
-TIMING_KEYS = ("planner", "scenario", "seed", "seconds")
-
-
-def _episode_key(row: dict[str, Any]) -> tuple[str, str, int]:
-    return (row["planner"], row["scenario"], row["seed"])
-
-
-def _identity(row: dict[str, Any]) -> dict[str, Any]:
-    return {"planner": row["planner"], "scenario": row["scenario"], "seed": row["seed"]}
-
-
-def _sorted_records(
-    path: Path, rows: list[dict[str, Any]], position: dict[tuple[str, str, int], int]
-) -> list[dict[str, Any]]:
-    """``rows`` (the records of ``path``) in the order of ``position`` (others after, as
-    they were); ``path`` rewritten (atomically) if that changed their order."""
-    ordered = sorted(rows, key=lambda r: position.get(_episode_key(r), len(position)))
-    if ordered != rows:
-        runs.write_atomic(path, runs.jsonl_text(ordered))
-    return ordered

@@ -7,6 +7,7 @@ import json
 import shlex
 import sys
 import warnings
+from dataclasses import fields
 from itertools import chain
 
 from agents.backends.base import GENERATION_DTYPES
@@ -33,6 +34,7 @@ from mfllm_cli.arg_types import (
 from mfllm_env.bench_pipeline import check_one_scheme
 from mfllm_env.labels import scheme_for
 from mfllm_env.population_env import PopulationEnv
+from mfllm_env.registry import family
 from mfllm_env.runs import RunFolder
 from mfllm_env.scenario import Scenario
 from mfllm_env.simulation import EpisodeSkippedWarning, label_source_note, simulate
@@ -96,7 +98,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-# Defaults of the episode and LLM settings (``mfllm bench`` presets override them).
+RUMOUR = family("rumour")
+"""The family ``simulate`` plays; its population env is built through the registry."""
+
+# Defaults of the episode and LLM settings (``mfllm bench`` presets override them); the
+# episode's own from the population env's.
 RUN_DEFAULTS: dict[str, object] = {
     "model": "smollm2",
     "parallel": 8,
@@ -105,8 +111,8 @@ RUN_DEFAULTS: dict[str, object] = {
     "summary_tokens": 96,
     "temperature": 0.7,
     "cos_every": 4,
-    "warmup": 50,
-    "agents_per_step": 16,
+    "warmup": RUMOUR.defaults()["warmup"],
+    "agents_per_step": RUMOUR.defaults()["agents_per_step"],
     "show_shares": False,
     "nll": False,
     "generation_dtype": "auto",
@@ -225,30 +231,9 @@ def add_episode_arguments(parser: argparse.ArgumentParser, defaults: dict[str, o
 
 
 def policy_options(args: argparse.Namespace) -> PolicyOptions:
-    """The settings of ``args`` that build its policy (``--policy``, ``--scenario``)."""
-    return PolicyOptions(
-        policy=args.policy,
-        seed=args.seed,
-        scenario=args.scenario,
-        fit=args.fit,
-        agents_per_step=args.agents_per_step,
-        max_reactions=args.max_reactions,
-        model=args.model,
-        adapter=args.adapter,
-        mean_field=args.mean_field,
-        mean_field_adapter=args.mean_field_adapter,
-        tokenizer=args.tokenizer,
-        threads=args.threads,
-        generation_dtype=args.generation_dtype,
-        draft_tokens=args.draft_tokens,
-        max_new_tokens=args.max_new_tokens,
-        summary_tokens=args.summary_tokens,
-        temperature=args.temperature,
-        k=args.k,
-        cos_every=args.cos_every,
-        show_shares=args.show_shares,
-        nll=args.nll,
-    )
+    """The settings of ``args`` that build its policy (``--policy``, ``--scenario`` and
+    the flags named as :class:`PolicyOptions`' fields)."""
+    return PolicyOptions(**{f.name: getattr(args, f.name) for f in fields(PolicyOptions)})
 
 
 def check_episode_options(args: argparse.Namespace) -> None:
@@ -358,7 +343,7 @@ def run(args: argparse.Namespace) -> int:
 
     def make_env(scenario: Scenario) -> PopulationEnv:
         check_one_scheme(scenario, scheme)
-        return PopulationEnv(
+        return RUMOUR.population_env(
             scenario,
             warmup=args.warmup,
             action_mode=policy.action_mode,

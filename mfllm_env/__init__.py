@@ -8,10 +8,9 @@ language-model components reach it through small protocols (:class:`ActionLabele
 :class:`MeanFieldModel`, :class:`Policy`). It also registers the macro-economy family's
 ``mfllm/Macro-v0`` (households) and ``mfllm/MacroPlanner-v0`` (their government). Both
 families are games on the mean-field-game core (:mod:`mfllm_env.core`,
-:mod:`mfllm_env.games.rumour`, :mod:`mfllm_env.games.macro`).
+:mod:`mfllm_env.games.rumour`, :mod:`mfllm_env.games.macro`), named with their envs and
+codecs in one registry (:mod:`mfllm_env.registry`), from which these ids are registered.
 """
-
-import pettingzoo
 
 from mfllm_env.games.macro import MacroEnv, MacroPlannerEnv
 from mfllm_env.games.rumour import (
@@ -46,6 +45,7 @@ from mfllm_env.planner import (
     run_planner_episode,
 )
 from mfllm_env.population_env import PopulationEnv
+from mfllm_env.registry import FAMILIES, Family, family, make_env, register_with_pettingzoo
 from mfllm_env.scenario import Author, Reaction, Scenario
 from mfllm_env.simulation import Policy, run_episode, simulate
 from mfllm_env.synthetic import (
@@ -55,20 +55,19 @@ from mfllm_env.synthetic import (
     synthetic_scenario,
 )
 
-pettingzoo.register("parallel", "mfllm/Population-v0", PopulationEnv)
-pettingzoo.register("parallel", "mfllm/Planner-v0", PlannerEnv)
-pettingzoo.register("parallel", "mfllm/Macro-v0", MacroEnv)
-pettingzoo.register("parallel", "mfllm/MacroPlanner-v0", MacroPlannerEnv)
+register_with_pettingzoo()
 
 __all__ = [
     "CERTAINTY",
     "DEFAULT_MENU",
+    "FAMILIES",
     "LOADERS",
     "SDQC",
     "UNLABELLED",
     "WEIBO",
     "ActionLabeler",
     "Author",
+    "Family",
     "HistogramMeanField",
     "Intervention",
     "InterventionOption",
@@ -89,8 +88,10 @@ __all__ = [
     "StepOutcome",
     "SyntheticPopulation",
     "SyntheticResponse",
+    "family",
     "iter_scenarios",
     "load_scenarios",
+    "make_env",
     "render_profile",
     "render_state",
     "run_episode",

@@ -37,7 +37,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -65,7 +65,7 @@ from mfllm_env.labelers import default_labeler
 from mfllm_env.labels import ActionLabeler, LabelScheme, scheme_for
 from mfllm_env.mean_field import MeanFieldModel
 from mfllm_env.metrics import share_trajectory
-from mfllm_env.population_env import PopulationEnv
+from mfllm_env.registry import family
 from mfllm_env.report import plot_horizons, plot_metric_bars, plot_policy_shares
 from mfllm_env.runs import RunFolder
 from mfllm_env.scenario import Scenario
@@ -78,6 +78,9 @@ from mfllm_env.simulation import (
     play_episodes,
 )
 from mfllm_env.specs import fit_scenarios, has_fit_set, iter_spec
+
+RUMOUR = family("rumour")
+"""The family a bench plays (its episodes are built through the registry)."""
 
 CLASSIFIER_POLICIES = ("random", "herding", "state-classifier", "mf-classifier")
 """Policies that act with label ids, without an LLM."""
@@ -102,35 +105,18 @@ TRAJECTORY_PLOTS = 3
 REPORT_EVERY_SECONDS = 60.0  # during a bench, the leaderboard is rewritten at most this often
 
 
-@dataclass
-class BenchConfig:
-    """One bench: the policies (:data:`BENCH_POLICIES`), seeds and episodes
-    (``scenarios``, a spec of :func:`mfllm_env.specs.iter_spec`), the folder, and how
-    episodes are played; the defaults are ``mfllm bench``'s (``mfllm simulate``'s, with
-    ``parallel=1``). ``fit``: the classifiers' fit spec (default: the source's, see
-    :func:`mfllm_env.specs.fit_scenarios`); ``forecast``: warm up on that percentage of
-    each episode instead of ``warmup`` reactions; ``horizons``: the rollout lengths the KL
-    is reported at; ``sft_adapter``/``ib_tune``: the ``sft`` policy's adapter, the
-    ``mf-ib-tune`` policy's ``mfllm train ib-tune`` folder; the LLM settings are
-    :class:`agents.policy_factory.PolicyOptions`'."""
+@dataclass(kw_only=True)
+class PolicySettings:
+    """How the rumour family's policies play, the settings one policy
+    (:class:`agents.policy_factory.PolicyOptions`) and a bench (:class:`BenchConfig`)
+    share, with ``mfllm simulate``'s defaults: the classifiers' fit spec (``fit``) and
+    the episodes' step size and cut; the LLM policies' mean field (``None``: the policy's
+    default), model and generation settings."""
 
-    scenarios: str
-    policies: Sequence[str]
-    seeds: Sequence[int]
-    out: Path
-    resume: bool = False
-    overwrite: bool = False
-    horizons: Sequence[int] = (16, 32, 64)
-    warmup: int | None = 50
-    forecast: float | None = None
-    max_reactions: int | None = None
-    agents_per_step: int = 16
-    limit: int | None = None
-    min_reactions: int | None = None
     fit: str | None = None
-    parallel: int = 1
-    bootstrap: int = 2000
-    samples_per_agent: int = 1
+    agents_per_step: int = 16
+    max_reactions: int | None = None
+    mean_field: str | None = None
     model: str = "smollm2"
     tokenizer: str | None = None
     threads: int | None = None
@@ -143,7 +129,38 @@ class BenchConfig:
     cos_every: int = 4
     show_shares: bool = False
     nll: bool = False
-    mean_field: str | None = None
+
+    def policy_settings(self) -> dict[str, Any]:
+        """These settings alone, by name (to build a :class:`PolicySettings` subclass)."""
+        return {f.name: getattr(self, f.name) for f in fields(PolicySettings)}
+
+
+@dataclass
+class BenchConfig(PolicySettings):
+    """One bench: the policies (:data:`BENCH_POLICIES`), seeds and episodes
+    (``scenarios``, a spec of :func:`mfllm_env.specs.iter_spec`), the folder, and how
+    episodes are played; the defaults are ``mfllm bench``'s (``mfllm simulate``'s, with
+    ``parallel=1``). ``fit``: the classifiers' fit spec (default: the source's, see
+    :func:`mfllm_env.specs.fit_scenarios`); ``forecast``: warm up on that percentage of
+    each episode instead of ``warmup`` reactions; ``horizons``: the rollout lengths the KL
+    is reported at; ``sft_adapter``/``ib_tune``: the ``sft`` policy's adapter, the
+    ``mf-ib-tune`` policy's ``mfllm train ib-tune`` folder; the policies' settings are
+    :class:`PolicySettings` (``mean_field``: the ``mf`` policy's)."""
+
+    scenarios: str
+    policies: Sequence[str]
+    seeds: Sequence[int]
+    out: Path
+    resume: bool = False
+    overwrite: bool = False
+    horizons: Sequence[int] = (16, 32, 64)
+    warmup: int | None = 50
+    forecast: float | None = None
+    limit: int | None = None
+    min_reactions: int | None = None
+    parallel: int = 1
+    bootstrap: int = 2000
+    samples_per_agent: int = 1
     sft_adapter: Path | None = None
     ib_tune: Path | None = None
     progress: bool = True
@@ -270,7 +287,7 @@ def training_prior(
     fitted, _ = fit_scenarios(config.scenarios, evaluated, config.fit)
     counts = np.zeros(scheme.size)
     for scenario in fitted:
-        env = PopulationEnv(
+        env = RUMOUR.population_env(
             scenario, warmup=0, max_reactions=config.max_reactions, label_dimension=scheme
         )
         counts += np.bincount(env.real_label_ids, minlength=scheme.size)
@@ -351,7 +368,7 @@ def play_bench(
                 for index, scenario in playable:
                     if (name, seed, scenario.scenario_id) in done:
                         continue
-                    env = PopulationEnv(
+                    env = RUMOUR.population_env(
                         scenario,
                         warmup=warmup_of(config, scenario),
                         agents_per_step=config.agents_per_step,

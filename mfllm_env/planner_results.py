@@ -1,24 +1,143 @@
-"""The results of a planner evaluation (``mfllm planner-eval``), from its episode records
-(:func:`mfllm_env.planner.run_planner_episode`'s, with ``planner``, ``scenario`` and
-``seed``): :func:`summarise` (mean ± standard error per planner, and each planner's return
-paired with the threshold baseline's), :func:`results_markdown` (the table) and
-:func:`plot_planner_shares` (the share trajectories by planner).
+"""A planner evaluation (``mfllm planner-eval``) in the library: :func:`evaluate_planners`
+plays every planner on every scenario and seed into a report folder (resumable), and its
+results come from the episode records (:func:`mfllm_env.planner.run_planner_episode`'s,
+with ``planner``, ``scenario`` and ``seed``): :func:`summarise` (mean ± standard error per
+planner, and each planner's return paired with the threshold baseline's),
+:func:`results_markdown` (the table) and :func:`plot_planner_shares` (the share
+trajectories by planner).
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from tqdm.auto import tqdm
 
+from mfllm_env import runs
 from mfllm_env.benchmark import paired_comparison
+from mfllm_env.core.protocols import Policy
 from mfllm_env.metrics import mean_stderr
+from mfllm_env.planner import PlannerEnv, run_planner_episode
 from mfllm_env.report import save_png
+from mfllm_env.runs import RunFolder
+from mfllm_env.scenario import Scenario
+
+EPISODE_KEYS = ("planner", "scenario", "seed", "return", "final_shares", "trajectory")
+"""The keys of an episode record (``episodes.jsonl``)."""
+TIMING_KEYS = ("planner", "scenario", "seed", "seconds")
+"""The keys of a timing record (``timing.jsonl``: an episode's wall time)."""
+RESULT_FILES = ("episodes.jsonl", "timing.jsonl", "results.md", "results.json", "shares.png")
+"""What :func:`evaluate_planners` writes into its folder (with ``config.json``)."""
+
+
+class PlannerSource(Protocol):
+    """The planners of an evaluation, by the names it was given: ``action_mode(name)``,
+    how the planner acts (``"menu"``: an option of the menu; ``"text"``: a message), and
+    ``planner(name, env)``, the planner for one env of that mode."""
+
+    def action_mode(self, name: str) -> Literal["menu", "text"]: ...
+
+    def planner(self, name: str, env: PlannerEnv) -> Policy: ...
+
+
+def evaluate_planners(
+    folder: RunFolder,
+    config: Mapping[str, Any],
+    names: Sequence[str],
+    scenarios: Sequence[Scenario],
+    seeds: Sequence[int],
+    new_env: Callable[..., PlannerEnv],
+    planners: PlannerSource,
+    *,
+    progress: bool = True,
+) -> tuple[dict[str, Any], list[str]]:
+    """Play every planner of ``names`` on every scenario and seed into ``folder`` (created
+    with ``config``), and write the results; returns them (:func:`summarise`) and the
+    labels of the population's scheme.
+
+    ``new_env(i, action_mode=...)`` builds the planner env of ``scenarios[i]`` (one per
+    scenario and action mode, reused by its planners and seeds). An episode's record is
+    appended to ``episodes.jsonl`` as it ends, after its time in ``timing.jsonl``; a
+    resumed folder plays only the episodes its records lack (planners and seeds may be
+    added). The records are then put in the order asked (planner, scenario, seed; others
+    after) and summarised into ``results.json``, ``results.md`` and ``shares.png``.
+    """
+    out = folder.path
+    episodes_path, timing_path = out / "episodes.jsonl", out / "timing.jsonl"
+    envs: dict[tuple[str, int], PlannerEnv] = {}
+    with folder.writing(config, results=("episodes.jsonl",)):
+        rows = runs.read_records(
+            episodes_path,
+            EPISODE_KEYS,
+            "a planner episode record",
+            unique=("planner", "scenario", "seed"),
+        )
+        done = {_episode_key(r) for r in rows}
+        timing = [t for t in runs.read_records(timing_path, TIMING_KEYS) if _episode_key(t) in done]
+        runs.write_atomic(timing_path, runs.jsonl_text(timing))  # none of an unfinished episode
+        todo = [
+            (name, i, seed)
+            for name in names
+            for i in range(len(scenarios))
+            for seed in seeds
+            if (name, scenarios[i].scenario_id, seed) not in done
+        ]
+        with (
+            episodes_path.open("a", encoding="utf-8") as handle,
+            timing_path.open("a", encoding="utf-8") as timing_handle,
+        ):
+            for name, i, seed in tqdm(todo, desc="planner episodes", disable=not progress):
+                key = (planners.action_mode(name), i)
+                if key not in envs:
+                    envs[key] = new_env(i, action_mode=key[0])
+                env = envs[key]
+                started = time.perf_counter()
+                record = run_planner_episode(env, planners.planner(name, env), seed)
+                record.update(planner=name, scenario=scenarios[i].scenario_id, seed=seed)
+                # Timing first: the record is what marks the episode done.
+                seconds = time.perf_counter() - started
+                runs.append_record(timing_handle, {**_identity(record), "seconds": seconds})
+                runs.append_record(handle, record)
+                rows.append(record)
+    # A fixed order (planner, scenario, seed as asked; others after), whatever was resumed.
+    wanted = [(n, s.scenario_id, seed) for n in names for s in scenarios for seed in seeds]
+    position = {key: k for k, key in enumerate(wanted)}
+    rows = _sorted_records(episodes_path, rows, position)
+    _sorted_records(timing_path, runs.read_records(timing_path, TIMING_KEYS), position)
+    labels = list((next(iter(envs.values())) if envs else new_env(0)).scheme.labels)
+    rows = [r for r in rows if _episode_key(r) in position]
+    results = summarise(rows, names, labels)
+    runs.write_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
+    runs.write_atomic(out / "results.md", results_markdown(results, labels))
+    plot_planner_shares(rows, names, labels, out / "shares.png")
+    return results, labels
+
+
+def _episode_key(row: dict[str, Any]) -> tuple[str, str, int]:
+    return (row["planner"], row["scenario"], row["seed"])
+
+
+def _identity(row: dict[str, Any]) -> dict[str, Any]:
+    return {"planner": row["planner"], "scenario": row["scenario"], "seed": row["seed"]}
+
+
+def _sorted_records(
+    path: Path, rows: list[dict[str, Any]], position: dict[tuple[str, str, int], int]
+) -> list[dict[str, Any]]:
+    """``rows`` (the records of ``path``) in the order of ``position`` (others after, as
+    they were); ``path`` rewritten (atomically) if that changed their order."""
+    ordered = sorted(rows, key=lambda r: position.get(_episode_key(r), len(position)))
+    if ordered != rows:
+        runs.write_atomic(path, runs.jsonl_text(ordered))
+    return ordered
 
 
 def summarise(

@@ -92,3 +92,30 @@ def test_fit_set_leaves_out_the_evaluated_scenarios():
         fit_scenarios("jsonl:x.jsonl", evaluated)
     with pytest.raises(ValueError, match="nothing left to fit on"):
         fit_scenarios("synthetic:0", evaluated, fit="synthetic:1000-1001")
+
+
+def test_a_bench_hands_every_policy_setting_to_its_policies(tmp_path):
+    from dataclasses import fields
+
+    from agents.bench import BenchPolicies
+    from mfllm_env.bench_pipeline import PolicySettings
+    from mfllm_env.labels import SDQC
+
+    changed = {
+        "fit": "synthetic:5-6", "agents_per_step": 4, "max_reactions": 40, "mean_field": "cos",
+        "model": "a-model", "tokenizer": "a-tokenizer", "threads": 2,
+        "generation_dtype": "float32", "draft_tokens": 0, "max_new_tokens": 9,
+        "summary_tokens": 10, "temperature": 0.1, "k": 3, "cos_every": 2, "show_shares": True,
+        "nll": True,
+    }  # fmt: skip
+    assert set(changed) == {f.name for f in fields(PolicySettings)}
+    assert all(changed[name] != value for name, value in PolicySettings().policy_settings().items())
+    config = BenchConfig(
+        scenarios="synthetic:0", policies=["mf", "state"], seeds=[0], out=tmp_path, **changed
+    )
+    policies = BenchPolicies(config, SDQC, [])
+    mf = policies.options("mf", 7)
+    assert mf.policy_settings() == changed
+    assert (mf.policy, mf.seed, mf.scenario) == ("mf", 7, "synthetic:0")
+    state = policies.options("state", 0)
+    assert state.policy_settings() == {**changed, "mean_field": None}  # the mf policy's only

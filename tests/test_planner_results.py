@@ -67,3 +67,85 @@ def test_display_names_stay_distinct():
     two = ["reinforce=a/planner.json", "reinforce=b/planner.json"]
     assert display_name(two[0], two) == two[0]
     assert not math.isnan(summarise(_rows(), ["threshold"], LABELS)["threshold"]["return"]["mean"])
+
+
+class CountingPlanners:
+    """A PlannerSource over the baselines that counts the planners it builds."""
+
+    def __init__(self) -> None:
+        self.built: list[str] = []
+
+    def action_mode(self, name: str) -> str:
+        return "menu"
+
+    def planner(self, name, env):
+        from mfllm_env.planner import BASELINE_PLANNERS
+
+        self.built.append(name)
+        return BASELINE_PLANNERS[name](env)
+
+
+def _evaluate(out, names, seeds, planners, *, resume=False):
+    from mfllm_env.planner_results import evaluate_planners
+    from mfllm_env.registry import family
+    from mfllm_env.runs import RunFolder
+    from mfllm_env.synthetic import synthetic_scenario
+
+    scenarios = [synthetic_scenario(seed=s, n_reactions=40) for s in (0, 1)]
+
+    def new_env(i, action_mode="menu"):
+        return family("rumour").leader_env(scenarios[i], action_mode=action_mode, horizon=16)
+
+    folder = RunFolder(out, "planner-eval", resume=resume)
+    config = {"command": "planner-eval", "horizon": 16}
+    return evaluate_planners(
+        folder, config, names, scenarios, seeds, new_env, planners, progress=False
+    )
+
+
+def test_evaluate_planners_writes_the_records_in_order_and_resumes_only_missing(tmp_path):
+    from mfllm_env import runs
+    from mfllm_env.planner_results import EPISODE_KEYS, RESULT_FILES, TIMING_KEYS
+
+    out = tmp_path / "eval"
+    first = CountingPlanners()
+    results, labels = _evaluate(out, ["scripted", "none"], [1], first)
+    assert first.built == ["scripted"] * 2 + ["none"] * 2  # 2 scenarios x 1 seed each
+    assert set(results) == {"scripted", "none"}
+    assert (results["none"]["episodes"], results["none"]["seeds"]) == (2, 1)
+    assert labels == ["support", "deny", "query", "comment"]
+    assert {p.name for p in out.iterdir()} == {"config.json", *RESULT_FILES}
+    # Resumed with a seed added before the first: only its episodes are played, and the
+    # records come back in the order asked (planner, scenario, seed).
+    again = CountingPlanners()
+    _evaluate(out, ["scripted", "none"], [0, 1], again, resume=True)
+    assert again.built == ["scripted"] * 2 + ["none"] * 2
+    rows = runs.read_records(out / "episodes.jsonl", EPISODE_KEYS)
+    keys = [(r["planner"], r["scenario"], r["seed"]) for r in rows]
+    assert keys == [
+        (p, f"synthetic/{s}", seed) for p in ("scripted", "none") for s in (0, 1) for seed in (0, 1)
+    ]
+    timing = runs.read_records(out / "timing.jsonl", TIMING_KEYS)
+    assert [(t["planner"], t["scenario"], t["seed"]) for t in timing] == keys
+    assert all(t["seconds"] > 0 for t in timing)
+
+
+def test_named_planners_refuse_bad_names_before_any_episode(tmp_path):
+    from training.named_planners import NamedPlanners, planner_names
+
+    assert planner_names(" none, threshold ,llm") == ["none", "threshold", "llm"]
+    for text, message in (
+        ("none,oracle", "unknown planner 'oracle'"),
+        ("none,none", "must name distinct planners"),
+        (",", "must name distinct planners"),
+        (f"reinforce={tmp_path / 'missing.json'}", "no such planner file"),
+        (f"reinforce={tmp_path}", "not a file"),
+        (f"ppo={tmp_path}", "not a zip file"),
+        (f"llm={tmp_path}", "is not a PEFT adapter folder"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            planner_names(text)
+    planners = NamedPlanners("smollm2", threshold=0.2)
+    assert [planners.action_mode(n) for n in ("none", "llm", "llm=x", "ppo=y")] == [
+        "menu", "text", "text", "menu"
+    ]  # fmt: skip

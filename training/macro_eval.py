@@ -38,7 +38,11 @@ import numpy as np
 from mfllm_env import runs
 from mfllm_env.core.protocols import Policy
 from mfllm_env.games.macro import EconomyParameters, MacroEnv, RuleHouseholds
+from mfllm_env.registry import family
 from training.macro import BASELINE_GOVERNMENTS, play_economy, plays_simultaneously
+
+MACRO = family("macro")
+"""The family evaluated; its household envs are built through the registry."""
 
 METRICS = ("years", "gdp_growth", "log10_output", "income_gini", "wealth_gini", "welfare")
 LORENZ_POINTS = 21
@@ -97,7 +101,7 @@ def standard_matchups(
     for name in BASELINE_GOVERNMENTS:
 
         def make_env(name: str = name) -> MacroEnv:
-            return MacroEnv(households, government=name, parameters=parameters)
+            return MACRO.population_env(households, government=name, parameters=parameters)
 
         matchups.append(Matchup(name, "rule", make_env, RuleHouseholds))
         if rl_households is not None:
@@ -108,7 +112,7 @@ def standard_matchups(
     for label, run in trained.items():
 
         def led_env() -> MacroEnv:
-            return MacroEnv(households, parameters=parameters)
+            return MACRO.population_env(households, parameters=parameters)
 
         def government(run: Path = Path(run)) -> Policy:
             return RLGovernment.load(run / "government.pt")
@@ -358,7 +362,7 @@ def llm_matchups(
         baseline = name in BASELINE_GOVERNMENTS
 
         def make_env(name: str = name, baseline: bool = baseline) -> MacroEnv:
-            return MacroEnv(
+            return MACRO.population_env(
                 households,
                 government=name if baseline else "free_market",
                 action_mode="text",

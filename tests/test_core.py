@@ -21,7 +21,7 @@ from mfllm_env.core.protocols import (
     SplitGame,
     TextCodec,
 )
-from mfllm_env.core.runner import run_episodes, update_mean_fields
+from mfllm_env.core.runner import run_episodes, step_episodes, update_mean_fields
 from mfllm_env.games.macro import HouseholdTextCodec, MacroGame, RuleHouseholds
 from mfllm_env.games.macro.mean_field import StatisticsMeanField
 from mfllm_env.population_env import PopulationEnv
@@ -392,3 +392,44 @@ def test_run_episodes_refuses_a_shared_env_and_bad_actions():
         list(run_episodes([(GameEnv(TurnGame()), 0)], Stray()))
     with pytest.raises(ValueError, match="parallel"):
         list(run_episodes([(GameEnv(TurnGame()), 0)], Echo(), parallel=0))
+
+
+def test_step_episodes_opens_each_round_between_its_halves():
+    Totals.calls = 0
+    envs = [GameEnv(SplitTurnGame()) for _ in range(2)]
+    asked: list[tuple[list[int], list[list[str]]]] = []
+
+    def act(indices: Sequence[int], observations: Sequence[dict[str, Any]]) -> list[dict]:
+        asked.append((list(indices), [sorted(o) for o in observations]))
+        return [dict.fromkeys(o, 1) for o in observations]
+
+    numbers = []
+    for round_ in step_episodes([(envs[0], 0), (envs[1], 1)], act):
+        numbers.append(round_.number)
+        total = 2 * round_.number  # the running total before this step
+        # Begun, not ended: each batch is (previous total, this step's sum), and no env
+        # has its new mean field yet.
+        assert round_.batches == [(total, 2), (total, 2)]
+        assert [env.game.signal for env in envs] == [total, total]
+        assert round_.actions == [dict.fromkeys(o, 1) for o in round_.observations]
+        if round_.number == 2:
+            round_.skip(1, -5)
+    assert numbers == [0, 1, 2]
+    assert asked[0] == ([0, 1], [["a0", "a1"], ["a0", "a1"]])
+    assert asked[2] == ([0, 1], [["a4", "a5"], ["a4", "a5"]])
+    assert Totals.calls == 3  # one batched update per round, the skipped env left out
+    assert (envs[0].game.signal, envs[1].game.signal) == (6, -5)
+    assert not envs[0].agents and not envs[1].agents
+
+
+def test_step_episodes_refuses_a_shared_env_and_wrong_answers():
+    def ones(indices: Sequence[int], observations: Sequence[dict[str, Any]]) -> list[dict]:
+        return [dict.fromkeys(o, 1) for o in observations]
+
+    env = GameEnv(SplitTurnGame())
+    with pytest.raises(ValueError, match="an env of its own"):
+        list(step_episodes([(env, 0), (env, 1)], ones))
+    with pytest.raises(ValueError, match="act gave 0 action sets for 1 episodes"):
+        list(step_episodes([(GameEnv(SplitTurnGame()), 0)], lambda i, o: []))
+    with pytest.raises(ValueError, match="do not act this step: 'a5'"):
+        list(step_episodes([(GameEnv(SplitTurnGame()), 0)], lambda i, o: [{"a5": 1}]))

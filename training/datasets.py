@@ -7,7 +7,9 @@ prompts the simulation will send it.
 
 **Replay.** :func:`replay` steps each scenario's environment with the *real* reactions as
 the actions (teacher forcing, ``warmup=0`` so that actions drive the world): the agents'
-states and the mean field evolve as they would under a perfect policy. With
+states and the mean field evolve as they would under a perfect policy. The environments
+step on the core's vector runner (:func:`mfllm_env.core.runner.step_episodes`, fixed
+batches), and the mean-field model's prompt is read between each round's two halves. With
 ``sampling_prob > 0`` a step's actions come instead, with that probability, from a policy's
 own generations (scheduled sampling), so the mean field seen in training carries the
 model's own errors as it will in a free rollout.
@@ -39,8 +41,9 @@ from agents.backends.base import Prompt
 from agents.policies import LLMPolicy, policy_prompt, reference_text
 from agents.prompts import ContextKind
 from mfllm_env.checks import check_seed
+from mfllm_env.core.runner import step_episodes
 from mfllm_env.labels import ActionLabeler
-from mfllm_env.mean_field import MeanFieldModel, update_mean_fields
+from mfllm_env.mean_field import MeanFieldModel
 from mfllm_env.population_env import PopulationEnv
 from mfllm_env.scenario import Scenario
 
@@ -186,40 +189,46 @@ def _replay_batch(
         for scenario in scenarios
     ]
     rngs = [np.random.default_rng([seed, zlib.crc32(s.scenario_id.encode())]) for s in scenarios]
-    observations = [env.reset(seed=seed)[0] for env in envs]
-    step = 0
-    while True:
-        active = [i for i, env in enumerate(envs) if env.agents]
-        if not active:
-            return
-        real = {i: envs[i].reference_texts() for i in active}
-        current = {i: {a: observations[i][a] for a in envs[i].agents} for i in active}
-        sampled = {i for i in active if sampling_prob and rngs[i].random() < sampling_prob}
-        actions = {i: dict(real[i]) for i in active}
+    real: dict[int, dict[str, str]] = {}  # this round's real reactions, by episode
+    sampled: set[int] = set()  # the episodes of this round acting with the policy's texts
+
+    def act(indices: Sequence[int], observations: Sequence[dict[str, Any]]) -> list[dict]:
+        real.clear()
+        real.update((i, envs[i].reference_texts()) for i in indices)
+        sampled.clear()
+        sampled.update(i for i in indices if sampling_prob and rngs[i].random() < sampling_prob)
+        actions = [dict(real[i]) for i in indices]
         if sampled:
             assert policy is not None
-            keyed = {f"{i}/{a}": obs for i in sorted(sampled) for a, obs in current[i].items()}
+            keyed = {
+                f"{i}/{a}": obs
+                for i, seen in zip(indices, observations, strict=True)
+                if i in sampled
+                for a, obs in seen.items()
+            }
             for key, action in policy.act(keyed).items():
                 i, agent = key.split("/", 1)
-                actions[int(i)][agent] = str(action)
-        updates = [envs[i].begin_step(actions[i]) for i in active]
-        # A scenario's last step needs no new mean field (nothing acts on it): skip its call.
-        last = {i for i in active if step == envs[i].num_steps - 1}
-        for i, update in zip(active, updates, strict=True):
-            model = envs[i].mean_field_model
-            asks = i not in last and hasattr(model, "next_prompt")
+                actions[indices.index(int(i))][agent] = str(action)
+        return actions
+
+    for round_ in step_episodes([(env, seed) for env in envs], act):
+        for position, i in enumerate(round_.indices):
+            env, update = envs[i], round_.batches[position]
+            # A scenario's last step needs no new mean field (nothing acts on it): skip it.
+            last = round_.number == env.num_steps - 1
+            if last:
+                round_.skip(position, update.previous)
+            model = env.mean_field_model
+            asks = not last and hasattr(model, "next_prompt")
             prompt = model.next_prompt(update) if asks else None
-            yield ReplayStep(envs[i].scenario, step, current[i], real[i], prompt, i in sampled)
-        stepping = [(i, u) for i, u in zip(active, updates, strict=True) if i not in last]
-        fields = update_mean_fields(
-            [envs[i].mean_field_model for i, _ in stepping], [u for _, u in stepping]
-        )
-        for i, mean_field in zip([i for i, _ in stepping], fields, strict=True):
-            observations[i] = envs[i].end_step(mean_field)[0]
-        for i, update in zip(active, updates, strict=True):
-            if i in last:
-                envs[i].end_step(update.previous)
-        step += 1
+            yield ReplayStep(
+                env.scenario,
+                round_.number,
+                round_.observations[position],
+                real[i],
+                prompt,
+                i in sampled,
+            )
 
 
 def policy_examples(

@@ -6,6 +6,11 @@ of every running episode (their ids prefixed ``"<episode>|"``) and **one**
 env's step (``begin_step`` / ``end_step``), so that an LLM policy and an LLM mean field
 batch across episodes. When an episode ends, the next one takes its place.
 
+The same rounds are open one at a time in :func:`step_episodes`, for a caller that acts
+itself and reads each round between its halves (the training data's teacher-forced
+replay, :func:`training.datasets.replay`, reads the mean-field prompts there): a fixed
+batch of episodes, started together and stepped until the last one ends.
+
 An env it runs has ``reset(seed)``, ``agents``, ``begin_step(actions) -> batch``,
 ``end_step(signal)`` and ``mean_field_model`` (``None`` when its game does not split its
 transition: :class:`~mfllm_env.core.env.GameEnv` over any game, and
@@ -50,6 +55,81 @@ def update_mean_fields(models: Sequence[Any], batches: Sequence[Any]) -> list[An
         for i, answer in zip(indices, answers, strict=True):
             results[i] = answer
     return results
+
+
+def end_round(envs: Sequence[Any], batches: Sequence[Any], given: Mapping[int, Any]) -> list[Any]:
+    """The second half of a round: the mean fields of ``envs`` (their models updated with
+    ``batches`` in one :func:`update_mean_fields` call), except those of ``given`` (env
+    index -> the signal to end its step with instead), and each env's ``end_step``
+    result, in the order of ``envs``."""
+    stepping = [i for i in range(len(envs)) if i not in given]
+    updated = update_mean_fields(
+        [envs[i].mean_field_model for i in stepping], [batches[i] for i in stepping]
+    )
+    signals = {**given, **dict(zip(stepping, updated, strict=True))}
+    return [env.end_step(signals[i]) for i, env in enumerate(envs)]
+
+
+@dataclass
+class Round:
+    """One round of :func:`step_episodes`, open between the halves of its steps: its
+    ``number`` (0 first), the ``indices`` of the episodes stepping (positions in the
+    batch), their ``envs``, the acting agents' ``observations`` and ``actions``, and what
+    each env's ``begin_step`` returned (``batches``: its mean-field model's input). The
+    caller may :meth:`skip` an env's mean-field update."""
+
+    number: int
+    indices: list[int]
+    envs: list[Any]
+    observations: list[dict[str, Any]]
+    actions: list[dict[str, Any]]
+    batches: list[Any]
+    skipped: dict[int, Any] = field(default_factory=dict)
+
+    def skip(self, position: int, signal: Any) -> None:
+        """End the step of ``envs[position]`` with ``signal`` instead of its model's
+        update (when nothing will read the new mean field: an episode's last step)."""
+        self.skipped[position] = signal
+
+
+def step_episodes(
+    episodes: Sequence[tuple[Any, int | None]],
+    act: Callable[[Sequence[int], Sequence[dict[str, Any]]], Sequence[Mapping[str, Any]]],
+) -> Iterator[Round]:
+    """Step the ``(env, seed)`` episodes together, a fixed batch: each is reset with its
+    seed (in order), then every round ``act(indices, observations)`` gives the actions
+    of the episodes still running (``observations``: their acting agents', in the order
+    of ``indices``), each env begins its step, the :class:`Round` is yielded (the caller
+    reads it between the halves), and one :func:`update_mean_fields` call for the envs
+    not skipped ends the round. Stops when every episode has ended.
+
+    ``ValueError`` when one env is given twice, or when ``act`` answers for other
+    agents than the acting ones (missing agents are left to the env's fallback).
+    """
+    envs = [env for env, _ in episodes]
+    if len({id(env) for env in envs}) != len(envs):
+        raise ValueError("each episode stepped together needs an env of its own")
+    observations = [env.reset(seed=seed)[0] for env, seed in episodes]
+    number = 0
+    while True:
+        indices = [i for i, env in enumerate(envs) if env.agents]
+        if not indices:
+            return
+        running = [envs[i] for i in indices]
+        acting = [{a: observations[i][a] for a in envs[i].agents} for i in indices]
+        answered = act(indices, acting)
+        if len(answered) != len(indices):
+            raise ValueError(f"act gave {len(answered)} action sets for {len(indices)} episodes")
+        actions = [
+            check_actions(given, list(seen)) for given, seen in zip(answered, acting, strict=True)
+        ]
+        batches = [env.begin_step(a) for env, a in zip(running, actions, strict=True)]
+        current = Round(number, indices, running, acting, actions, batches)
+        yield current
+        results = end_round(running, batches, current.skipped)
+        for i, result in zip(indices, results, strict=True):
+            observations[i] = result[0]
+        number += 1
 
 
 @dataclass
@@ -127,10 +207,9 @@ def run_episodes(
             episode.env.begin_step({a: actions.get(f"{episode.index}|{a}") for a in agents})
             for episode, agents in zip(running, acted, strict=True)
         ]
-        signals = update_mean_fields([e.env.mean_field_model for e in running], batches)
+        results = end_round([e.env for e in running], batches, {})
         finished = []
-        for episode, agents, signal in zip(running, acted, signals, strict=True):
-            result = episode.env.end_step(signal)
+        for episode, agents, result in zip(running, acted, results, strict=True):
             episode.observations = result[0]
             if on_step is not None:
                 on_step(episode, agents, result)

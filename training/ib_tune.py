@@ -200,16 +200,14 @@ class CompressionReward:
     """``log q_mu(m | X) - log r(m)`` in nats per summary, with q_mu the model being
     trained (set :attr:`model` to the trainer's PEFT model) and r the same model with its
     adapter disabled, prompted with the event only (:func:`mean_field_prior_messages`).
-    Both are scored on the sampled token ids, without gradients and without dropout; with
-    ``bf16``, under bf16 autocast, as the loss runs in training with bf16 (1.5x faster on
-    RumourEval's histories here; each summary's value moved by at most 1.2 nats, the
-    group-normalised advantages at ``beta`` 0.02 by at most 0.02)."""
+    Both are scored on the sampled token ids, without gradients and without dropout. In
+    a trainer with bf16 mixed precision the model's forward runs under bf16 autocast
+    (accelerate wraps it), so these values are computed in bf16 there, as the loss is."""
 
     __name__ = "compression"
 
-    def __init__(self, tokenizer: Any, *, bf16: bool = False) -> None:
+    def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
-        self.bf16 = bf16
         self.model: Any = None
         self.seconds = 0.0
 
@@ -237,8 +235,7 @@ class CompressionReward:
         was_training = self.model.training
         self.model.eval()
         try:
-            device = self.model.device.type
-            with torch.no_grad(), torch.autocast(device, torch.bfloat16, enabled=self.bf16):
+            with torch.no_grad():
                 q = shared_prompt_logprobs(self.model, prompt_ids, targets)
                 with self.model.disable_adapter():
                     r = shared_prompt_logprobs(self.model, prior_ids, targets)
@@ -394,7 +391,7 @@ def train_mean_field(
     ):
         scorer = policy_backend.scoring_with_generation_weights()
     relevance = RelevanceReward(scorer)
-    compression = CompressionReward(tokenizer, bf16=config.speed.bf16)
+    compression = CompressionReward(tokenizer)
     funcs: list[Any] = [relevance]
     weights = [config.relevance_weight]
     if config.prior != "none":

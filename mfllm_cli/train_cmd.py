@@ -11,8 +11,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mfllm_cli import planner_cmd
 from mfllm_cli.arg_types import (
     LORA_RANK_MAX,
@@ -317,10 +315,8 @@ def _finish(out: Path, summary: dict[str, Any]) -> None:
 
 def run_sft(args: argparse.Namespace) -> int:
     from agents.backends import GenerationParams, load_backend
-    from agents.mean_field import LLMMeanField
     from agents.policies import LLMPolicy
-    from mfllm_env.mean_field import HistogramMeanField, PopularReactions, RecentReactions
-    from training.datasets import draw_examples, policy_examples
+    from training.datasets import context_mean_field, policy_sft_examples
     from training.run_folder import (
         RESUMABLE_CHANGES,
         TRAINING_RESULTS,
@@ -338,39 +334,30 @@ def run_sft(args: argparse.Namespace) -> int:
     backend = (
         load_backend(args.model, threads=args.threads) if uses_llm or args.sampling_prob else None
     )
-    if uses_llm:
-        mf_backend = (
-            load_backend(args.model, adapter=args.mean_field_adapter, threads=args.threads)
-            if args.mean_field_adapter
-            else backend
-        )
-        new_mean_field: Any = partial(LLMMeanField, mf_backend, seed=args.seed)
-    elif args.context in ("recent", "popular"):
-        model_class = RecentReactions if args.context == "recent" else PopularReactions
-        new_mean_field = partial(model_class, args.k)
-    else:
-        new_mean_field = HistogramMeanField
+    mf_backend = (
+        load_backend(args.model, adapter=args.mean_field_adapter, threads=args.threads)
+        if uses_llm and args.mean_field_adapter
+        else backend
+    )
+    new_mean_field = context_mean_field(
+        args.context, args.mean_field, backend=mf_backend, k=args.k, seed=args.seed
+    )
     policy = (
         LLMPolicy(backend, context=args.context, params=GenerationParams())
         if args.sampling_prob
         else None
     )
-
-    def build(scenarios: list[Scenario], count: int) -> list[dict[str, Any]]:
-        order = [scenarios[i] for i in np.random.default_rng(args.seed).permutation(len(scenarios))]
-        return draw_examples(
-            order,
-            new_mean_field,
-            policy_examples,
-            count,
-            agents_per_step=args.agents_per_step,
-            max_reactions=args.max_reactions,
-            policy=policy,
-            sampling_prob=args.sampling_prob,
-            seed=args.seed,
-            lazy=uses_llm,  # summaries cost generation: stop early
-            context=args.context,
-        )
+    build = partial(
+        policy_sft_examples,
+        context=args.context,
+        new_mean_field=new_mean_field,
+        agents_per_step=args.agents_per_step,
+        max_reactions=args.max_reactions,
+        policy=policy,
+        sampling_prob=args.sampling_prob,
+        seed=args.seed,
+        lazy=uses_llm,  # summaries cost generation: stop early
+    )
 
     model, tokenizer = load_trainable(args.model)
     with folder.writing(_config(args), may_change=RESUMABLE_CHANGES, results=TRAINING_RESULTS):

@@ -33,17 +33,24 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from agents.backends.base import Prompt
+from agents.backends.base import Backend, Prompt
+from agents.mean_field import LLMMeanField
 from agents.policies import LLMPolicy, policy_prompt, reference_text
 from agents.prompts import ContextKind
 from mfllm_env.checks import check_seed
 from mfllm_env.core.runner import step_episodes
 from mfllm_env.labels import ActionLabeler
-from mfllm_env.mean_field import MeanFieldModel
+from mfllm_env.mean_field import (
+    HistogramMeanField,
+    MeanFieldModel,
+    PopularReactions,
+    RecentReactions,
+)
 from mfllm_env.population_env import PopulationEnv
 from mfllm_env.scenario import Scenario
 
@@ -316,6 +323,51 @@ def draw_examples(
     if lazy:
         examples = itertools.islice(examples, 2 * count)
     return sample_examples(examples, count, seed=seed)
+
+
+def context_mean_field(
+    context: ContextKind,
+    mean_field: str = "histogram",
+    *,
+    backend: Backend | None = None,
+    k: int = 5,
+    seed: int = 0,
+) -> Callable[[], MeanFieldModel]:
+    """The factory of the mean-field models whose contexts a policy trained with
+    ``context`` reads: ``recent``/``popular``, the Recent(k)/Popular(k) reactions;
+    ``mean_field``, the histogram or (``mean_field="llm"``) the MF-LLM summariser on
+    ``backend``, seeded ``seed``; ``none``, the histogram (its text is not shown).
+    ``ValueError`` for another ``mean_field``, or ``llm`` without a backend."""
+    if context in ("recent", "popular"):
+        return partial(RecentReactions if context == "recent" else PopularReactions, k)
+    if context != "mean_field" or mean_field == "histogram":
+        return HistogramMeanField
+    if mean_field != "llm" or backend is None:
+        raise ValueError(
+            f"the mean-field context is written by 'histogram' or 'llm' (with a backend), "
+            f"got {mean_field!r}" + (" without a backend" if mean_field == "llm" else "")
+        )
+    return partial(LLMMeanField, backend, seed=seed)
+
+
+def policy_sft_examples(
+    scenarios: Sequence[Scenario],
+    count: int,
+    *,
+    context: ContextKind,
+    new_mean_field: Callable[[], MeanFieldModel],
+    seed: int = 0,
+    **replay_options: Any,
+) -> list[dict[str, Any]]:
+    """``count`` policy examples (:func:`policy_examples` with ``context``) drawn from
+    replays of ``scenarios`` in an order shuffled with ``seed`` (so that a lazy draw does
+    not take only the first events), as ``mfllm train sft`` builds its ``data/*.jsonl``;
+    ``replay_options`` are :func:`draw_examples`' (``agents_per_step``, ``policy``,
+    ``sampling_prob``, ``lazy``...)."""
+    order = [scenarios[i] for i in np.random.default_rng(seed).permutation(len(scenarios))]
+    return draw_examples(
+        order, new_mean_field, policy_examples, count, seed=seed, context=context, **replay_options
+    )
 
 
 def mean_field_examples(

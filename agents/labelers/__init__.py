@@ -1,9 +1,10 @@
-"""Labellers that need language-model pieces (torch, transformers).
+"""Labellers that need language-model pieces (torch, transformers, peft).
 
-* :class:`~agents.labelers.embedding.EmbeddingSDQCLabeler`: SDQC stance from sentence
-  embeddings plus the lexical labeller's scores (head rebuilt by
-  ``python -m agents.labelers.train_embedding``). On RumourEval dev replies it scores below
-  the lexical labeller (README, "Labels and the default labellers"), so it is opt-in.
+* :class:`~agents.labelers.finetuned.FineTunedSDQCLabeler`: SDQC stance from all-MiniLM-L6-v2
+  fine-tuned with LoRA on ``(parent, reply)`` pairs (artifact rebuilt by
+  ``python -m agents.labelers.train_finetuned``). On RumourEval dev replies it does not reach
+  the lexical labeller by enough to replace it (README, "Labels and the default labellers"),
+  so it is opt-in.
 
 :func:`named_labeller` picks a labeller by name (``mfllm label-eval --labeller``).
 """
@@ -12,38 +13,37 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from agents.labelers.embedding import EmbeddingHead, EmbeddingSDQCLabeler, SentenceEncoder
+from agents.labelers.finetuned import FineTunedSDQC, FineTunedSDQCLabeler
 from mfllm_env.labelers import default_labeler
 from mfllm_env.labels import SDQC, ActionLabeler
 
-LABELLERS = ("default", "embedding")
+LABELLERS = ("default", "finetuned")
 """The names :func:`named_labeller` knows."""
 
 
 @lru_cache(maxsize=1)
-def _embedding_labeller() -> EmbeddingSDQCLabeler:
-    return EmbeddingSDQCLabeler.from_artifacts()
+def _finetuned_labeller() -> FineTunedSDQCLabeler:
+    return FineTunedSDQCLabeler.from_artifact()
 
 
 def named_labeller(name: str, dimension: str) -> ActionLabeler:
     """``"default"``: the dimension's default labeller (for stance the fast lexical one);
-    ``"embedding"``: the embedding SDQC labeller (stance only; loaded once per process).
+    ``"finetuned"``: the fine-tuned SDQC labeller (stance only; loaded once per process).
     ``ValueError`` naming what is wrong otherwise."""
     if name == "default":
         return default_labeler(dimension)
-    if name != "embedding":
+    if name not in LABELLERS:
         raise ValueError(f"unknown labeller {name!r}; known: {', '.join(LABELLERS)}")
     if dimension != SDQC.dimension:
         raise ValueError(
-            f"the embedding labeller labels dimension {SDQC.dimension!r}, not {dimension!r}"
+            f"the {name} labeller labels dimension {SDQC.dimension!r}, not {dimension!r}"
         )
-    return _embedding_labeller()
+    return _finetuned_labeller()
 
 
 __all__ = [
     "LABELLERS",
-    "EmbeddingHead",
-    "EmbeddingSDQCLabeler",
-    "SentenceEncoder",
+    "FineTunedSDQC",
+    "FineTunedSDQCLabeler",
     "named_labeller",
 ]

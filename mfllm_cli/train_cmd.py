@@ -382,10 +382,14 @@ def run_sft(args: argparse.Namespace) -> int:
         )
     _finish(args.out, summary)
     print(
-        f"simulate with: mfllm simulate --policy {'sft' if args.context == 'none' else 'mf'} "
+        f"simulate with: mfllm simulate --policy {SIMULATE_POLICY[args.context]} "
         f"--adapter {args.out / 'policy' / 'adapter'} ..."
     )
     return 0
+
+
+SIMULATE_POLICY = {"none": "sft", "mean_field": "mf", "recent": "recent", "popular": "popular"}
+"""The ``mfllm simulate --policy`` that runs a policy trained with each ``--context``."""
 
 
 def run_ib_tune(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from mfllm_env.mean_field import HistogramMeanField
 from tests.conftest import PROJECT_ROOT, build_tiny_model_and_tokenizer
 from training.datasets import (
     check_disjoint,
+    draw_examples,
     event_key,
     mean_field_examples,
     policy_examples,
@@ -263,6 +265,23 @@ def test_compression_grows_with_the_summarys_dependence_on_history():
     assert values[0] > 0
 
 
+def test_a_lazy_draw_of_mean_field_examples_spreads_over_every_event(tiny_backend):
+    """IB-Tune's histories: a lazy draw steps every event together, so the examples are
+    not all from the first eight events (12 events of 10 steps; 40 examples read)."""
+    params = GenerationParams(max_new_tokens=4)
+    examples = draw_examples(
+        _scenarios(12, reactions=160),
+        partial(LLMMeanField, tiny_backend, params=params, seed=0),
+        mean_field_examples,
+        20,
+        lazy=True,
+        max_targets=2,
+    )
+    assert len(examples) == 20
+    assert len({e["scenario_id"] for e in examples}) > 8
+    assert max(e["step"] for e in examples) <= 3  # the first rounds of every event
+
+
 def test_grpo_stage_logs_both_terms_and_trains_lora_only(tmp_path, tiny_backend):
     steps = replay(_scenarios(2), lambda: LLMMeanField(tiny_backend, seed=0))
     examples = list(mean_field_examples(steps, max_targets=3))
@@ -338,6 +357,19 @@ def test_cli_sft_then_simulate_with_the_adapter(tmp_path, tiny_model_dir, capsys
     argv += ["--max-reactions", "32", "--warmup", "16", "--max-new-tokens", "4"]
     assert main([*argv, "--no-progress", "--out", str(sim)]) == 0
     assert json.loads((sim / "config.json").read_text())["adapter"].endswith("adapter")
+
+
+@pytest.mark.parametrize("context", ["recent", "popular"])
+def test_cli_sft_trains_the_recent_and_popular_policies(tmp_path, tiny_model_dir, capsys, context):
+    out = tmp_path / context
+    argv = [*_train_argv(tiny_model_dir, out, "sft"), "--context", context, "--k", "3"]
+    assert main([*argv, "--max-steps", "1"]) == 0, capsys.readouterr().err
+    assert (out / "policy" / "adapter" / "adapter_config.json").is_file()
+    assert f"simulate with: mfllm simulate --policy {context} " in capsys.readouterr().out
+    header = {"recent": "The most recent replies:", "popular": "Replies from the most-followed"}
+    lines = (out / "data" / "train.jsonl").read_text().splitlines()
+    prompts = [json.dumps(json.loads(line)["prompt"]) for line in lines]
+    assert prompts and all(header[context] in p for p in prompts)
 
 
 def test_cli_ib_tune_writes_both_adapters_for_simulate(tmp_path, tiny_model_dir):
@@ -431,7 +463,7 @@ def test_shared_prompt_scoring_matches_scoring_each_row():
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: PolicySFTConfig(context="x"), "PolicySFTConfig.context must be 'none' or"),
+        (lambda: PolicySFTConfig(context="x"), "PolicySFTConfig.context must be one of none"),
         (lambda: PolicySFTConfig(max_steps=0), "PolicySFTConfig.max_steps must be an integer >= 1"),
         (lambda: PolicySFTConfig(batch_size=1.5), "PolicySFTConfig.batch_size must be an integer"),
         (lambda: PolicySFTConfig(learning_rate=float("nan")), "learning_rate must be a finite"),

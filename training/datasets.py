@@ -287,6 +287,10 @@ def sample_examples(
     return [pool[i] for i in sorted(chosen.tolist())]
 
 
+LAZY_LOCKSTEP = 64
+"""The most scenarios a lazy draw steps in lockstep (one batched call of 64 summaries)."""
+
+
 def draw_examples(
     scenarios: Iterable[Scenario],
     mean_field_factory: Callable[[], MeanFieldModel],
@@ -306,9 +310,13 @@ def draw_examples(
     ``scenarios``, drawn with ``seed`` (:func:`sample_examples`) so that they spread over
     the events and their steps rather than being the first ones.
 
-    ``lazy`` (for an LLM mean field, whose summaries cost generation): eight scenarios
-    step in lockstep and replay stops once ``2 * count`` examples exist.
+    ``lazy`` (for an LLM mean field, whose summaries cost generation): replay stops once
+    ``2 * count`` examples exist, with every scenario (up to :data:`LAZY_LOCKSTEP`)
+    stepping in lockstep, so that the examples come from all events rather than from the
+    longest of the first eight (one batched summary call per step serves them all).
+    Otherwise eight scenarios step in lockstep.
     """
+    scenarios = list(scenarios)
     steps = replay(
         scenarios,
         mean_field_factory,
@@ -316,7 +324,7 @@ def draw_examples(
         max_reactions=max_reactions,
         policy=policy,
         sampling_prob=sampling_prob,
-        parallel=8,
+        parallel=min(max(len(scenarios), 1), LAZY_LOCKSTEP) if lazy else 8,
         seed=seed,
     )
     examples = build(steps, **options)

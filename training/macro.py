@@ -60,6 +60,7 @@ from mfllm_env import runs
 from mfllm_env.core.protocols import Policy
 from mfllm_env.games.macro import GOVERNMENT, EconomyParameters, MacroEnv, Year
 from mfllm_env.games.macro.text import FALLBACK_ACTION
+from mfllm_env.registry import family
 from training.run_folder import check_config, trim_log, write_json
 
 MODES = ("stackelberg", "simultaneous", "no_mean_field", "simultaneous_no_mean_field")
@@ -285,11 +286,12 @@ class MacroTrainer:
             self.government.parameters(), lr=config.leader_learning_rate
         )
         parameters = EconomyParameters(years=config.horizon)
+        macro = family("macro")
         self.baseline_envs = {
-            name: MacroEnv(config.households, government=name, parameters=parameters)
+            name: macro.population_env(config.households, government=name, parameters=parameters)
             for name in BASELINE_GOVERNMENTS
         }
-        self.led_env = MacroEnv(
+        self.led_env = macro.population_env(
             config.households, parameters=parameters, leader_reward=config.leader_reward
         )
         scale = LEADER_REWARD_SCALES[config.leader_reward]

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from agents.backends.chat import render_chat
+from agents.prompts import CONTEXT_KINDS
 from training.run_folder import (
     JsonlLogCallback,
     LoraSettings,
@@ -37,7 +38,10 @@ class PolicySFTConfig:
 
     context: str = field(
         default="none",
-        metadata={"help": "Policy context: 'none' (State-SFT) or 'mean_field' (MF policy)."},
+        metadata={
+            "help": "Policy context: 'none' (State-SFT), 'mean_field' (MF policy), 'recent' "
+            "or 'popular' (the Recent(k) and Popular(k) policies)."
+        },
     )
     max_steps: int = field(default=100, metadata={"help": "Optimiser steps."})
     batch_size: int = field(default=4, metadata={"help": "Examples per optimiser step."})
@@ -68,9 +72,10 @@ class PolicySFTConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.context not in ("none", "mean_field"):
+        if self.context not in CONTEXT_KINDS:
             raise ValueError(
-                f"PolicySFTConfig.context must be 'none' or 'mean_field', got {self.context!r}"
+                f"PolicySFTConfig.context must be one of {', '.join(CONTEXT_KINDS)}, "
+                f"got {self.context!r}"
             )
         if not isinstance(self.group_by_length, bool):
             raise ValueError(

@@ -231,11 +231,12 @@ class TransformersBackend:
         if not prompts:
             return []
         encoded = self.encode_prompts(prompts)
-        seeds = row_seeds(encoded, params.seed)
-        completions: list[Completion] = []
-        for start in range(0, len(encoded), self.batch_size):
-            stop = start + self.batch_size
-            completions.extend(self._generate_batch(encoded[start:stop], params, seeds[start:stop]))
+        completions = []
+        for ids, row in zip(encoded, self._sample(encoded, params, keep_end=False), strict=True):
+            text = self.tokenizer.decode(row, skip_special_tokens=True)
+            for stop in params.stop:
+                text = text.split(stop, 1)[0]
+            completions.append(Completion(text, len(ids), len(row)))
         return completions
 
     def generate_ids(
@@ -248,24 +249,19 @@ class TransformersBackend:
         encoded = [list(ids) for ids in encoded]
         if not all(encoded):
             raise ValueError("every prompt needs at least one token")
+        return self._sample(encoded, params, keep_end=True)
+
+    def _sample(
+        self, encoded: list[list[int]], params: GenerationParams, *, keep_end: bool
+    ) -> list[list[int]]:
+        """Each prompt's new token ids, in batches of at most ``batch_size`` rows, each
+        prompt drawn from its own seeded generator (:func:`row_seeds`)."""
         seeds = row_seeds(encoded, params.seed)
         rows: list[list[int]] = []
         for start in range(0, len(encoded), self.batch_size):
-            stop = start + self.batch_size
-            rows += self._new_tokens(encoded[start:stop], params, seeds[start:stop], keep_end=True)
+            batch = slice(start, start + self.batch_size)
+            rows += self._new_tokens(encoded[batch], params, seeds[batch], keep_end=keep_end)
         return rows
-
-    def _generate_batch(
-        self, encoded: list[list[int]], params: GenerationParams, seeds: list[int]
-    ) -> list[Completion]:
-        new_tokens = self._new_tokens(encoded, params, seeds, keep_end=False)
-        completions = []
-        for ids, row in zip(encoded, new_tokens, strict=True):
-            text = self.tokenizer.decode(row, skip_special_tokens=True)
-            for stop in params.stop:
-                text = text.split(stop, 1)[0]
-            completions.append(Completion(text, len(ids), len(row)))
-        return completions
 
     def _new_tokens(
         self,

@@ -477,6 +477,11 @@ def test_shared_prompt_scoring_matches_scoring_each_row():
         (lambda: SpeedSettings(threads=0), "SpeedSettings.threads must be an integer >= 1"),
         (lambda: SpeedSettings(precision="fp16"), "SpeedSettings.precision must be one of"),
         (lambda: SpeedSettings(fused_lm_head=1), "SpeedSettings.fused_lm_head must be True"),
+        (lambda: SpeedSettings(fast_sampling="yes"), "SpeedSettings.fast_sampling must be True"),
+        (
+            lambda: SpeedSettings(relevance_precision="bf16"),
+            "SpeedSettings.relevance_precision must be one of auto, fp32",
+        ),
         (lambda: PolicySFTConfig(group_by_length="yes"), "group_by_length must be True or"),
         (lambda: IBTuneConfig(generation_engine="vLLM"), "generation_engine must be one of"),
         (lambda: split_by_event([], "0.2"), r"dev_fraction must be in \(0, 1\), got '0.2'"),

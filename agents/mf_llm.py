@@ -13,7 +13,7 @@ from functools import partial
 
 from agents.backends.base import Backend, GenerationParams
 from agents.mean_field import ChainOfSummarization, LLMMeanField
-from agents.policies import LLMPolicy
+from agents.policies import LLMPolicy, RumourSpeech
 from agents.prompts import ContextKind
 from mfllm_env.mean_field import (
     HistogramMeanField,
@@ -54,17 +54,19 @@ def mf_llm_population(
     ``mean_field_backend`` (default: ``backend``), are seeded ``seed`` and take
     ``seed=`` to seed one model otherwise (a planner seeds each scenario's).
 
-    ``temperature`` ``None`` keeps :class:`~agents.backends.base.GenerationParams`'
-    default for the policy and the summaries. ``ValueError`` for an unknown kind.
+    ``show_shares`` adds the observation's label shares, named ``share_labels``, to the
+    policy's context (:class:`~agents.policies.RumourSpeech`). ``temperature`` ``None``
+    keeps :class:`~agents.backends.base.GenerationParams`' default for the policy and the
+    summaries. ``ValueError`` for an unknown kind.
     """
     if mean_field not in MEAN_FIELD_KINDS:
         raise ValueError(f"mean_field must be one of {MEAN_FIELD_KINDS}, got {mean_field!r}")
+    if show_shares and not share_labels:
+        raise ValueError("show_shares needs share_labels (the label names of the shares)")
     policy = LLMPolicy(
         backend,
-        context=context,
+        RumourSpeech(context=context, share_labels=share_labels if show_shares else None),
         params=_params(max_new_tokens, temperature),
-        show_shares=show_shares,
-        share_labels=share_labels,
         score_references=score_references,
     )
     summaries = _params(summary_tokens, temperature)

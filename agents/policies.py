@@ -1,9 +1,18 @@
-"""LLM policies: the paper's MF-LLM policy and its State / Recent / Popular / SFT baselines.
+"""LLM policies: one class, :class:`LLMPolicy`, for the agents of every population family,
+speaking through the family's :class:`Speech` (how an observation becomes a prompt and a
+completion becomes the action's text).
 
-All variants are one class, :class:`LLMPolicy`; only the context the prompt shows changes
-(:data:`agents.prompts.CONTEXT_KINDS`). The context text itself is the observation's
-``mean_field`` text, made by the environment's mean-field model, so each variant is run
-with its matching model:
+* :class:`RumourSpeech` (this module): the MF-LLM paper's policy and its State / Recent /
+  Popular / SFT baselines; only the context the prompt shows changes
+  (:data:`agents.prompts.CONTEXT_KINDS`).
+* :class:`agents.macro_llm.HouseholdSpeech`: the households of ``mfllm/Macro-v0`` in text
+  mode (the env parses their replies, counting what it cannot read).
+
+:func:`agents.policy_factory.llm_policy` builds the policy of any family of
+:mod:`mfllm_env.registry` by its name.
+
+For rumours the context text is the observation's ``mean_field`` text, made by the
+environment's mean-field model, so each variant is run with its matching model:
 
 =========  ================  ========================================================
 variant    ``context``       environment mean field
@@ -35,8 +44,9 @@ import copy
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -44,6 +54,7 @@ from agents.backends.base import (
     Backend,
     BackendError,
     GenerationParams,
+    Message,
     check_backend_and_params,
     check_completions,
 )
@@ -54,10 +65,14 @@ from agents.prompts import (
     clean_action,
     detect_language,
     format_shares,
+    household_messages,
+    one_line,
     policy_messages,
 )
 from mfllm_env.checks import check_count
+from mfllm_env.games.macro import HouseholdTextCodec
 from mfllm_env.labels import UNLABELLED, ActionLabeler
+from mfllm_env.registry import family
 from mfllm_env.spaces import AnnotatedText
 
 REFERENCE_CHARS = 1000
@@ -77,8 +92,9 @@ def policy_prompt(
     share_labels: Sequence[str] | None = None,
     language: str | None = None,
 ) -> list[dict[str, str]]:
-    """The policy prompt for one environment observation: what :class:`LLMPolicy` sends
-    and what the training data builders (:mod:`training.datasets`) train on.
+    """The rumour policy prompt for one environment observation: what :class:`LLMPolicy`
+    with a :class:`RumourSpeech` sends and what the training data builders
+    (:mod:`training.datasets`) train on.
 
     ``share_labels`` names the observation's numeric shares and adds them to the context
     (``None``: no shares). ``language``: ``"en"``/``"zh"``, or ``None`` to detect it from
@@ -95,6 +111,99 @@ def policy_prompt(
     )
 
 
+@runtime_checkable
+class Speech(Protocol):
+    """How one family's agents speak to a language model: ``prompt(observation)`` is the
+    chat prompt of one agent's observation, ``clean(text)`` the action text a completion
+    becomes; ``default_params`` are the sampling parameters a policy uses unless given
+    others, and ``until_first_line`` tells the backend that only the completion's first
+    non-empty line is read (it may stop there)."""
+
+    default_params: GenerationParams
+    until_first_line: bool
+
+    def prompt(self, observation: Mapping[str, Any]) -> list[Message]: ...
+
+    def clean(self, text: str) -> str: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class RumourSpeech:
+    """How a rumour population speaks: the prompt shows the ``context`` kind
+    (:data:`~agents.prompts.CONTEXT_KINDS`) of the observation's mean field and, with
+    ``share_labels`` (the scheme's label names), its numeric label shares; ``language``
+    ``"en"``/``"zh"``, or ``None`` to detect it from each event text. The action is the
+    completion's first non-empty line, cut to ``max_action_chars``
+    (:func:`~agents.prompts.clean_action`)."""
+
+    context: ContextKind = "mean_field"
+    share_labels: tuple[str, ...] | None = None
+    language: str | None = None
+    max_action_chars: int = ACTION_CHARS
+    default_params: GenerationParams = dataclasses.field(default_factory=GenerationParams)
+    until_first_line: bool = True
+
+    def __post_init__(self) -> None:
+        if self.context not in CONTEXT_KINDS:
+            raise ValueError(f"context must be one of {CONTEXT_KINDS}, got {self.context!r}")
+        if self.share_labels is not None:
+            if isinstance(self.share_labels, str) or not all(
+                isinstance(name, str) and name for name in self.share_labels
+            ):
+                raise ValueError(
+                    f"share_labels must be label names (non-empty strings), "
+                    f"got {self.share_labels!r}"
+                )
+            object.__setattr__(self, "share_labels", tuple(self.share_labels) or None)
+        check_count("max_action_chars", self.max_action_chars, 1)
+
+    def prompt(self, observation: Mapping[str, Any]) -> list[Message]:
+        """The prompt for one observation (the same builder training uses)."""
+        return policy_prompt(
+            observation,
+            context=self.context,
+            share_labels=self.share_labels,
+            language=self.language,
+        )
+
+    def clean(self, text: str) -> str:
+        return clean_action(text, self.max_action_chars)
+
+
+HOUSEHOLD_PARAMS = GenerationParams(max_new_tokens=40, temperature=0.7)
+"""A household policy's sampling parameters unless given others."""
+REPLY_CHARS = 400
+"""Characters of a household's reply kept for the parser (whitespace runs collapsed)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HouseholdSpeech:
+    """How the households of ``mfllm/Macro-v0`` (text mode) speak: the prompt is built from
+    ``codec``'s prompt parts of the observation (:func:`agents.prompts.household_messages`),
+    and a reply is kept whole on one line, cut to :data:`REPLY_CHARS`
+    (:func:`~agents.prompts.one_line`), for the env's parser, which reads hours and saving
+    anywhere in it ("I will work 40 hours a week and save 20% of my income") and counts
+    what it cannot read (``stats["fallback"]``)."""
+
+    codec: HouseholdTextCodec = dataclasses.field(default_factory=HouseholdTextCodec)
+    default_params: GenerationParams = HOUSEHOLD_PARAMS
+    until_first_line: bool = False
+
+    def prompt(self, observation: Mapping[str, Any]) -> list[Message]:
+        """The prompt of one household observation."""
+        return household_messages(self.codec.prompt_parts(observation))
+
+    def clean(self, text: str) -> str:
+        return one_line(text, REPLY_CHARS)
+
+
+SPEECHES: Mapping[str, Callable[..., Speech]] = MappingProxyType(
+    {"rumour": RumourSpeech, "macro": HouseholdSpeech}
+)
+"""The speech of each population family of :data:`mfllm_env.registry.FAMILIES`, by the
+family's name (its options are the speech class's)."""
+
+
 def _check_sampling(samples_per_agent: int, labeler: ActionLabeler | None) -> None:
     """``ValueError`` unless ``samples_per_agent`` is a count >= 1 and, above 1, a
     labeller (something with ``label``) comes with it."""
@@ -107,24 +216,25 @@ def _check_sampling(samples_per_agent: int, labeler: ActionLabeler | None) -> No
 
 
 class LLMPolicy:
-    """A language model acting for every active agent (see the module docstring).
+    """A language model acting for every agent it is given, speaking through ``speech``
+    (see the module docstring; default: ``RumourSpeech(**rumour_speech)``, so
+    ``LLMPolicy(backend, context="none")`` is the rumour State policy).
 
-    ``params`` are the sampling parameters; each :meth:`act` call draws its sampling seed
-    from a generator seeded by :meth:`reset`, so the same seed gives the same episode.
-    ``show_shares`` adds the observation's numeric shares to the context, named by
-    ``share_labels``. ``score_references``: when the runner passes the real reactions
-    (``references``), their log-likelihood under the prompt is scored in one batched call
-    and reported per agent as ``nll`` (nats, summed over ``nll_tokens`` tokens).
-    ``language``: ``"en"``/``"zh"``, or ``None`` to detect it from each event text.
-    ``samples_per_agent`` (K) and ``labeler``: see the module docstring; K > 1 needs the
-    labeller the environment labels actions with. After each :meth:`act`,
+    ``params`` are the sampling parameters (default: the speech's); each :meth:`act` call
+    draws its sampling seed from a generator seeded by :meth:`reset`, so the same seed
+    gives the same episode. ``score_references``: when the runner passes the real
+    reactions (``references``), their log-likelihood under the prompt is scored in one
+    batched call and reported per agent as ``nll`` (nats, summed over ``nll_tokens``
+    tokens). ``samples_per_agent`` (K) and ``labeler``: see the module docstring; K > 1
+    needs the labeller the environment labels actions with. After each :meth:`act`,
     :attr:`label_distributions` maps each agent to its K samples' label shares (empty
     with K = 1).
 
     Every action is an :class:`~mfllm_env.spaces.AnnotatedText` whose ``info`` carries
     ``prompt_tokens``, ``completion_tokens`` and, when they happen, ``error`` (the backend
     failed for this agent: the action is empty, which the environment counts) and the NLL.
-    :attr:`usage` totals them over the policy's life.
+    :attr:`usage` totals them over the policy's life (``calls``, ``actions``, ``errors``,
+    tokens, and the wall times ``generate_seconds``/``score_seconds``).
     """
 
     action_mode = "text"
@@ -132,32 +242,32 @@ class LLMPolicy:
     def __init__(
         self,
         backend: Backend,
+        speech: Speech | None = None,
         *,
-        context: ContextKind = "mean_field",
         params: GenerationParams | None = None,
-        show_shares: bool = False,
-        share_labels: Sequence[str] | None = None,
         score_references: bool = False,
-        max_action_chars: int = ACTION_CHARS,
-        language: str | None = None,
         samples_per_agent: int = 1,
         labeler: ActionLabeler | None = None,
+        **rumour_speech: Any,
     ) -> None:
         _check_sampling(samples_per_agent, labeler)
-        if context not in CONTEXT_KINDS:
-            raise ValueError(f"context must be one of {CONTEXT_KINDS}, got {context!r}")
-        if show_shares and not share_labels:
-            raise ValueError("show_shares needs share_labels (the label names of the shares)")
-        check_count("max_action_chars", max_action_chars, 1)
+        if speech is None:
+            speech = RumourSpeech(**rumour_speech)
+        elif rumour_speech:
+            raise ValueError(
+                f"{', '.join(rumour_speech)}: RumourSpeech options, given with a speech "
+                f"({type(speech).__name__}); set them on the speech"
+            )
+        if not isinstance(speech, Speech):
+            raise ValueError(
+                f"speech must have prompt, clean, default_params and until_first_line, "
+                f"got {type(speech).__name__}"
+            )
         check_backend_and_params(backend, params)
         self.backend = backend
-        self.context: ContextKind = context
-        self.params = params or GenerationParams()
-        self.show_shares = show_shares
-        self.share_labels = tuple(share_labels or ())
+        self.speech = speech
+        self.params = params or speech.default_params
         self.score_references = score_references
-        self.max_action_chars = max_action_chars
-        self.language = language
         self.samples_per_agent = samples_per_agent
         self.labeler = labeler
         self.label_distributions: dict[str, list[float]] = {}
@@ -177,14 +287,9 @@ class LLMPolicy:
         twin.reset(0)
         return twin
 
-    def prompt(self, observation: Mapping[str, Any]) -> list[dict[str, str]]:
-        """The prompt for one observation (the same builder training uses)."""
-        return policy_prompt(
-            observation,
-            context=self.context,
-            share_labels=self.share_labels if self.show_shares else None,
-            language=self.language,
-        )
+    def prompt(self, observation: Mapping[str, Any]) -> list[Message]:
+        """The prompt for one observation (the speech's)."""
+        return self.speech.prompt(observation)
 
     def act(
         self,
@@ -195,10 +300,10 @@ class LLMPolicy:
         if not agents:
             return {}
         prompts = [self.prompt(observations[agent]) for agent in agents]
-        # Only the first non-empty line becomes the action (clean_action): a backend may
-        # stop there.
         params = dataclasses.replace(
-            self.params, seed=int(self._rng.integers(2**31 - 1)), until_first_line=True
+            self.params,
+            seed=int(self._rng.integers(2**31 - 1)),
+            until_first_line=self.speech.until_first_line or self.params.until_first_line,
         )
         k, n = self.samples_per_agent, len(agents)
         # Round by round: the first n requests are the K = 1 call, so each agent's first
@@ -210,9 +315,7 @@ class LLMPolicy:
             self.backend, self.backend.generate(requests, params), len(requests)
         )
         self.usage["generate_seconds"] += time.perf_counter() - started
-        texts = [
-            "" if c.error else clean_action(c.text, self.max_action_chars) for c in completions
-        ]
+        texts = ["" if c.error else self.speech.clean(c.text) for c in completions]
         chosen = list(range(n))  # K = 1: each agent's one completion
         self.label_distributions = {}
         if k > 1:
@@ -286,3 +389,17 @@ class LLMPolicy:
             if score.tokens:
                 info["nll"] = -score.logprob
                 info["nll_tokens"] = score.tokens
+
+
+def llm_policy(
+    family_name: str,
+    backend: Backend,
+    *,
+    speech: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> LLMPolicy:
+    """The LLM policy of the population family ``family_name`` (a name of
+    :data:`mfllm_env.registry.FAMILIES`; :class:`~mfllm_env.registry.UnknownNameError`
+    listing them otherwise) on ``backend``: its :data:`SPEECHES` entry built with the
+    ``speech`` options, and :class:`LLMPolicy`'s ``options`` (``params``, ...)."""
+    return LLMPolicy(backend, SPEECHES[family(family_name).name](**(speech or {})), **options)

@@ -25,8 +25,9 @@ The macro-economy's prompts: a household's (:func:`household_messages`, from the
 parts of :class:`~mfllm_env.games.macro.HouseholdTextCodec`) and its LLM mean-field
 model's (:func:`economy_summary_messages`), English only.
 
-Completions become actions through :func:`clean_action`, the single place where model
-output is cut to the environment's rules.
+Completions become actions through :func:`clean_action` (a rumour reaction's first line) and
+:func:`one_line` (a household's reply, kept whole): the places where model output is cut to
+the environment's rules.
 """
 
 from __future__ import annotations
@@ -310,6 +311,13 @@ def clean_action(text: str, max_chars: int = ACTION_CHARS) -> str:
     if len(line) >= 2 and line[0] in _QUOTES and line[-1] in _QUOTES:
         line = line[1:-1].strip()
     return line[:max_chars]
+
+
+def one_line(text: str, max_chars: int) -> str:
+    """Model output kept whole on one line: control and format characters dropped,
+    whitespace runs (line breaks included) collapsed to single spaces, cut to
+    ``max_chars`` characters (a household's reply, an economy summary)."""
+    return " ".join(printable(text).split())[:max_chars]
 
 
 # -- the macro-economy's households and its mean-field model ----------------------------

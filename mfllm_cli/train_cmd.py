@@ -314,8 +314,8 @@ def _finish(out: Path, summary: dict[str, Any]) -> None:
 
 
 def run_sft(args: argparse.Namespace) -> int:
-    from agents.backends import GenerationParams, load_backend
-    from agents.policies import LLMPolicy
+    from agents.backends import load_backend
+    from agents.policies import llm_policy
     from training.datasets import context_mean_field, policy_sft_examples
     from training.run_folder import (
         RESUMABLE_CHANGES,
@@ -343,7 +343,7 @@ def run_sft(args: argparse.Namespace) -> int:
         args.context, args.mean_field, backend=mf_backend, k=args.k, seed=args.seed
     )
     policy = (
-        LLMPolicy(backend, context=args.context, params=GenerationParams())
+        llm_policy("rumour", backend, speech={"context": args.context})
         if args.sampling_prob
         else None
     )

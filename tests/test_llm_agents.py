@@ -13,11 +13,13 @@ import pytest
 
 from agents.backends.base import BackendError, Completion, GenerationParams, Prompt
 from agents.mean_field import ChainOfSummarization, LLMMeanField
-from agents.policies import LLMPolicy
+from agents.policies import SPEECHES, HouseholdSpeech, LLMPolicy, RumourSpeech, llm_policy
 from agents.prompts import ACTION_CHARS, clean_action
 from mfllm_cli.main import main
 from mfllm_env import PopulationEnv, synthetic_scenario
+from mfllm_env.games.macro import MacroEnv
 from mfllm_env.mean_field import PopularReactions, RecentReactions
+from mfllm_env.registry import FAMILIES, UnknownNameError
 from mfllm_env.scenario import Author, Reaction, Scenario
 from mfllm_env.simulation import play_episodes, simulate
 from mfllm_env.spaces import AnnotatedText
@@ -383,6 +385,59 @@ def test_summaries_drop_characters_no_file_can_hold():
 def test_llm_components_check_their_backend_and_params(build, message):
     with pytest.raises(TypeError, match=message):
         build()
+
+
+# -- one policy, a speech per family --------------------------------------------------------
+
+
+class ParamsBackend(ReturnsBackend):
+    """Answers every prompt with ``text`` and keeps the parameters of its last call."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(lambda prompts: [Completion(text, 3, 2) for _ in prompts])
+
+    def generate(self, prompts, params):
+        self.params = params
+        return super().generate(prompts, params)
+
+
+def test_every_family_of_the_registry_has_a_speech_and_its_policy_is_built_by_name():
+    assert set(SPEECHES) == set(FAMILIES)
+    reply = "Reply: I will work 30 hours\na week and save a fifth."
+    rumour = llm_policy("rumour", ParamsBackend(reply), speech={"context": "none"})
+    households = llm_policy("macro", ParamsBackend(reply))
+    assert isinstance(rumour.speech, RumourSpeech) and rumour.speech.context == "none"
+    assert isinstance(households.speech, HouseholdSpeech)
+    assert households.params == GenerationParams(max_new_tokens=40, temperature=0.7)
+    rumour.reset(1)
+    households.reset(1)
+    person, _ = _env().reset(seed=0)
+    household, _ = MacroEnv(10, action_mode="text").reset(seed=0)
+    said = (
+        rumour.act({"a": next(iter(person.values()))})["a"],
+        households.act({"h": next(iter(household.values()))})["h"],
+    )
+    # A rumour action is the first line without its label; a household's reply stays whole.
+    assert said == ("I will work 30 hours", "Reply: I will work 30 hours a week and save a fifth.")
+    assert rumour.backend.params.until_first_line and not households.backend.params.until_first_line
+    assert rumour.backend.params.seed == households.backend.params.seed  # same seed, same draw
+    assert households.usage["actions"] == 1 and households.usage["calls"] == 1
+    with pytest.raises(UnknownNameError, match="known: rumour, macro"):
+        llm_policy("weather", ParamsBackend(reply))
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda b: LLMPolicy(b, HouseholdSpeech(), context="none"), "context: RumourSpeech opt"),
+        (lambda b: LLMPolicy(b, object()), "speech must have prompt, clean, default_params"),
+        (lambda b: LLMPolicy(b, share_labels=("a", "")), "share_labels must be label names"),
+        (lambda b: LLMPolicy(b, context="everything"), "context must be one of"),
+    ],
+)
+def test_llm_policy_refuses_a_speech_it_cannot_use(build, message):
+    with pytest.raises(ValueError, match=message):
+        build(ParamsBackend("fine"))
 
 
 # -- several samples per agent --------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from agents.backends.base import Completion
-from agents.macro_llm import LLMEconomyMeanField, LLMHouseholds
+from agents.macro_llm import LLMEconomyMeanField
 from agents.macro_rl import (
     LEADER_FEATURE_COUNT,
     GaussianPolicy,
@@ -25,6 +25,7 @@ from agents.macro_rl import (
     load_policy,
     save_policy,
 )
+from agents.policies import llm_policy
 from agents.prompts import economy_summary_messages, household_messages
 from mfllm_cli.main import main
 from mfllm_env.games.macro import (
@@ -274,12 +275,14 @@ def test_llm_households_are_parsed_by_the_env_and_fallbacks_counted() -> None:
         mean_field=LLMEconomyMeanField(summaries, sample=3),
         parameters=EconomyParameters(years=2),
     )
-    households = LLMHouseholds(_replies("I will work 30 hours a week and save 25% of my income."))
+    # The reply is read whole, across its lines (a rumour action keeps its first line only).
+    reply = "I will work 30 hours\na week and save 25% of my income."
+    households = llm_policy("macro", _replies(reply))
     played = list(play_economy(env, households, seed=0))
     assert len(played) == 2
     np.testing.assert_allclose(played[0].year.saving, 0.25)
     np.testing.assert_allclose(played[0].year.labour, 30 * 52 / 3893.3, rtol=1e-3)
-    assert env.stats["fallback"] == 0 and households.usage["replies"] == 20
+    assert env.stats["fallback"] == 0 and households.usage["actions"] == 20
     assert env.game.statistics()["year"] == 2
     assert (
         "Most households work part-time"
@@ -291,7 +294,7 @@ def test_llm_households_are_parsed_by_the_env_and_fallbacks_counted() -> None:
     env = MacroEnv(
         10, action_mode="text", mean_field=mean_field, parameters=EconomyParameters(years=1)
     )
-    list(play_economy(env, LLMHouseholds(_replies("Hello there.")), seed=0))
+    list(play_economy(env, llm_policy("macro", _replies("Hello there.")), seed=0))
     assert env.stats["fallback"] == 10
     assert mean_field.usage["failures"] == 1 and mean_field.summary == ""
 
@@ -301,11 +304,11 @@ def test_llm_households_on_a_tiny_model(tiny_backend) -> None:
     env = MacroEnv(
         10, action_mode="text", mean_field=mean_field, parameters=EconomyParameters(years=1)
     )
-    households = LLMHouseholds(tiny_backend)
+    households = llm_policy("macro", tiny_backend)
     first = [p.year.saving.copy() for p in play_economy(env, households, seed=3)]
     again = [p.year.saving.copy() for p in play_economy(env, households, seed=3)]
     np.testing.assert_array_equal(first[0], again[0])  # same seed, same episode
-    assert households.usage["replies"] == 20 and households.usage["completion_tokens"] > 0
+    assert households.usage["actions"] == 20 and households.usage["completion_tokens"] > 0
     assert mean_field.usage["calls"] == 2  # one summary a year, two episodes
     # A random tiny model writes no hours or saving: all fall back, counted.
     assert env.stats["fallback"] == 10

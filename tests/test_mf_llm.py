@@ -18,7 +18,8 @@ def _population(**options):
 
 def test_the_policy_and_the_llm_mean_field_share_the_options():
     policy, new_mean_field = _population(temperature=0.3, context="none", seed=5)
-    assert policy.context == "none" and policy.params == GenerationParams(12, temperature=0.3)
+    assert policy.speech.context == "none" and policy.speech.share_labels is None
+    assert policy.params == GenerationParams(12, temperature=0.3)
     first, second = new_mean_field(), new_mean_field(seed=9)
     assert isinstance(first, LLMMeanField) and first is not second
     assert first.params == GenerationParams(34, temperature=0.3)
@@ -49,3 +50,12 @@ def test_llm_free_mean_fields(kind, cls):
 def test_an_unknown_mean_field_is_named():
     with pytest.raises(ValueError, match=r"mean_field must be one of .*'summary'"):
         _population(mean_field="summary")
+
+
+def test_shares_are_shown_only_when_asked_and_need_their_names():
+    names = ("support", "deny", "query", "comment")
+    shown, _ = _population(show_shares=True, share_labels=names)
+    hidden, _ = _population(share_labels=names)
+    assert shown.speech.share_labels == names and hidden.speech.share_labels is None
+    with pytest.raises(ValueError, match="show_shares needs share_labels"):
+        _population(show_shares=True)

@@ -46,6 +46,15 @@ MACRO = family("macro")
 
 METRICS = ("years", "gdp_growth", "log10_output", "income_gini", "wealth_gini", "welfare")
 LORENZ_POINTS = 21
+RECORDED_USAGE = {
+    "calls": "calls",
+    "replies": "actions",
+    "errors": "errors",
+    "prompt_tokens": "prompt_tokens",
+    "completion_tokens": "completion_tokens",
+}
+"""An episode record's ``usage`` of LLM households: name in the record -> count of the
+policy's :attr:`~agents.policies.LLMPolicy.usage` (its replies are the policy's actions)."""
 
 
 @dataclass(frozen=True)
@@ -182,8 +191,8 @@ def play_record(matchup: Matchup, seed: int) -> dict[str, Any]:
         "invalid_action": env.stats["invalid_action"],
     }
     usage = getattr(households, "usage", None)
-    if usage is not None:
-        record["usage"] = dict(usage)
+    if usage is not None:  # an LLM policy's counts (its wall times would break determinism)
+        record["usage"] = {name: usage[count] for name, count in RECORDED_USAGE.items()}
     return record
 
 
@@ -344,11 +353,13 @@ def llm_matchups(
     households: int,
     years: int,
 ) -> list[Matchup]:
-    """LLM households (:class:`agents.macro_llm.LLMHouseholds`, text mode, with the LLM
-    mean field :class:`agents.macro_llm.LLMEconomyMeanField`) under each of
-    ``governments``: baseline names, or labels of ``trained`` runs (their government)."""
-    from agents.macro_llm import LLMEconomyMeanField, LLMHouseholds
+    """LLM households (the macro family's LLM policy, :func:`agents.policies.llm_policy`,
+    text mode, with the LLM mean field :class:`agents.macro_llm.LLMEconomyMeanField`) under
+    each of ``governments``: baseline names, or labels of ``trained`` runs (their
+    government)."""
+    from agents.macro_llm import LLMEconomyMeanField
     from agents.macro_rl import RLGovernment
+    from agents.policies import llm_policy
 
     parameters = EconomyParameters(years=years)
     unknown = [g for g in governments if g not in BASELINE_GOVERNMENTS and g not in trained]
@@ -380,6 +391,13 @@ def llm_matchups(
                 return RLGovernment.load(run / "government.pt")
 
         matchups.append(
-            Matchup(name, "llm", make_env, lambda: LLMHouseholds(backend), government, simultaneous)
+            Matchup(
+                name,
+                "llm",
+                make_env,
+                lambda: llm_policy("macro", backend),
+                government,
+                simultaneous,
+            )
         )
     return matchups

@@ -341,7 +341,9 @@ def test_cli_sft_then_simulate_with_the_adapter(tmp_path, tiny_model_dir, capsys
     assert (out / "policy" / "adapter" / "adapter_config.json").is_file()
     assert (out / "report.png").stat().st_size > 1000
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == 2 and summary["train_examples"] == 8
+    assert summary["steps"] == 2 and summary["examples_trained"] == 8
+    # The data is drawn for the steps asked: 8 distinct examples, each trained once.
+    assert summary["train_examples"] == 8 and summary["epochs"] == 1.0
     printed, err = capsys.readouterr()
     # What training sees: episodes cut to --max-reactions 32 (the scenarios hold 300 each).
     assert "3 training and 1 dev scenario(s) (96 and 32 reactions, at most 32 per" in err

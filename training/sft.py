@@ -179,6 +179,7 @@ def train_policy_sft(
             f"no training examples left ({len(examples)} built, {dropped} longer than "
             f"max_length {config.max_length})"
         )
+    distinct_examples = len(train_set)
     if config.group_by_length:
         train_set = train_set.select(
             length_grouped_order(
@@ -224,7 +225,7 @@ def train_policy_sft(
     checkpoint = resume_checkpoint(stage_dir / "checkpoints", log_path, stage, resume)
     summary: dict[str, Any] = {
         "stage": stage,
-        "train_examples": len(train_set),
+        "train_examples": distinct_examples,
         "dropped_too_long": dropped,
         "dev_examples": len(dev_set),
         "dev_dropped_too_long": dev_dropped,
@@ -241,6 +242,10 @@ def train_policy_sft(
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     summary["train_seconds"] = time.perf_counter() - started
     summary["steps"] = trainer.state.global_step
+    # Steps x batch size: the examples passed through the model (``train_examples`` are
+    # the distinct ones built); without length grouping an epoch's last batch may be short.
+    summary["examples_trained"] = summary["steps"] * config.batch_size
+    summary["epochs"] = round(summary["examples_trained"] / distinct_examples, 4)
     summary["train_loss_of_this_run"] = result.training_loss
     summary["tokens_seen"] = _tokens_seen(trainer)
     if len(dev_set):

@@ -10,7 +10,8 @@ real ones (the planner does not act during warm-up), then, every ``every`` popul
 steps, the planner acts first -- it intervenes or waits -- and the population responds for
 the next ``every`` steps. The population is a frozen policy passed in (an LLM population,
 say an MF-LLM :class:`~agents.policies.LLMPolicy`) or ``"synthetic"``: the synthetic
-scenario's ground-truth response model (:class:`~mfllm_env.synthetic.SyntheticResponse`).
+scenario's ground-truth response model (:class:`~mfllm_env.synthetic.SyntheticResponse`),
+part of the population env's transition (no policy acts; it is seeded as one would be).
 
 | Import            | ``pettingzoo.make("parallel", "mfllm/Planner-v0", scenario=...)``   |
 |-------------------|-----------------------------------------------------------------------|
@@ -315,10 +316,11 @@ class PlannerEnv(LeaderEnv):
             action_mode="label" if synthetic else getattr(population, "action_mode", "text"),
             mean_field=mean_field,
             labeler=labeler,
+            response=SyntheticResponse(scenario) if synthetic else None,
             **population_options,
         )
         pop = self.population_env
-        self.population: Any = SyntheticResponse(pop) if synthetic else population
+        self.population: Any = None if synthetic else population
         self.scheme = pop.scheme
         labels = self.scheme.labels
         if target is None:
@@ -471,8 +473,7 @@ class PlannerEnv(LeaderEnv):
                     text = observation["mean_field"]
                     acting[agent] = {**observation, "mean_field": f"{text}\n{note}".strip()}
         start = pop.reaction_index(pop.agents[0])
-        actions = self.population.act(acting)
-        observations, _, terminations, truncations, _ = pop.step(actions)
+        observations, _, terminations, truncations, _ = pop.step(self.follower_actions(acting))
         self._follower_observations = {a: observations[a] for a in pop.agents}
         stop = start + len(acting)
         ids = pop.world_label_ids[start:stop]
@@ -532,10 +533,14 @@ class PlannerEnv(LeaderEnv):
             pop.inject(option.messages, [label_id] * len(option.messages), self.official)
         self._note = (option.note, option.target) if option.note else None
         kind = LABEL_EFFECTS.get(option.label or "")
-        if kind is not None and hasattr(self.population, "observe_intervention"):
-            self.population.observe_intervention(
-                Intervention(at=at, kind=kind, strength=option.strength, target=option.target)
-            )
+        if kind is not None:  # told to whatever models the population's response to it
+            for responder in (self.population, pop.response):
+                if hasattr(responder, "observe_intervention"):
+                    responder.observe_intervention(
+                        Intervention(
+                            at=at, kind=kind, strength=option.strength, target=option.target
+                        )
+                    )
         cost = self.cost if option.cost is None else option.cost
         self._budget_left -= 1
         self.stats["interventions"] += 1

@@ -99,7 +99,12 @@ the mean field), ``max_reactions=None`` (cut the episode), ``action_mode="text"`
 labeller; needed in text mode and for reactions without human labels),
 ``mean_field=None`` (a :class:`~mfllm_env.mean_field.HistogramMeanField`),
 ``reward_fn=None``, ``history_length=2``, ``max_text_length=2048``,
-``max_action_length=1000``, ``render_mode=None`` (or ``"ansi"``).
+``max_action_length=1000``, ``render_mode=None`` (or ``"ansi"``), ``response=None``: the
+population's own response as part of the transition (label mode; a
+:class:`~mfllm_env.games.rumour.game.ResponseModel` such as the synthetic scenario's
+ground truth, :class:`~mfllm_env.synthetic.SyntheticResponse`): an acting agent given no
+action reacts with the label it draws, from the env's generator (seeded by ``reset``)
+unless ``game.reset_response(seed)`` seeds it apart, as the planner env does.
 
 >>> import pettingzoo, mfllm_env
 >>> env = pettingzoo.make("parallel", "mfllm/Population-v0",
@@ -127,7 +132,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mfllm_env.core.env import GameEnv
-from mfllm_env.games.rumour.game import ActionMode, RewardFn, RumourGame
+from mfllm_env.games.rumour.game import ActionMode, ResponseModel, RewardFn, RumourGame
 from mfllm_env.labels import ActionLabeler, LabelScheme
 from mfllm_env.mean_field import MeanField, MeanFieldModel
 from mfllm_env.scenario import Author, Scenario
@@ -177,6 +182,7 @@ class PopulationEnv(GameEnv[dict[str, Any], Any]):
         max_text_length: int = 2048,
         max_action_length: int = 1000,
         render_mode: str | None = None,
+        response: ResponseModel | None = None,
     ) -> None:
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
@@ -193,6 +199,7 @@ class PopulationEnv(GameEnv[dict[str, Any], Any]):
             history_length=history_length,
             max_text_length=max_text_length,
             max_action_length=max_action_length,
+            response=response,
         )
         super().__init__(game, render_mode=render_mode)
         self.state_space = game.state_space
@@ -210,6 +217,11 @@ class PopulationEnv(GameEnv[dict[str, Any], Any]):
     @property
     def labeler(self) -> ActionLabeler | None:
         return self.game.labeler
+
+    @property
+    def response(self) -> ResponseModel | None:
+        """The population's own response model (``response=``), or ``None``."""
+        return self.game.response
 
     @property
     def reward_fn(self) -> RewardFn:

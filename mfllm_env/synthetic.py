@@ -23,9 +23,9 @@ Each reaction's label is drawn from ``softmax(logits)``; its text is rendered fr
 label by templates, so the label of every text is known (and the default SDQC labeller
 recovers it from the text: text-mode simulations of this scenario are self-consistent).
 The probability model is :meth:`SyntheticPopulation.label_probabilities`;
-:class:`SyntheticResponse` plays it as a population policy inside a
-:class:`~mfllm_env.population_env.PopulationEnv` (the ground-truth population an
-intervention planner is trained against: it responds to interventions the way the
+:class:`SyntheticResponse` plays it as the transition of a
+:class:`~mfllm_env.population_env.PopulationEnv` (``response=``: the ground-truth population
+an intervention planner is trained against, responding to interventions the way the
 generator does). Each user's base logits are kept in ``metadata["user_logits"]`` for it.
 
 With ``feedback_strength`` around 1 (the default), a policy that sees the mean field can
@@ -36,18 +36,15 @@ shows exactly that.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from mfllm_env.checks import check_count, check_seed
 from mfllm_env.labels import SDQC
 from mfllm_env.scenario import Author, Reaction, Scenario
-
-if TYPE_CHECKING:
-    from mfllm_env.population_env import PopulationEnv
 
 GROUPS: dict[str, tuple[float, float, float, float]] = {
     # base logits over (support, deny, query, comment)
@@ -384,32 +381,35 @@ def _finite_logits(values: Any, what: str) -> np.ndarray:
 
 
 class SyntheticResponse:
-    """The synthetic scenario's ground-truth population, as a label-mode policy.
+    """The synthetic scenario's ground-truth population response: the rumour game's
+    transition for the agents no policy acts for (``PopulationEnv(scenario,
+    action_mode="label", response=SyntheticResponse(scenario))``; the synthetic
+    population an intervention planner steers, ``PlannerEnv(population="synthetic")``).
 
-    Each active agent draws its label from :meth:`SyntheticPopulation.label_probabilities`
-    with its user's base logits, the event's hidden framing, the label counts of the
-    simulated world so far (real reactions in warm-up, this policy's labels after; the
-    agents of one step all see the counts at the step's start) and the interventions: the
-    scenario's own and those passed to :meth:`observe_intervention` (a planner's, by
-    :class:`~mfllm_env.planner.PlannerEnv`). It reads the world from ``env``: it is the
-    world's own response model, not an agent limited to observations. ``env`` must replay
-    a scenario from :func:`synthetic_scenario` in label mode.
+    Each reaction's author draws a label from :meth:`SyntheticPopulation.label_probabilities`
+    with the user's base logits, the event's hidden framing, the label counts of the
+    simulated world so far (real reactions in warm-up, the drawn ones after; the agents of
+    one step all see the counts at the step's start) and the interventions: the scenario's
+    own and those passed to :meth:`observe_intervention` (a planner's). The game hands it
+    what it needs (the reactions' positions and the world's labels), so no policy reads the
+    env. Its draws come from its own generator (:meth:`reset`). ``scenario`` must come from
+    :func:`synthetic_scenario` (its ``metadata`` holds the ground truth): ``ValueError``
+    naming what is missing otherwise.
     """
 
-    action_mode = "label"
+    labels = SDQC.labels
+    """The label scheme it answers in."""
 
-    def __init__(self, env: PopulationEnv) -> None:
-        metadata = env.scenario.metadata
+    def __init__(self, scenario: Scenario) -> None:
+        metadata = scenario.metadata
         missing = [k for k in ("population", "framing", "user_logits") if k not in metadata]
         if missing:
             raise ValueError(
-                f"scenario {env.scenario.scenario_id!r} has no synthetic ground truth "
+                f"scenario {scenario.scenario_id!r} has no synthetic ground truth "
                 f"(metadata lacks {', '.join(missing)}); SyntheticResponse needs a scenario "
                 "made by synthetic_scenario()"
             )
-        if env.action_mode != "label" or env.scheme.labels != SDQC.labels:
-            raise ValueError("SyntheticResponse needs an SDQC environment in label mode")
-        scenario_id = env.scenario.scenario_id
+        scenario_id = scenario.scenario_id
         try:
             options: dict[str, Any] = dict(metadata["population"])
             scripted = tuple(Intervention(**iv) for iv in options.pop("interventions", ()))
@@ -425,17 +425,19 @@ class SyntheticResponse:
             author: _finite_logits(values, f"scenario {scenario_id!r}: user_logits of {author!r}")
             for author, values in dict(metadata["user_logits"]).items()
         }
-        missing_authors = {r.author.author_id for r in env.scenario.reactions} - set(self._logits)
+        missing_authors = {r.author.author_id for r in scenario.reactions} - set(self._logits)
         if missing_authors:
             raise ValueError(
                 f"scenario {scenario_id!r}: metadata 'user_logits' lacks the authors "
                 f"{sorted(missing_authors)[:5]}"
             )
-        self._n = len(env.scenario.reactions)
-        self.env = env
+        self._reactions = scenario.reactions
+        self._n = len(scenario.reactions)
         self._rng = np.random.default_rng(0)
 
-    def reset(self, seed: int | None = None) -> None:
+    def reset(self, seed: int | np.random.Generator | None = None) -> None:
+        """Start an episode: the scenario's own interventions only, draws from a generator
+        seeded ``seed`` (or from the generator ``seed``)."""
         self._rng = np.random.default_rng(seed)
         self._population = self._base
 
@@ -445,17 +447,13 @@ class SyntheticResponse:
             self._population, interventions=(*self._population.interventions, intervention)
         )
 
-    def probabilities(self, agent: str) -> np.ndarray:
-        """P(label) of an active agent now."""
-        return self._probabilities(agent, self._world_counts())
+    def probabilities(self, index: int, world_label_ids: np.ndarray) -> np.ndarray:
+        """P(label) of reaction ``index``'s author given the world's labels so far
+        (``world_label_ids``, -1 where there is none yet)."""
+        return self._probabilities(index, _label_counts(world_label_ids))
 
-    def _world_counts(self) -> np.ndarray:
-        ids = self.env.world_label_ids
-        return np.bincount(ids[ids >= 0], minlength=SDQC.size).astype(np.float64)
-
-    def _probabilities(self, agent: str, counts: np.ndarray) -> np.ndarray:
-        index = self.env.reaction_index(agent)
-        author = self.env.scenario.reactions[index].author
+    def _probabilities(self, index: int, counts: np.ndarray) -> np.ndarray:
+        author = self._reactions[index].author
         return self._population.label_probabilities(
             self._logits[author.author_id],
             counts,
@@ -465,9 +463,16 @@ class SyntheticResponse:
             author.profile.get("group"),
         )
 
-    def act(self, observations: Mapping[str, Any]) -> dict[str, int]:
-        counts = self._world_counts()  # the same for every agent of the step
-        return {
-            agent: int(self._rng.choice(SDQC.size, p=self._probabilities(agent, counts)))
-            for agent in observations
-        }
+    def respond(self, indices: Sequence[int], world_label_ids: np.ndarray) -> list[int]:
+        """The label ids drawn for the reactions at ``indices`` (one step's, in order), all
+        given the world's labels at the step's start."""
+        counts = _label_counts(world_label_ids)
+        return [
+            int(self._rng.choice(SDQC.size, p=self._probabilities(index, counts)))
+            for index in indices
+        ]
+
+
+def _label_counts(world_label_ids: np.ndarray) -> np.ndarray:
+    ids = np.asarray(world_label_ids)
+    return np.bincount(ids[ids >= 0], minlength=SDQC.size).astype(np.float64)

@@ -211,6 +211,8 @@ def test_leader_env_checks_its_arguments_and_calls():
     assert env.possible_agents == ["leader"] and env.role is role
     with pytest.raises(TypeError, match="followers"):
         LeaderEnv(GameEnv(TurnGame()), object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"or None for a game that responds .* TurnGame does not"):
+        LeaderEnv(GameEnv(TurnGame()), None)
     with pytest.raises(ValueError, match="every"):
         LeaderEnv(GameEnv(TurnGame()), Echo(), every=0)
     env = LeaderEnv(GameEnv(TurnGame()), Echo())

@@ -408,16 +408,14 @@ def test_synthetic_generator_numbers(parameters, n_reactions, seed):
             synthetic_scenario(seed, n_reactions=n_reactions, **parameters)
         return
     scenario = synthetic_scenario(seed, n_reactions=n_reactions, **parameters)
-    env = PopulationEnv(scenario, action_mode="label", warmup=0)
-    env.reset(seed=0)
     from mfllm_env.synthetic import SyntheticResponse
 
-    population = SyntheticResponse(env)  # the ground truth plays without NaN probabilities
-    population.reset(seed=0)
-    observations = env.reset(seed=0)[0]
+    # The ground truth plays (as the env's transition) without NaN probabilities.
+    response = SyntheticResponse(scenario)
+    env = PopulationEnv(scenario, action_mode="label", warmup=0, response=response)
+    env.reset(seed=0)
     while env.agents:
-        actions = population.act({a: observations[a] for a in env.agents})
-        observations, *_ = env.step(actions)
+        env.step({})
     assert env.stats["invalid_action"] == 0
 
 

@@ -101,8 +101,8 @@ def test_text_mode_message_is_labelled_posted_and_shown(scenario):
     env.reset(seed=0)
     pop = env.population_env
     seen = []
-    act = env.population.act
-    env.population.act = lambda observations: seen.append(observations) or act(observations)
+    act = env.follower_actions  # the population's observations, as a policy would get them
+    env.follower_actions = lambda observations: seen.append(observations) or act(observations)
     _, _, _, _, infos = env.step({PLANNER: "  This is false,   it is a hoax.  "})
     message = "This is false, it is a hoax."
     assert infos[PLANNER]["intervention"] == "message"
@@ -343,8 +343,8 @@ def test_untargeted_note_reaches_the_next_window_only(scenario):
     env = _make(scenario)
     env.reset(seed=0)
     seen = []
-    act = env.population.act
-    env.population.act = lambda observations: seen.append(observations) or act(observations)
+    act = env.follower_actions  # the population's observations, as a policy would get them
+    env.follower_actions = lambda observations: seen.append(observations) or act(observations)
     note = DEFAULT_MENU[DEBUNK].note
     env.step({PLANNER: DEBUNK})
     env.step({PLANNER: 0})
@@ -358,10 +358,11 @@ def test_targeted_option_posts_nothing_and_reaches_only_its_group(scenario):
     env.reset(seed=0)
     pop = env.population_env
     seen, observed = [], []
-    act = env.population.act
-    env.population.act = lambda observations: seen.append(observations) or act(observations)
-    observe = env.population.observe_intervention
-    env.population.observe_intervention = lambda iv: observed.append(iv) or observe(iv)
+    act = env.follower_actions  # the population's observations, as a policy would get them
+    env.follower_actions = lambda observations: seen.append(observations) or act(observations)
+    response = pop.response
+    observe = response.observe_intervention
+    response.observe_intervention = lambda iv: observed.append(iv) or observe(iv)
     option = DEFAULT_MENU[BELIEVERS]
     env.step({PLANNER: BELIEVERS})
     assert pop.injected == [] and pop.stats["injected"] == 0
@@ -544,7 +545,10 @@ def test_bad_scenarios():
     with pytest.raises(ValueError, match="no synthetic ground truth"):
         PlannerEnv(stripped)
     with pytest.raises(ValueError, match="label mode"):
-        SyntheticResponse(PopulationEnv(synthetic_scenario(seed=0, n_reactions=48)))
+        PopulationEnv(
+            synthetic_scenario(seed=0, n_reactions=48),
+            response=SyntheticResponse(synthetic_scenario(seed=0, n_reactions=48)),
+        )
 
 
 def test_default_target_is_the_debunk_target(scenario):

@@ -111,7 +111,43 @@ def test_synthetic_response_checks_the_ground_truth_before_the_episode(change, m
     scenario = synthetic_scenario(seed=0, n_reactions=24)
     broken = dataclasses.replace(scenario, metadata={**scenario.metadata, **change})
     with pytest.raises(ValueError, match=message):
-        SyntheticResponse(PopulationEnv(broken, action_mode="label"))
+        SyntheticResponse(broken)
+
+
+def test_the_ground_truth_responds_as_the_transition_for_agents_given_no_action():
+    scenario = synthetic_scenario(seed=3, n_reactions=48)
+
+    def play(seed, first_agent_action=None):
+        env = PopulationEnv(
+            scenario, action_mode="label", warmup=8, response=SyntheticResponse(scenario)
+        )
+        env.reset(seed=seed)
+        acted = []
+        while env.agents:
+            given = {} if first_agent_action is None else {env.agents[0]: first_agent_action}
+            acted += [env.reaction_index(agent) for agent in given]
+            env.step(given)
+        return env, acted
+
+    env, _ = play(0)
+    again, _ = play(0)
+    other, _ = play(1)
+    assert (env.sim_label_ids >= 0).all() and env.stats["invalid_action"] == 0
+    np.testing.assert_array_equal(env.sim_label_ids, again.sim_label_ids)  # same seed
+    assert (env.sim_label_ids != other.sim_label_ids).any()
+    # An agent given an action keeps it; the others are drawn (a mixed population).
+    mixed, acted = play(0, first_agent_action=SDQC.index("deny"))
+    assert len(acted) == 3 and (mixed.sim_label_ids[acted] == SDQC.index("deny")).all()
+    drawn = np.setdiff1d(np.arange(48), acted)
+    assert set(mixed.sim_label_ids[drawn].tolist()) > {SDQC.index("deny")}
+
+
+def test_the_ground_truth_answers_only_in_sdqc_label_mode():
+    scenario = synthetic_scenario(seed=0, n_reactions=24)
+    with pytest.raises(ValueError, match="needs an environment in label mode"):
+        PopulationEnv(scenario, response=SyntheticResponse(scenario))
+    with pytest.raises(TypeError, match="response must have labels, reset"):
+        PopulationEnv(scenario, action_mode="label", response=object())
 
 
 def test_mean_field_aware_policy_recovers_trajectory_state_only_cannot():

@@ -4,7 +4,9 @@ The Stackelberg order of a mean-field game with a leader: each step of this one-
 PettingZoo parallel env is one decision. The leader's action goes to the game
 (:meth:`~mfllm_env.core.protocols.LeaderRole.lead`: taxes set, a message posted); the
 followers then see the changed world (their observations are taken again) and respond with
-the frozen ``followers`` policy for ``every`` steps of the follower env; the game's
+the frozen ``followers`` policy for ``every`` steps of the follower env (with
+``followers=None``, as the follower game's own response makes them: a game with
+``reset_response(seed)``, whose transition draws the actions of agents given none); the game's
 :meth:`~mfllm_env.core.protocols.LeaderRole.settle` gives the leader's reward for that
 response. The episode ends when the follower env's does; the leader is then terminated
 or truncated as the followers were. A game with a warm-up (``leader_waits()`` true) has
@@ -31,9 +33,10 @@ from mfllm_env.core.protocols import MISSING, LeaderRole, Policy
 
 
 class LeaderEnv(ParallelEnv[str, Any, Any]):
-    """A leader over ``followers_env`` and the frozen ``followers`` policy; the leader's
-    part is played by ``role`` (by default the follower game, which must then be a
-    :class:`~mfllm_env.core.protocols.LeaderRole`)."""
+    """A leader over ``followers_env`` and the frozen ``followers`` policy (``None``: the
+    follower game responds for its agents; its response is seeded as a policy would be);
+    the leader's part is played by ``role`` (by default the follower game, which must then
+    be a :class:`~mfllm_env.core.protocols.LeaderRole`)."""
 
     metadata: ClassVar[dict[str, Any]] = {
         "name": "mfllm/Leader",
@@ -44,7 +47,7 @@ class LeaderEnv(ParallelEnv[str, Any, Any]):
     def __init__(
         self,
         followers_env: GameEnv[Any, Any],
-        followers: Policy,
+        followers: Policy | None,
         *,
         every: int = 1,
         render_mode: str | None = None,
@@ -59,8 +62,12 @@ class LeaderEnv(ParallelEnv[str, Any, Any]):
                 "leader_observation, settle)"
             )
         check_methods("followers", followers, ("reset", "act"))
-        if followers is None:
-            raise TypeError("followers must be a policy with reset(seed) and act(observations)")
+        if followers is None and not callable(getattr(followers_env.game, "reset_response", None)):
+            raise TypeError(
+                "followers must be a policy with reset(seed) and act(observations), or None "
+                f"for a game that responds for its agents (reset_response); "
+                f"{type(followers_env.game).__name__} does not"
+            )
         check_count("every", every, 1)
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
@@ -89,7 +96,10 @@ class LeaderEnv(ParallelEnv[str, Any, Any]):
         # Without a seed, both continue this env's stream (reproducible from the last seed).
         env_seed, policy_seed = (int(s) for s in self.np_random.integers(0, 2**31 - 1, size=2))
         self._follower_observations, _ = self.followers_env.reset(seed=env_seed)
-        self.followers.reset(seed=policy_seed)
+        if self.followers is None:
+            self.followers_env.game.reset_response(policy_seed)
+        else:
+            self.followers.reset(seed=policy_seed)
         self._reset_done = True
         self.decisions = 0
         waits = getattr(self.role, "leader_waits", None)
@@ -109,10 +119,16 @@ class LeaderEnv(ParallelEnv[str, Any, Any]):
         terminations and truncations. (A leader that records each follower step, such as
         the rumour planner, overrides it.)"""
         env = self.followers_env
-        actions = self.followers.act(self._follower_observations)
-        observations, _, terminations, truncations, _ = env.step(actions)
+        observations, _, terminations, truncations, _ = env.step(
+            self.follower_actions(self._follower_observations)
+        )
         self._follower_observations = {agent: observations[agent] for agent in env.agents}
         return terminations, truncations
+
+    def follower_actions(self, observations: Mapping[str, Any]) -> dict[str, Any]:
+        """The followers' actions for ``observations`` (none without a followers policy:
+        the game's response acts for them)."""
+        return {} if self.followers is None else self.followers.act(observations)
 
     def step(self, actions: Mapping[str, Any]) -> StepResult:
         check_can_step(self.agents, self._reset_done)

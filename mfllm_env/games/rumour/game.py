@@ -18,7 +18,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 from gymnasium import spaces
@@ -30,7 +30,7 @@ from mfllm_env.checks import (
     is_integer,
     is_text,
 )
-from mfllm_env.core.protocols import Transition
+from mfllm_env.core.protocols import MISSING, Transition
 from mfllm_env.games.rumour.text import RumourTextCodec
 from mfllm_env.labels import UNLABELLED, ActionLabeler, LabelScheme, scheme_for
 from mfllm_env.mean_field import HistogramMeanField, MeanField, MeanFieldModel, MeanFieldUpdate
@@ -39,6 +39,24 @@ from mfllm_env.scenario import Author, Reaction, Scenario
 from mfllm_env.spaces import AnnotatedText, FreeText
 
 ActionMode = Literal["text", "label"]
+
+
+@runtime_checkable
+class ResponseModel(Protocol):
+    """The population's own response, part of the game's transition (label mode): the
+    acting agents given no action react with the label ids it draws, from its own
+    generator. ``labels``: the scheme it answers in. ``reset(seed)`` starts an episode
+    (an int seed, or a generator to draw from); ``respond(indices, world_label_ids)``
+    draws the labels of the reactions at ``indices`` given the world's labels so far.
+    :class:`mfllm_env.synthetic.SyntheticResponse` is one."""
+
+    labels: tuple[str, ...]
+
+    def reset(self, seed: int | np.random.Generator | None = None) -> None: ...
+
+    def respond(self, indices: Sequence[int], world_label_ids: np.ndarray) -> list[int]: ...
+
+
 HISTORY_POST_LENGTH = 280
 """Characters of each earlier post kept in an agent's state (a tweet's length)."""
 
@@ -179,6 +197,7 @@ class RumourGame:
         history_length: int = 2,
         max_text_length: int = 2048,
         max_action_length: int = 1000,
+        response: ResponseModel | None = None,
     ) -> None:
         if not isinstance(scenario, Scenario):
             raise TypeError(f"scenario must be a mfllm_env.Scenario, got {type(scenario).__name__}")
@@ -216,6 +235,19 @@ class RumourGame:
         self.history_length = history_length
         self.max_text_length = max_text_length
         self.max_action_length = max_action_length
+        if response is not None:
+            if not isinstance(response, ResponseModel):
+                raise TypeError(
+                    f"response must have labels, reset(seed) and respond(indices, "
+                    f"world_label_ids), got {type(response).__name__}"
+                )
+            if action_mode != "label" or tuple(response.labels) != self.scheme.labels:
+                raise ValueError(
+                    f"{type(response).__name__} answers in labels {tuple(response.labels)}: "
+                    f"it needs an environment in label mode with that scheme, got "
+                    f"{action_mode!r} mode with {self.scheme.labels}"
+                )
+        self.response = response
         self.mean_field_model: MeanFieldModel = mean_field or HistogramMeanField()
         self.reward_fn: RewardFn = reward_fn or LabelMatchReward()
         self._reactions = reactions
@@ -331,13 +363,24 @@ class RumourGame:
 
     def reset(self, rng: np.random.Generator) -> None:
         """Start the episode: the mean field is the model's initial one and the first
-        ``agents_per_step`` reactions' authors act. (A replay draws nothing from ``rng``.)"""
+        ``agents_per_step`` reactions' authors act. (A replay draws nothing from ``rng``;
+        the response model, if any, draws its labels from it, unless
+        :meth:`reset_response` gives it a seed of its own.)"""
         self._reset_episode_state()
+        if self.response is not None:
+            self.response.reset(rng)
         self._mean_field = self._checked_mean_field(
             self.mean_field_model.reset(self.scenario, self.scheme), "reset"
         )
         self._shares32 = self._observed_shares()
         self._activate_next()
+
+    def reset_response(self, seed: int) -> None:
+        """Seed the response model's draws for this episode (a leader env seeds it as it
+        would seed a follower policy: :class:`~mfllm_env.core.leader.LeaderEnv`)."""
+        if self.response is None:
+            raise ValueError("this game has no response model (response=...)")
+        self.response.reset(seed)
 
     def acting(self) -> Sequence[int]:
         return self._active
@@ -416,10 +459,13 @@ class RumourGame:
 
     def decode(self, actions: Sequence[Any]) -> ReactionActions:
         """Label the acting agents' actions (one per acting agent, in order; a missing one
-        is :data:`~mfllm_env.core.protocols.MISSING`): invalid ones fall back, counted in
-        the flags; the labeller's ids are checked (``ValueError`` naming it)."""
+        is :data:`~mfllm_env.core.protocols.MISSING`: with a response model, the label it
+        draws): invalid ones fall back, counted in the flags; the labeller's ids are
+        checked (``ValueError`` naming it)."""
         fallback_id = self.scheme.fallback_id
         policy_infos = [a.info if isinstance(a, AnnotatedText) else None for a in actions]
+        if self.response is not None:
+            actions = self._responded(actions)
         if self.action_mode == "label":
             size = self.scheme.size
             invalid = [not (is_integer(a) and 0 <= a < size) for a in actions]
@@ -456,6 +502,17 @@ class RumourGame:
         if any(invalid):
             ids[np.array(invalid)] = fallback_id
         return ReactionActions(texts, ids, fallback, empty, invalid, policy_infos)
+
+    def _responded(self, actions: Sequence[Any]) -> list[Any]:
+        """``actions`` with the response model's labels where none was given."""
+        response = self.response
+        assert response is not None  # decode calls it only then
+        missing = [j for j, action in enumerate(actions) if action is MISSING]
+        drawn = response.respond([self._active[j] for j in missing], self._world_ids)
+        responded = list(actions)
+        for j, label_id in zip(missing, drawn, strict=True):
+            responded[j] = label_id
+        return responded
 
     def inject(
         self, texts: Sequence[str], label_ids: Sequence[int], author: Author

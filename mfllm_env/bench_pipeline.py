@@ -101,6 +101,9 @@ EPISODE_SETTINGS = (
 # Episode settings written into config.json only when they differ from their default, so
 # a bench without them keeps the config (and resumes the folders) of earlier versions.
 NEW_EPISODE_SETTINGS = {"samples_per_agent": 1, "min_reactions": None}
+# The adapters of the policies that cannot play without them (sft, mf-ib-tune): unset in a
+# folder, they may be given on a resume that adds their policy.
+ADAPTER_SETTINGS = ("sft_adapter", "ib_tune")
 TRAJECTORY_PLOTS = 3
 REPORT_EVERY_SECONDS = 60.0  # during a bench, the leaderboard is rewritten at most this often
 
@@ -241,7 +244,9 @@ def bench(
     # default, loaded by each env where it needs one).
     labeler = bench_labeler(scheme) if sampling else None
     source = policies(config, scheme, evaluated, labeler)
-    with folder.writing(folder_config(config), may_change={"argv"}, results=RESULTS):
+    previous = folder.previous or {}
+    unset = {name for name in ADAPTER_SETTINGS if name in previous and previous[name] is None}
+    with folder.writing(folder_config(config), may_change={"argv", *unset}, results=RESULTS):
         records = play_bench(config, playable, source, scenarios[0].language, prior, skipped)
     return write_report(config, records, prior, episode_ids)
 

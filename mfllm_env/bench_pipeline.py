@@ -101,9 +101,9 @@ EPISODE_SETTINGS = (
 # Episode settings written into config.json only when they differ from their default, so
 # a bench without them keeps the config (and resumes the folders) of earlier versions.
 NEW_EPISODE_SETTINGS = {"samples_per_agent": 1, "min_reactions": None}
-# The adapters of the policies that cannot play without them (sft, mf-ib-tune): unset in a
-# folder, they may be given on a resume that adds their policy.
-ADAPTER_SETTINGS = ("sft_adapter", "ib_tune")
+# The adapters of the policies that cannot play without them: unset in a folder, one may
+# be given on a resume that adds its policy.
+ADAPTER_SETTINGS = {"sft_adapter": "sft", "ib_tune": "mf-ib-tune"}
 TRAJECTORY_PLOTS = 3
 REPORT_EVERY_SECONDS = 60.0  # during a bench, the leaderboard is rewritten at most this often
 
@@ -245,7 +245,11 @@ def bench(
     labeler = bench_labeler(scheme) if sampling else None
     source = policies(config, scheme, evaluated, labeler)
     previous = folder.previous or {}
-    unset = {name for name in ADAPTER_SETTINGS if name in previous and previous[name] is None}
+    unset = {
+        name
+        for name, policy in ADAPTER_SETTINGS.items()
+        if name in previous and previous[name] is None and policy in config.policies
+    }
     with folder.writing(folder_config(config), may_change={"argv", *unset}, results=RESULTS):
         records = play_bench(config, playable, source, scenarios[0].language, prior, skipped)
     return write_report(config, records, prior, episode_ids)

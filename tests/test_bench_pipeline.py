@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from agents.bench import run_bench
+from agents.bench import BenchPolicies, run_bench
 from mfllm_cli.main import main
 from mfllm_env.bench_pipeline import BenchConfig, bench
 from mfllm_env.specs import fit_scenarios, iter_spec
@@ -64,6 +64,31 @@ def test_a_resumed_python_bench_plays_nothing_twice(tmp_path):
 
     bench(BenchConfig(out=out, resume=True, **{**SETTINGS, "policies": ["random"]}), Counting)
     assert built == [] and (out / "episodes.jsonl").read_bytes() == first
+
+
+def test_a_resume_may_add_sft_with_its_adapter_but_not_change_it(tmp_path):
+    out, adapter, other = tmp_path / "bench", tmp_path / "adapter", tmp_path / "other"
+    run_bench(BenchConfig(out=out, **{**SETTINGS, "policies": ["random"]}))
+
+    class SftPlaysRandom(BenchPolicies):
+        """The bench's own policies, with ``sft`` played by ``random`` (no model here)."""
+
+        def build(self, name, seed, language):
+            return super().build("random" if name == "sft" else name, seed, language)
+
+        def settings(self, name):
+            return super().settings("random" if name == "sft" else name)
+
+    with_sft = {**SETTINGS, "policies": ["random", "sft"], "sft_adapter": adapter}
+    bench(BenchConfig(out=out, resume=True, **with_sft), SftPlaysRandom)
+    records = [json.loads(line) for line in (out / "episodes.jsonl").open()]
+    assert sorted({r["policy"] for r in records}) == ["random", "sft"]
+    assert json.loads((out / "config.json").read_text())["sft_adapter"] == str(adapter)
+    with pytest.raises(ValueError, match="sft_adapter: .* -> .*these may not change"):
+        bench(
+            BenchConfig(out=out, resume=True, **{**with_sft, "sft_adapter": other}),
+            SftPlaysRandom,
+        )
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,7 @@ def test_a_resume_may_add_sft_with_its_adapter_but_not_change_it(tmp_path):
     records = [json.loads(line) for line in (out / "episodes.jsonl").open()]
     assert sorted({r["policy"] for r in records}) == ["random", "sft"]
     assert json.loads((out / "config.json").read_text())["sft_adapter"] == str(adapter)
-    with pytest.raises(ValueError, match="sft_adapter: .* -> .*these may not change"):
+    with pytest.raises(ValueError, match=r"sft_adapter: .* -> .*these may not change"):
         bench(
             BenchConfig(out=out, resume=True, **{**with_sft, "sft_adapter": other}),
             SftPlaysRandom,

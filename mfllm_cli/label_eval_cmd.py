@@ -3,10 +3,11 @@
 Loads the scenarios of SOURCE at PATH, labels every post that carries a human label on
 the chosen dimension (source posts included unless ``--no-sources``) with that dimension's
 default labeller (``--labeller finetuned``: the fine-tuned SDQC labeller fused with the
-lexical one, ``agents.labelers.finetuned``, given each post's parent as context), and prints the
-labeller's name, accuracy, macro-F1, per-label precision/recall/F1/support and the
-confusion matrix. Labeller outputs of -1 (nothing to label) are scored as the scheme's
-fallback label and counted. ``--json`` prints the same as one JSON object.
+lexical one, ``agents.labelers.finetuned``; both read each post alone, as the environment
+does), and prints the labeller's name, accuracy, macro-F1, per-label
+precision/recall/F1/support and the confusion matrix. Labeller outputs of -1 (nothing to
+label) are scored as the scheme's fallback label and counted. ``--json`` prints the same as
+one JSON object.
 """
 
 from __future__ import annotations

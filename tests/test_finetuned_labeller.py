@@ -1,5 +1,6 @@
 """The fine-tuned SDQC labeller (agents.labelers.finetuned): artifact, labels, bad inputs,
-the rebuild command (deterministic and resumable) and a bound on RumourEval dev replies."""
+the rebuild command (deterministic, resumable, refusing a work folder of other settings) and a
+bound on RumourEval dev replies."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from agents.labelers.finetuned import (
     LEXICAL_ARTIFACT,
     MAX_TOKENS,
     LexicalScores,
-    pair_ids,
+    reply_ids,
 )
-from agents.labelers.train_finetuned import LEXICAL_WEIGHTS
+from agents.labelers.train_finetuned import LEXICAL_WEIGHTS, WORK_FORMAT
 from agents.labelers.train_finetuned import main as train_main
 from mfllm_cli.main import main
 from mfllm_env.labelers import ContextLabeler, default_labeler, evaluate_labeler
@@ -37,7 +38,6 @@ TEXTS = [
     "BREAKING: police confirm two hostages escaped http://t.co/abc",
     "RIP to the victims, thoughts and prayers",
 ]
-SOURCE = "BREAKING: gunman takes hostages in Sydney cafe, police say"
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,11 @@ def labeller() -> FineTunedSDQCLabeler:
     return named_labeller("finetuned", "stance")  # type: ignore[return-value]
 
 
-def test_follows_the_protocols_and_is_deterministic(labeller: FineTunedSDQCLabeler) -> None:
-    assert isinstance(labeller, ActionLabeler) and isinstance(labeller, ContextLabeler)
+def test_follows_the_protocol_and_is_deterministic(labeller: FineTunedSDQCLabeler) -> None:
+    # It reads replies alone, as the environment labels them: evaluate_labeler gives it no
+    # parents.
+    assert isinstance(labeller, ActionLabeler) and not isinstance(labeller, ContextLabeler)
+    assert labeller.model.metadata["context"] == ""
     assert labeller.scheme is SDQC and named_labeller("finetuned", "stance") is labeller
     first = labeller.label(TEXTS)
     assert first.dtype == np.int64 and first.shape == (len(TEXTS),)
@@ -54,35 +57,27 @@ def test_follows_the_protocols_and_is_deterministic(labeller: FineTunedSDQCLabel
     # A text's label does not depend on the batch it comes in.
     assert [int(labeller.label([t])[0]) for t in TEXTS] == first.tolist()
     assert first[0] == SDQC.index("query")
-    in_context = labeller.label_in_context(TEXTS, [SOURCE] * len(TEXTS))
-    assert np.array_equal(in_context, labeller.label_in_context(TEXTS, [SOURCE] * len(TEXTS)))
-    # An empty context is the same as none.
-    assert np.array_equal(labeller.label_in_context(TEXTS, [""] * len(TEXTS)), first)
 
 
-def test_blank_garbage_and_mismatched_inputs(labeller: FineTunedSDQCLabeler) -> None:
+def test_blank_garbage_and_bad_inputs(labeller: FineTunedSDQCLabeler) -> None:
     texts = ["", "   \n\t", "\x00\ufffd" * 50, "😀" * 3000, "zzqx " * 2000, "?"]
-    ids = labeller.label_in_context(texts, ["", SOURCE, "\x00", "", "long " * 3000, ""])
+    ids = labeller.label(texts)
     assert ids[:2].tolist() == [UNLABELLED, UNLABELLED]
     assert ((ids[2:] >= 0) & (ids[2:] < SDQC.size)).all()
     assert labeller.label([]).shape == (0,)
-    with pytest.raises(ValueError, match="2 texts but 1 contexts"):
-        labeller.label_in_context(["a", "b"], [""])
-    with pytest.raises(ValueError, match="every context must be a str, got NoneType"):
-        labeller.label_in_context(["a"], [None])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="every text must be a str, got NoneType"):
+        labeller.label(["a", None])  # type: ignore[list-item]
 
 
-def test_pairs_are_cut_context_first(labeller: FineTunedSDQCLabeler) -> None:
+def test_replies_are_cut_at_the_end(labeller: FineTunedSDQCLabeler) -> None:
     tokenizer = labeller.model.tokenizer
-    short, long = "is this true?", "word " * 500
-    for context, reply in [(long, short), (short, long), (long, long), ("", long)]:
-        (row,) = pair_ids(tokenizer, [context], [reply])
-        assert len(row) <= MAX_TOKENS and row[0] == tokenizer.cls_token_id
-        assert row[-1] == tokenizer.sep_token_id
-    (row,) = pair_ids(tokenizer, [long], [short])
-    reply_ids = tokenizer(short, add_special_tokens=False)["input_ids"]
-    assert row[-len(reply_ids) - 1 : -1] == reply_ids  # the whole reply kept, context cut
-    assert len(row) == MAX_TOKENS
+    short, long = "is this true?", " ".join(f"word{i}" for i in range(500))
+    short_row, long_row = reply_ids(tokenizer, [short, long])
+    pieces = tokenizer(short, add_special_tokens=False)["input_ids"]
+    assert short_row == [tokenizer.cls_token_id, *pieces, tokenizer.sep_token_id]
+    long_pieces = tokenizer(long, add_special_tokens=False)["input_ids"]
+    assert len(long_row) == MAX_TOKENS and long_row[-1] == tokenizer.sep_token_id
+    assert long_row[1:-1] == long_pieces[: MAX_TOKENS - 2]  # the start kept, the end cut
 
 
 def test_lexical_scores_are_the_lexical_labellers_without_its_offsets() -> None:
@@ -108,7 +103,7 @@ def test_fusion_adds_the_weighted_lexical_scores(labeller: FineTunedSDQCLabeler)
         model.tokenizer, model.encoder, model.head, model.offset,
         {**model.metadata, "lexical_weight": 0.0},
     )
-    added = model.scores(TEXTS, [""] * len(TEXTS)) - alone.scores(TEXTS, [""] * len(TEXTS))
+    added = model.scores(TEXTS) - alone.scores(TEXTS)
     assert np.allclose(added, weight * model.lexical(TEXTS))  # type: ignore[misc]
     with pytest.raises(ValueError, match=r"lexical weight 1\.5 but no lexical model"):
         FineTunedSDQC(model.tokenizer, model.encoder, model.head, model.offset,
@@ -121,6 +116,18 @@ def test_refuses_another_lexical_model(tmp_path) -> None:
     dataclasses.replace(lexical, metadata={"note": "another fit"}).save(other)
     with pytest.raises(ValueError, match="fuses the lexical model with SHA-256"):
         FineTunedSDQC.load(DEFAULT_ARTIFACT, lexical_artifact=other)
+
+
+def test_refuses_an_artifact_that_reads_parents(labeller: FineTunedSDQCLabeler, tmp_path) -> None:
+    model = labeller.model
+    pair_reader = FineTunedSDQC(
+        model.tokenizer, model.encoder, model.head, model.offset,
+        {**model.metadata, "context": "parent"}, model.lexical,
+    )
+    path = tmp_path / "pairs.safetensors"
+    pair_reader.save(path)
+    with pytest.raises(ValueError, match=f"{path} reads each reply after its 'parent'"):
+        FineTunedSDQC.load(path)
 
 
 def test_loader_errors(tmp_path) -> None:
@@ -173,3 +180,34 @@ def test_rebuild_command_is_deterministic_and_resumable(tmp_path, capsys, rumour
     assert pieces.read_bytes() == whole.read_bytes()  # same data, same bytes
     with pytest.raises(SystemExit):
         train_main([*data, "--work", str(tmp_path / "c"), "--max-threads", "2"])
+    # The work folder records its settings and refuses to go on with others.
+    settings = json.loads((tmp_path / "b" / "settings.json").read_text())
+    assert settings["format"] == WORK_FORMAT and settings["epochs"] == 2
+    assert settings["max_threads"] == 5 and len(settings["data_sha256"]) == 64
+    for other, named in [(["--epochs", "3"], "epochs 2, now 3"),
+                         (["--max-threads", "6"], "max_threads 5, now 6")]:
+        with pytest.raises(SystemExit) as exit_info:
+            train_main([*data, *other, "--work", str(tmp_path / "b"), "--out", str(pieces)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "was started with other settings" in err and named in err
+        if other[0] == "--max-threads":  # other threads, other replies
+            assert "data_sha256" in err
+    assert pieces.read_bytes() == whole.read_bytes()  # not rewritten
+
+
+def test_refuses_a_work_folder_without_settings(tmp_path, capsys, rumoureval_dir) -> None:
+    # An earlier trainer's folder (the pair trainer wrote checkpoints but no settings).
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "selection.pt").write_bytes(b"an earlier trainer's checkpoint")
+    argv = ["--data", str(rumoureval_dir), "--max-threads", "5", "--work", str(old),
+            "--out", str(tmp_path / "out.safetensors")]
+    with pytest.raises(SystemExit):
+        train_main(argv)
+    assert "holds selection.pt but no settings.json" in capsys.readouterr().err
+    (old / "settings.json").write_text("{not json")
+    with pytest.raises(SystemExit):
+        train_main(argv)
+    assert "settings.json is not JSON" in capsys.readouterr().err
+    assert not (tmp_path / "out.safetensors").exists()

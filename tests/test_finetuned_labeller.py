@@ -27,7 +27,7 @@ from agents.labelers.finetuned import (
 from agents.labelers.train_finetuned import LEXICAL_WEIGHTS, WORK_FORMAT
 from agents.labelers.train_finetuned import main as train_main
 from mfllm_cli.main import main
-from mfllm_env.labelers import ContextLabeler, default_labeler, evaluate_labeler
+from mfllm_env.labelers import default_labeler, evaluate_labeler
 from mfllm_env.labelers.sdqc import LinearTextModel
 from mfllm_env.labels import SDQC, UNLABELLED, ActionLabeler
 from mfllm_env.loaders import load_scenarios
@@ -46,9 +46,8 @@ def labeller() -> FineTunedSDQCLabeler:
 
 
 def test_follows_the_protocol_and_is_deterministic(labeller: FineTunedSDQCLabeler) -> None:
-    # It reads replies alone, as the environment labels them: evaluate_labeler gives it no
-    # parents.
-    assert isinstance(labeller, ActionLabeler) and not isinstance(labeller, ContextLabeler)
+    # It reads replies alone, as the environment labels them.
+    assert isinstance(labeller, ActionLabeler)
     assert labeller.model.metadata["context"] == ""
     assert labeller.scheme is SDQC and named_labeller("finetuned", "stance") is labeller
     first = labeller.label(TEXTS)

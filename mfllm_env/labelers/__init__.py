@@ -4,8 +4,7 @@
   model trained on RumourEval 2019 (rebuilt by ``python -m mfllm_env.labelers.train_sdqc``);
 * :class:`~mfllm_env.labelers.weibo.WeiboRuleLabeler`: rules and a doubt lexicon for the
   Weibo repost/comment x support/doubt scheme;
-* :func:`~mfllm_env.labelers.evaluate.evaluate_labeler`: accuracy against human labels (a
-  :class:`~mfllm_env.labelers.evaluate.ContextLabeler` reads each post after its parent).
+* :func:`~mfllm_env.labelers.evaluate.evaluate_labeler`: accuracy against human labels.
 
 :func:`default_labeler` gives the labeller of a dimension that has a default.
 """
@@ -16,11 +15,9 @@ from functools import lru_cache
 
 from mfllm_env.labelers.evaluate import (
     ClassScores,
-    ContextLabeler,
     LabelerReport,
     evaluate_labeler,
     labelled_actions,
-    labelled_posts,
 )
 from mfllm_env.labelers.sdqc import LinearTextModel, SDQCLabeler, sdqc_features
 from mfllm_env.labelers.weibo import WeiboRuleLabeler, weibo_label
@@ -60,7 +57,6 @@ def default_labeler(scheme_or_dimension: str | LabelScheme) -> ActionLabeler:
 
 __all__ = [
     "ClassScores",
-    "ContextLabeler",
     "LabelerReport",
     "LinearTextModel",
     "SDQCLabeler",
@@ -68,7 +64,6 @@ __all__ = [
     "default_labeler",
     "evaluate_labeler",
     "labelled_actions",
-    "labelled_posts",
     "sdqc_features",
     "weibo_label",
 ]

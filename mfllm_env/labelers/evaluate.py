@@ -3,15 +3,15 @@
 The human label of a post on a dimension is ``Reaction.labels[dimension]``; posts without
 one are left out. A labeller output of ``-1`` (:data:`~mfllm_env.labels.UNLABELLED`) is
 scored as the scheme's ``fallback`` label -- what the environment does with it -- and the
-number of such outputs is reported as ``n_unlabelled``. A labeller that reads a post in its
-context (:class:`ContextLabeler`) is given each post's parent text (``""`` for a source post).
+number of such outputs is reported as ``n_unlabelled``. Every labeller reads each post
+alone, as the environment labels an action.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
@@ -20,49 +20,23 @@ from mfllm_env.labels import UNLABELLED, ActionLabeler
 from mfllm_env.scenario import Scenario
 
 
-@runtime_checkable
-class ContextLabeler(Protocol):
-    """A labeller that can also read each text after the post it answers.
-
-    ``label_in_context(texts, contexts)``: like ``label(texts)``, with ``contexts[i]`` the
-    text of the post ``texts[i]`` replies to (``""``: none).
-    """
-
-    def label_in_context(self, texts: Sequence[str], contexts: Sequence[str]) -> np.ndarray: ...
-
-
-def labelled_posts(
+def labelled_actions(
     scenarios: Iterable[Scenario], dimension: str = "stance", *, include_sources: bool = True
-) -> tuple[list[str], list[str], list[str]]:
-    """``(texts, contexts, label_names)`` of every post with a human label on ``dimension``;
-    a post's context is its parent's text (``""`` for a source post or a parent not in the
-    scenario).
+) -> tuple[list[str], list[str]]:
+    """``(texts, label_names)`` of every post with a human label on ``dimension``.
 
     Posts come scenario by scenario, the source post first (when ``include_sources``), then
     the reactions in time order.
     """
     texts: list[str] = []
-    contexts: list[str] = []
     names: list[str] = []
     for scenario in scenarios:
-        known = {post.reaction_id: post.text for post in (scenario.source, *scenario.reactions)}
         posts = (scenario.source, *scenario.reactions) if include_sources else scenario.reactions
         for post in posts:
             name = post.labels.get(dimension)
             if name is not None:
                 texts.append(post.text)
-                contexts.append(known.get(post.parent_id or "", ""))
                 names.append(name)
-    return texts, contexts, names
-
-
-def labelled_actions(
-    scenarios: Iterable[Scenario], dimension: str = "stance", *, include_sources: bool = True
-) -> tuple[list[str], list[str]]:
-    """``(texts, label_names)`` of :func:`labelled_posts` (without the contexts)."""
-    texts, _contexts, names = labelled_posts(
-        scenarios, dimension, include_sources=include_sources
-    )
     return texts, names
 
 
@@ -143,21 +117,14 @@ def score_labels(
     texts: list[str],
     names: list[str],
     dimension: str,
-    contexts: list[str] | None = None,
 ) -> LabelerReport:
-    """The report of ``labeler`` on ``texts`` against human label ``names``; a
-    :class:`ContextLabeler` reads each text after its ``contexts`` entry when given.
+    """The report of ``labeler`` on ``texts`` against human label ``names``.
 
     ``KeyError`` if a human label is not a label of the labeller's scheme.
     """
     scheme = labeler.scheme
     truth = np.array([scheme.index(name) for name in names], dtype=np.int64)
-    if not texts:
-        predicted = truth[:0]
-    elif contexts is not None and isinstance(labeler, ContextLabeler):
-        predicted = np.asarray(labeler.label_in_context(texts, contexts), dtype=np.int64)
-    else:
-        predicted = np.asarray(labeler.label(texts), dtype=np.int64)
+    predicted = truth[:0] if not texts else np.asarray(labeler.label(texts), dtype=np.int64)
     unlabelled = predicted == UNLABELLED
     predicted = np.where(unlabelled, scheme.fallback_id, predicted)
     ids = list(range(scheme.size))
@@ -198,12 +165,9 @@ def evaluate_labeler(
 ) -> LabelerReport:
     """Score ``labeler`` against the human ``dimension`` labels of ``scenarios``.
 
-    Every labelled post counts (source posts too, unless ``include_sources`` is false); a
-    :class:`ContextLabeler` reads each post after its parent.
+    Every labelled post counts (source posts too, unless ``include_sources`` is false).
     Macro-F1 averages the F1 of the labels that occur in the human labels or in the
     labeller's output (scikit-learn's default); per-class figures cover every label.
     """
-    texts, contexts, names = labelled_posts(
-        scenarios, dimension, include_sources=include_sources
-    )
-    return score_labels(labeler, texts, names, dimension, contexts)
+    texts, names = labelled_actions(scenarios, dimension, include_sources=include_sources)
+    return score_labels(labeler, texts, names, dimension)

@@ -56,9 +56,11 @@ Constructor arguments are checked at once: counts must be integers in the docume
 range (at most :data:`~mfllm_env.checks.MAX_COUNT`), else ``ValueError`` naming the argument
 and value; a ``labeler``, ``mean_field`` or ``reward_fn`` without the methods it needs is a
 ``TypeError``. What user-supplied components return is checked where it is used: a
-labeller's ids must be integers in ``[-1, K)``, one per text; a mean-field model must return
+labeller's ids must be integers in ``[-1, K)``, one per text; a ``response`` model's, integers
+in ``[0, K)``, one per agent it draws for; a mean-field model must return
 a :class:`~mfllm_env.mean_field.MeanField` with a text and ``K`` finite shares >= 0 summing
-to 1; otherwise a ``ValueError`` names the component and what it returned.
+to 1; otherwise a ``ValueError`` names the component and what it returned. A ``response``
+made for another scenario is refused at construction (``ValueError`` naming both).
 
 ## Observation space
 ``event``: the source post. ``state``: the agent's profile and up to ``history_length`` of

@@ -431,9 +431,22 @@ class SyntheticResponse:
                 f"scenario {scenario_id!r}: metadata 'user_logits' lacks the authors "
                 f"{sorted(missing_authors)[:5]}"
             )
+        self._scenario = scenario
         self._reactions = scenario.reactions
         self._n = len(scenario.reactions)
         self._rng = np.random.default_rng(0)
+
+    def check(self, scenario: Scenario) -> None:
+        """``ValueError`` naming both scenarios unless ``scenario`` is the one this
+        response was made for (equal, ground truth and reactions included)."""
+        own = self._scenario
+        if scenario is own or scenario == own:
+            return
+        other = f"{scenario.scenario_id!r} ({len(scenario.reactions)} reactions)"
+        mine = f"{own.scenario_id!r} ({self._n} reactions)"
+        if other == mine:
+            other += ", a different scenario of the same name and size"
+        raise ValueError(f"{type(self).__name__} answers for scenario {mine}, not for {other}")
 
     def reset(self, seed: int | np.random.Generator | None = None) -> None:
         """Start an episode: the scenario's own interventions only, draws from a generator
@@ -446,11 +459,6 @@ class SyntheticResponse:
         self._population = replace(
             self._population, interventions=(*self._population.interventions, intervention)
         )
-
-    def probabilities(self, index: int, world_label_ids: np.ndarray) -> np.ndarray:
-        """P(label) of reaction ``index``'s author given the world's labels so far
-        (``world_label_ids``, -1 where there is none yet)."""
-        return self._probabilities(index, _label_counts(world_label_ids))
 
     def _probabilities(self, index: int, counts: np.ndarray) -> np.ndarray:
         author = self._reactions[index].author

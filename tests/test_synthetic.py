@@ -135,18 +135,129 @@ def test_the_ground_truth_responds_as_the_transition_for_agents_given_no_action(
     assert (env.sim_label_ids >= 0).all() and env.stats["invalid_action"] == 0
     np.testing.assert_array_equal(env.sim_label_ids, again.sim_label_ids)  # same seed
     assert (env.sim_label_ids != other.sim_label_ids).any()
-    # An agent given an action keeps it; the others are drawn (a mixed population).
+    # An agent given an action keeps it; only the others are drawn (a mixed population).
     mixed, acted = play(0, first_agent_action=SDQC.index("deny"))
     assert len(acted) == 3 and (mixed.sim_label_ids[acted] == SDQC.index("deny")).all()
     drawn = np.setdiff1d(np.arange(48), acted)
-    assert set(mixed.sim_label_ids[drawn].tolist()) > {SDQC.index("deny")}
+    # The others' draws change: the given actions took no draw and changed the world.
+    assert (mixed.sim_label_ids[drawn] != env.sim_label_ids[drawn]).any()
+
+
+class RecordingResponse(SyntheticResponse):
+    """The ground truth, keeping the indices it was asked to draw for and the world's ids
+    it was shown (and whether they could be written)."""
+
+    def reset(self, seed=None):
+        super().reset(seed)
+        self.asked, self.writable = [], []
+
+    def respond(self, indices, world_label_ids):
+        self.asked += list(indices)
+        self.writable.append(world_label_ids.flags.writeable)
+        return super().respond(indices, world_label_ids)
+
+
+def test_given_actions_consume_no_draw_of_the_ground_truth():
+    """The response is asked to draw only for the agents given no action, once each, in
+    order, and is shown a read-only view of the world's labels."""
+    scenario = synthetic_scenario(seed=3, n_reactions=48)
+    response = RecordingResponse(scenario)
+    env = PopulationEnv(scenario, action_mode="label", warmup=8, response=response)
+    env.reset(seed=0)
+    acted = []
+    while env.agents:
+        acted.append(env.reaction_index(env.agents[0]))
+        env.step({env.agents[0]: SDQC.index("deny")})
+    assert acted == [0, 16, 32]
+    assert response.asked == sorted(set(range(48)) - set(acted))
+    assert len(response.writable) == 3 and not any(response.writable)
+
+
+@pytest.mark.parametrize(
+    ("other", "message"),
+    [
+        (
+            synthetic_scenario(seed=0, n_reactions=48),
+            r"answers for scenario 'synthetic/0' \(24 "
+            r"reactions\), not for 'synthetic/0' \(48 reactions\)",
+        ),
+        (
+            synthetic_scenario(seed=1, n_reactions=24),
+            r"'synthetic/0' \(24 reactions\), not for "
+            r"'synthetic/1' \(24 reactions\)",
+        ),
+    ],
+)
+def test_the_ground_truth_refuses_another_scenarios_env(other, message):
+    response = SyntheticResponse(synthetic_scenario(seed=0, n_reactions=24))
+    with pytest.raises(ValueError, match=message):
+        PopulationEnv(other, action_mode="label", response=response)
+
+
+def test_the_ground_truth_refuses_a_same_named_scenario_of_other_content():
+    scenario = synthetic_scenario(seed=0, n_reactions=24)
+    framed = dataclasses.replace(
+        scenario, metadata={**scenario.metadata, "framing": [2.0, 0.0, 0.0, 0.0]}
+    )
+    with pytest.raises(ValueError, match="a different scenario of the same name and size"):
+        PopulationEnv(framed, action_mode="label", response=SyntheticResponse(scenario))
+    # An equal scenario (another object) is the same one.
+    copy = dataclasses.replace(scenario)
+    assert copy is not scenario
+    PopulationEnv(copy, action_mode="label", response=SyntheticResponse(scenario))
+
+
+class _Answering(SyntheticResponse):
+    """The ground truth answering ``answer(indices)`` instead of its draws."""
+
+    def __init__(self, scenario, answer):
+        super().__init__(scenario)
+        self.answer = answer
+
+    def respond(self, indices, world_label_ids):
+        return self.answer(indices)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda indices: [0] * (len(indices) - 1),  # one short
+        lambda indices: [0] * (len(indices) + 1),
+        lambda indices: [SDQC.size] * len(indices),  # not a label id
+        lambda indices: [-1] * len(indices),
+        lambda indices: [0.0] * len(indices),
+        lambda indices: [True] * len(indices),
+        lambda indices: [[0]] * (len(indices) - 1) + [[0, 1]],  # ragged
+    ],
+)
+def test_a_response_must_answer_one_label_id_per_reaction(answer):
+    scenario = synthetic_scenario(seed=0, n_reactions=24)
+    env = PopulationEnv(
+        scenario, action_mode="label", warmup=0, response=_Answering(scenario, answer)
+    )
+    env.reset(seed=0)
+    with pytest.raises(
+        ValueError,
+        match=r"response _Answering must return one label id in "
+        r"\[0, 4\) per reaction as integers, 16 here",
+    ):
+        env.step({})
+    fine = PopulationEnv(
+        scenario,
+        action_mode="label",
+        warmup=0,
+        response=_Answering(scenario, lambda indices: np.arange(len(indices)) % SDQC.size),
+    )
+    fine.reset(seed=0)
+    fine.step({})
+    assert fine.stats["invalid_action"] == 0
 
 
 def test_the_ground_truth_answers_only_in_sdqc_label_mode():
     scenario = synthetic_scenario(seed=0, n_reactions=24)
     with pytest.raises(ValueError, match="needs an environment in label mode"):
         PopulationEnv(scenario, response=SyntheticResponse(scenario))
-    with pytest.raises(TypeError, match="response must have labels, reset"):
+    with pytest.raises(TypeError, match=r"response must have labels, check\(scenario\), reset"):
         PopulationEnv(scenario, action_mode="label", response=object())
 
 

@@ -47,10 +47,15 @@ class ResponseModel(Protocol):
     acting agents given no action react with the label ids it draws, from its own
     generator. ``labels``: the scheme it answers in. ``reset(seed)`` starts an episode
     (an int seed, or a generator to draw from); ``respond(indices, world_label_ids)``
-    draws the labels of the reactions at ``indices`` given the world's labels so far.
+    draws the labels of the reactions at ``indices`` given the world's labels so far (one
+    id in ``[0, K)`` per index; the game refuses anything else, naming the model), and
+    ``check(scenario)`` raises a ``ValueError`` naming both scenarios unless it answers for
+    ``scenario``'s reactions (the game calls it once, at construction).
     :class:`mfllm_env.synthetic.SyntheticResponse` is one."""
 
     labels: tuple[str, ...]
+
+    def check(self, scenario: Scenario) -> None: ...
 
     def reset(self, seed: int | np.random.Generator | None = None) -> None: ...
 
@@ -238,8 +243,8 @@ class RumourGame:
         if response is not None:
             if not isinstance(response, ResponseModel):
                 raise TypeError(
-                    f"response must have labels, reset(seed) and respond(indices, "
-                    f"world_label_ids), got {type(response).__name__}"
+                    f"response must have labels, check(scenario), reset(seed) and "
+                    f"respond(indices, world_label_ids), got {type(response).__name__}"
                 )
             if action_mode != "label" or tuple(response.labels) != self.scheme.labels:
                 raise ValueError(
@@ -247,6 +252,7 @@ class RumourGame:
                     f"it needs an environment in label mode with that scheme, got "
                     f"{action_mode!r} mode with {self.scheme.labels}"
                 )
+            response.check(scenario)
         self.response = response
         self.mean_field_model: MeanFieldModel = mean_field or HistogramMeanField()
         self.reward_fn: RewardFn = reward_fn or LabelMatchReward()
@@ -508,9 +514,27 @@ class RumourGame:
         response = self.response
         assert response is not None  # decode calls it only then
         missing = [j for j, action in enumerate(actions) if action is MISSING]
-        drawn = response.respond([self._active[j] for j in missing], self._world_ids)
+        if not missing:
+            return list(actions)
+        world = self._world_ids.view()
+        world.flags.writeable = False  # the model reads the world, never writes it
+        drawn = response.respond([self._active[j] for j in missing], world)
+        try:
+            ids = np.asarray(drawn)
+        except ValueError:  # ragged nested lists
+            ids = np.asarray(None)
+        if (
+            ids.dtype.kind not in "iu"
+            or ids.shape != (len(missing),)
+            or (ids.size and (ids.min() < 0 or ids.max() >= self.scheme.size))
+        ):
+            raise ValueError(
+                f"response {type(response).__name__} must return one label id in "
+                f"[0, {self.scheme.size}) per reaction as integers, {len(missing)} here; "
+                f"got {drawn!r:.100}"
+            )
         responded = list(actions)
-        for j, label_id in zip(missing, drawn, strict=True):
+        for j, label_id in zip(missing, ids.tolist(), strict=True):
             responded[j] = label_id
         return responded
 

@@ -213,6 +213,11 @@ def test_leader_env_checks_its_arguments_and_calls():
         LeaderEnv(GameEnv(TurnGame()), object())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"or None for a game that responds .* TurnGame does not"):
         LeaderEnv(GameEnv(TurnGame()), None)
+    # A rumour population responds for its agents only with a response model, which the
+    # leader env asks for at construction (not at reset, after the followers' reset).
+    unanswered = PopulationEnv(synthetic_scenario(seed=0, n_reactions=24), action_mode="label")
+    with pytest.raises(ValueError, match=r"followers=None .* RumourGame has no response model"):
+        LeaderEnv(unanswered, None, role=TurnGame())
     with pytest.raises(ValueError, match="every"):
         LeaderEnv(GameEnv(TurnGame()), Echo(), every=0)
     env = LeaderEnv(GameEnv(TurnGame()), Echo())

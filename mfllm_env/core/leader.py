@@ -5,8 +5,9 @@ PettingZoo parallel env is one decision. The leader's action goes to the game
 (:meth:`~mfllm_env.core.protocols.LeaderRole.lead`: taxes set, a message posted); the
 followers then see the changed world (their observations are taken again) and respond with
 the frozen ``followers`` policy for ``every`` steps of the follower env (with
-``followers=None``, as the follower game's own response makes them: a game with
-``reset_response(seed)``, whose transition draws the actions of agents given none); the game's
+``followers=None``, as the follower game's own response makes them: a game with a
+``response`` model and ``reset_response(seed)``, whose transition draws the actions of agents
+given none; ``ValueError`` at construction when its ``response`` is ``None``); the game's
 :meth:`~mfllm_env.core.protocols.LeaderRole.settle` gives the leader's reward for that
 response. The episode ends when the follower env's does; the leader is then terminated
 or truncated as the followers were. A game with a warm-up (``leader_waits()`` true) has
@@ -67,6 +68,11 @@ class LeaderEnv(ParallelEnv[str, Any, Any]):
                 "followers must be a policy with reset(seed) and act(observations), or None "
                 f"for a game that responds for its agents (reset_response); "
                 f"{type(followers_env.game).__name__} does not"
+            )
+        if followers is None and getattr(followers_env.game, "response", None) is None:
+            raise ValueError(
+                f"followers=None needs the follower game to respond for its agents, but "
+                f"{type(followers_env.game).__name__} has no response model (response=...)"
             )
         check_count("every", every, 1)
         if render_mode not in (None, "ansi"):

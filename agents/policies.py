@@ -5,10 +5,10 @@ completion becomes the action's text).
 * :class:`RumourSpeech` (this module): the MF-LLM paper's policy and its State / Recent /
   Popular / SFT baselines; only the context the prompt shows changes
   (:data:`agents.prompts.CONTEXT_KINDS`).
-* :class:`agents.macro_llm.HouseholdSpeech`: the households of ``mfllm/Macro-v0`` in text
+* :class:`HouseholdSpeech` (this module): the households of ``mfllm/Macro-v0`` in text
   mode (the env parses their replies, counting what it cannot read).
 
-:func:`agents.policy_factory.llm_policy` builds the policy of any family of
+:func:`llm_policy` (this module) builds the policy of any family of
 :mod:`mfllm_env.registry` by its name.
 
 For rumours the context text is the observation's ``mean_field`` text, made by the
@@ -71,7 +71,8 @@ from agents.prompts import (
 )
 from mfllm_env.checks import check_count
 from mfllm_env.core.protocols import TextCodec
-from mfllm_env.labels import UNLABELLED, ActionLabeler
+from mfllm_env.games.rumour import RumourTextCodec
+from mfllm_env.labels import ActionLabeler
 from mfllm_env.registry import family
 from mfllm_env.spaces import AnnotatedText
 
@@ -259,6 +260,11 @@ class LLMPolicy:
                 f"{', '.join(rumour_speech)}: RumourSpeech options, given with a speech "
                 f"({type(speech).__name__}); set them on the speech"
             )
+        if isinstance(speech, type):
+            raise ValueError(
+                f"speech must be a speech object, got the class {speech.__name__}: "
+                f"pass {speech.__name__}(...)"
+            )
         if not isinstance(speech, Speech):
             raise ValueError(
                 f"speech must have prompt, clean, default_params and until_first_line, "
@@ -304,7 +310,7 @@ class LLMPolicy:
         params = dataclasses.replace(
             self.params,
             seed=int(self._rng.integers(2**31 - 1)),
-            until_first_line=self.speech.until_first_line or self.params.until_first_line,
+            until_first_line=self.speech.until_first_line,  # the speech knows what it reads
         )
         k, n = self.samples_per_agent, len(agents)
         # Round by round: the first n requests are the K = 1 call, so each agent's first
@@ -352,19 +358,10 @@ class LLMPolicy:
         the scheme's fallback label."""
         labeler = self.labeler
         assert labeler is not None  # the constructor requires it for K > 1
-        scheme = labeler.scheme
-        ids = np.asarray(labeler.label(texts))
-        if (
-            ids.dtype.kind not in "iu"
-            or ids.shape != (len(texts),)
-            or (ids.size and (ids.min() < UNLABELLED or ids.max() >= scheme.size))
-        ):
-            raise ValueError(
-                f"labeler {type(labeler).__name__} must return one id in [-1, {scheme.size}) "
-                f"per text as integers; got {ids!r:.100}"
-            )
-        ids = np.where(ids == UNLABELLED, scheme.fallback_id, ids).reshape(-1, agents)
-        counts = np.stack([np.bincount(column, minlength=scheme.size) for column in ids.T])
+        size = labeler.scheme.size
+        # The env's own labelling: the labeller's output checked, -1 -> the fallback label.
+        ids = RumourTextCodec(labeler).decode_texts(texts).actions.reshape(-1, agents)
+        counts = np.stack([np.bincount(column, minlength=size) for column in ids.T])
         return (counts / ids.shape[0]).tolist()
 
     def _score(
@@ -396,11 +393,23 @@ def llm_policy(
     family_name: str,
     backend: Backend,
     *,
-    speech: Mapping[str, Any] | None = None,
+    speech: Speech | Mapping[str, Any] | None = None,
     **options: Any,
 ) -> LLMPolicy:
     """The LLM policy of the population family ``family_name`` (a name of
     :data:`mfllm_env.registry.FAMILIES`; :class:`~mfllm_env.registry.UnknownNameError`
     listing them otherwise) on ``backend``: its :data:`SPEECHES` entry built with the
-    ``speech`` options, and :class:`LLMPolicy`'s ``options`` (``params``, ...)."""
-    return LLMPolicy(backend, SPEECHES[family(family_name).name](**(speech or {})), **options)
+    ``speech`` options (or ``speech`` itself, an instance of that entry), and
+    :class:`LLMPolicy`'s ``options`` (``params``, ...). Any other ``speech`` is a
+    ``ValueError`` naming what was given and what the family speaks with."""
+    name = family(family_name).name
+    make = SPEECHES[name]
+    if speech is None or isinstance(speech, Mapping):
+        return LLMPolicy(backend, make(**(speech or {})), **options)
+    if isinstance(make, type) and isinstance(speech, make):
+        return LLMPolicy(backend, speech, **options)
+    given = f"the class {speech.__name__}" if isinstance(speech, type) else type(speech).__name__
+    raise ValueError(
+        f"speech of the {name} family must be a {getattr(make, '__name__', make)} or a "
+        f"mapping of its options, got {given}"
+    )

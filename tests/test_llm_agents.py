@@ -440,6 +440,42 @@ def test_llm_policy_refuses_a_speech_it_cannot_use(build, message):
         build(ParamsBackend("fine"))
 
 
+def test_the_speech_decides_whether_only_the_first_line_is_read():
+    """Parameters asking for the first line alone do not cut a household's reply."""
+    first_line = GenerationParams(max_new_tokens=8, until_first_line=True)
+    households = LLMPolicy(
+        ParamsBackend("work 30 hours\nsave a fifth"), HouseholdSpeech(), params=first_line
+    )
+    household, _ = MacroEnv(10, action_mode="text").reset(seed=0)
+    said = households.act({"h": next(iter(household.values()))})["h"]
+    assert str(said) == "work 30 hours save a fifth"
+    assert households.backend.params.until_first_line is False
+    rumour = LLMPolicy(ParamsBackend("fine"), params=GenerationParams(max_new_tokens=8))
+    person, _ = _env().reset(seed=0)
+    rumour.act({"a": next(iter(person.values()))})
+    assert rumour.backend.params.until_first_line is True
+
+
+def test_a_speech_is_given_as_an_object_or_as_its_options():
+    backend = ParamsBackend("fine")
+    speech = RumourSpeech(context="recent")
+    assert llm_policy("rumour", backend, speech=speech).speech is speech
+    households = HouseholdSpeech()
+    assert llm_policy("macro", backend, speech=households).speech is households
+    with pytest.raises(ValueError, match="got the class HouseholdSpeech: pass HouseholdSpeech"):
+        LLMPolicy(backend, HouseholdSpeech)
+    with pytest.raises(
+        ValueError,
+        match="macro family must be a HouseholdSpeech or a mapping "
+        "of its options, got RumourSpeech",
+    ):
+        llm_policy("macro", backend, speech=speech)
+    with pytest.raises(ValueError, match="got the class HouseholdSpeech"):
+        llm_policy("macro", backend, speech=HouseholdSpeech)
+    with pytest.raises(ValueError, match=r"must be a RumourSpeech .*, got str"):
+        llm_policy("rumour", backend, speech="recent")
+
+
 # -- several samples per agent --------------------------------------------------------------
 
 
@@ -485,6 +521,28 @@ def test_samples_per_agent_draw_k_completions_in_one_call(tiny_backend):
         assert 0 < actions[agent].info["completion_tokens"] <= 4 * 6
     assert differing > 0  # identical prompts of one call draw different samples
     assert policy.usage["actions"] == 16 and policy.usage["calls"] == 1
+
+
+class _RaggedLabeller:
+    """Labels each text with a list of ids, one of them too long."""
+
+    def __init__(self, scheme) -> None:
+        self.scheme = scheme
+
+    def label(self, texts):
+        return [[0]] * (len(texts) - 1) + [[0, 1]]
+
+
+def test_a_bad_labeller_of_the_samples_is_named():
+    env = _env()
+    observations, _ = env.reset(seed=0)
+    policy = LLMPolicy(
+        ParamsBackend("fine"), samples_per_agent=2, labeler=_RaggedLabeller(env.scheme)
+    )
+    with pytest.raises(
+        ValueError, match=r"labeler _RaggedLabeller must return one id in \[-1, 4\)"
+    ):
+        policy.act({"a": next(iter(observations.values()))})
 
 
 def test_one_sample_per_agent_is_the_plain_policy(tiny_backend):

@@ -320,7 +320,6 @@ class PlannerEnv(LeaderEnv):
             **population_options,
         )
         pop = self.population_env
-        self.population: Any = None if synthetic else population
         self.scheme = pop.scheme
         labels = self.scheme.labels
         if target is None:
@@ -364,7 +363,8 @@ class PlannerEnv(LeaderEnv):
             else FreeText(max_message_length)
         )
         self._reset_episode_state()
-        super().__init__(pop, self.population, every=every, render_mode=render_mode, role=self)
+        followers = None if synthetic else population  # None: the response draws them
+        super().__init__(pop, followers, every=every, render_mode=render_mode, role=self)
 
     def _check_menu(self, groups: set[Any]) -> None:
         strangers = [o for o in self.menu if not isinstance(o, InterventionOption)]
@@ -534,13 +534,12 @@ class PlannerEnv(LeaderEnv):
         self._note = (option.note, option.target) if option.note else None
         kind = LABEL_EFFECTS.get(option.label or "")
         if kind is not None:  # told to whatever models the population's response to it
-            for responder in (self.population, pop.response):
+            intervention = Intervention(
+                at=at, kind=kind, strength=option.strength, target=option.target
+            )
+            for responder in (self.followers, pop.response):
                 if hasattr(responder, "observe_intervention"):
-                    responder.observe_intervention(
-                        Intervention(
-                            at=at, kind=kind, strength=option.strength, target=option.target
-                        )
-                    )
+                    responder.observe_intervention(intervention)
         cost = self.cost if option.cost is None else option.cost
         self._budget_left -= 1
         self.stats["interventions"] += 1

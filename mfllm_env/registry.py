@@ -13,8 +13,10 @@ Importing :mod:`mfllm_env` registers every id here with PettingZoo
 (:func:`register_with_pettingzoo`), and the ``mfllm`` commands build their environments
 through :func:`family` (``family("rumour").population_env(scenario, ...)``) or
 :func:`make_env`. A name that is not here is a :class:`UnknownNameError` (a ``ValueError``)
-that lists the known ones. The LLM policy of a family is built by its name here
-(``agents.policies.llm_policy``: the family's speech, over its codec's prompt parts).
+that lists the known ones. The LLM policy of a family is built by the family's name in
+``agents`` (``agents.policies.llm_policy``, over the family's speech there): the macro
+speech builds its prompt from its codec's prompt parts, the rumour speech from the
+observation's texts, which are its codec's prompt parts as they are.
 """
 
 from __future__ import annotations
